@@ -1,0 +1,64 @@
+package schemas
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Topic naming: every topic starts with the configured prefix (e.g. "sc" for Sichuan,
+// or "sc.prod"), then the stream kind, then its qualifiers, all separated by dots:
+//
+//	<p>.raw.<source>.<table>     changes captured from one source table
+//	<p>.canonical.<entity>       canonical entities (household, person, …)
+//	<p>.warning                  department screening warnings
+//	<p>.quality_issue            supervision / data-quality issues
+//	<p>.discrepancy              department discrepancies (行业数据比对)
+//	<p>.dlq.<stage>              records a stage could not process, with the reason
+//	<p>.signal                   control signals (re-snapshot requests, …)
+//
+// Names use only [a-z0-9_], so source and table names are lower-cased and any other
+// character becomes "_".
+
+var unsafeTopicChars = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// TopicPart lower-cases s and replaces characters Kafka or our naming disallow.
+func TopicPart(s string) string {
+	return unsafeTopicChars.ReplaceAllString(strings.ToLower(s), "_")
+}
+
+// RawTopic is the topic of one captured source table.
+func RawTopic(prefix, source, table string) string {
+	return fmt.Sprintf("%s.raw.%s.%s", prefix, TopicPart(source), TopicPart(table))
+}
+
+// CanonicalTopic is the topic of one canonical entity.
+func CanonicalTopic(prefix, entity string) string {
+	return fmt.Sprintf("%s.canonical.%s", prefix, TopicPart(entity))
+}
+
+// DLQTopic is the dead-letter topic of one stage (e.g. "capture", "transform", "sink").
+func DLQTopic(prefix, stage string) string {
+	return fmt.Sprintf("%s.dlq.%s", prefix, TopicPart(stage))
+}
+
+// WarningTopic, QualityIssueTopic, DiscrepancyTopic and SignalTopic name the derived
+// and control streams.
+func WarningTopic(prefix string) string      { return prefix + ".warning" }
+func QualityIssueTopic(prefix string) string { return prefix + ".quality_issue" }
+func DiscrepancyTopic(prefix string) string  { return prefix + ".discrepancy" }
+func SignalTopic(prefix string) string       { return prefix + ".signal" }
+
+// DLQRecord is what a dead-letter topic carries: the original message, where it came
+// from and why it could not be processed.
+type DLQRecord struct {
+	Stage     string `json:"stage"`
+	Reason    string `json:"reason"`
+	Source    string `json:"source,omitempty"` // source name, topic or file
+	Position  string `json:"position,omitempty"`
+	Key       string `json:"key,omitempty"`
+	Payload   []byte `json:"payload,omitempty"`
+	Partition int    `json:"partition,omitempty"`
+	Offset    int64  `json:"offset,omitempty"`
+	TsMs      int64  `json:"ts_ms"`
+}
