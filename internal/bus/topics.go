@@ -1,0 +1,130 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// TopicSpec describes a topic as the config wants it. Zero Partitions or
+// ReplicationFactor means "broker default".
+type TopicSpec struct {
+	Name              string
+	Partitions        int
+	ReplicationFactor int
+	// Config holds topic-level settings, e.g. cleanup.policy=compact, retention.ms.
+	Config map[string]string
+}
+
+// EnsureTopics creates the topics in specs that do not exist yet. Existing topics are
+// left alone (a different partition count is logged, not changed: changing it would move
+// keys between partitions and break per-key order). Errors name the topic.
+func EnsureTopics(ctx context.Context, opts Options, specs ...TopicSpec) error {
+	if len(specs) == 0 {
+		return nil
+	}
+	c, err := newConn(opts)
+	if err != nil {
+		return err
+	}
+	tr := c.transport()
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(c.opts.Brokers...), Transport: tr}
+
+	req := &kafka.CreateTopicsRequest{}
+	for i, s := range specs {
+		if s.Name == "" {
+			return fmt.Errorf("bus: ensure topics: spec %d has no name", i)
+		}
+		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: -1, ReplicationFactor: -1}
+		if s.Partitions > 0 {
+			tc.NumPartitions = s.Partitions
+		}
+		if s.ReplicationFactor > 0 {
+			tc.ReplicationFactor = s.ReplicationFactor
+		}
+		keys := make([]string, 0, len(s.Config))
+		for k := range s.Config {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: s.Config[k]})
+		}
+		req.Topics = append(req.Topics, tc)
+	}
+	resp, err := client.CreateTopics(ctx, req)
+	if err != nil {
+		return fmt.Errorf("bus: ensure topics %s: create request to %v: %w", names(specs), c.opts.Brokers, err)
+	}
+	var errs []error
+	var existing []string
+	for _, s := range specs {
+		switch e := resp.Errors[s.Name]; {
+		case e == nil:
+			c.opts.Logger.Info("bus: created topic", "topic", s.Name, "partitions", s.Partitions, "replication_factor", s.ReplicationFactor)
+		case errors.Is(e, kafka.TopicAlreadyExists):
+			existing = append(existing, s.Name)
+		default:
+			errs = append(errs, fmt.Errorf("bus: create topic %q (partitions %d, replication %d, config %v): %w",
+				s.Name, s.Partitions, s.ReplicationFactor, s.Config, e))
+		}
+	}
+	if len(existing) > 0 {
+		meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: existing})
+		if err != nil {
+			return errors.Join(append(errs, fmt.Errorf("bus: ensure topics: read metadata of existing %v: %w", existing, err))...)
+		}
+		want := map[string]int{}
+		for _, s := range specs {
+			want[s.Name] = s.Partitions
+		}
+		for _, t := range meta.Topics {
+			if t.Error != nil {
+				errs = append(errs, fmt.Errorf("bus: ensure topics: metadata of %q: %w", t.Name, t.Error))
+				continue
+			}
+			if w := want[t.Name]; w > 0 && len(t.Partitions) != w {
+				c.opts.Logger.Warn("bus: topic exists with a different partition count; left unchanged",
+					"topic", t.Name, "partitions", len(t.Partitions), "configured", w)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func names(specs []TopicSpec) []string {
+	out := make([]string, len(specs))
+	for i, s := range specs {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// Partitions returns the number of partitions of topic, or an error naming it when the
+// topic does not exist.
+func Partitions(ctx context.Context, opts Options, topic string) (int, error) {
+	c, err := newConn(opts)
+	if err != nil {
+		return 0, err
+	}
+	tr := c.transport()
+	defer tr.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(c.opts.Brokers...), Transport: tr}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, fmt.Errorf("bus: metadata of topic %q: %w", topic, err)
+	}
+	for _, t := range meta.Topics {
+		if t.Name == topic {
+			if t.Error != nil {
+				return 0, fmt.Errorf("bus: metadata of topic %q: %w", topic, t.Error)
+			}
+			return len(t.Partitions), nil
+		}
+	}
+	return 0, fmt.Errorf("bus: metadata of topic %q: %w", topic, kafka.UnknownTopicOrPartition)
+}
