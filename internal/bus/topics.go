@@ -36,8 +36,8 @@ func EnsureTopics(ctx context.Context, opts Options, specs ...TopicSpec) error {
 
 	req := &kafka.CreateTopicsRequest{}
 	for i, s := range specs {
-		if s.Name == "" {
-			return fmt.Errorf("bus: ensure topics: spec %d has no name", i)
+		if err := validTopicName(s.Name); err != nil {
+			return fmt.Errorf("bus: ensure topics: spec %d: %w", i, err)
 		}
 		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: -1, ReplicationFactor: -1}
 		if s.Partitions > 0 {
@@ -94,6 +94,23 @@ func EnsureTopics(ctx context.Context, opts Options, specs ...TopicSpec) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validTopicName applies Kafka's own rules before asking the broker, so a bad name in
+// the config is reported with the name instead of an opaque broker error.
+func validTopicName(name string) error {
+	if name == "" || name == "." || name == ".." {
+		return fmt.Errorf("topic name %q is not allowed", name)
+	}
+	if len(name) > 249 {
+		return fmt.Errorf("topic name %q is longer than 249 characters", name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("topic name %q: character %q is not allowed (use a-z, 0-9, '.', '_', '-')", name, r)
+		}
+	}
+	return nil
 }
 
 func names(specs []TopicSpec) []string {
