@@ -811,9 +811,6 @@ func (c *Config) Warnings() []string {
 	if len(k.Brokers) > 0 && k.ReplicationFactor == 1 {
 		at("kafka.replication_factor", "1 means losing one broker loses data: use 3 in production")
 	}
-	if len(k.Brokers) > 0 && k.ReplicationFactor > len(k.Brokers) {
-		at("kafka.replication_factor", fmt.Sprintf("%d is more than the %d listed brokers: topic creation fails unless the cluster has more brokers than listed", k.ReplicationFactor, len(k.Brokers)))
-	}
 	if k.TLS.InsecureSkipVerify {
 		at("kafka.tls.insecure_skip_verify", "server certificates are not verified: anyone on the path can read the data")
 	}
