@@ -1,0 +1,34 @@
+// Package filedrop captures department file deliveries (医保, 残联, 民政 …): monthly CSV
+// (UTF-8 or GB18030/GBK, delimiter , ; tab |) or XLSX files dropped into one inbox
+// folder per dataset, possibly on a mounted SFTP share.
+//
+// Each settled file (size and mtime unchanged for SettleAge, or a "<file>.done" marker)
+// becomes an ordered sequence of change envelopes (source.kind "filedrop", source.file
+// and source.line, schema name = dataset):
+//
+//   - full deliveries are diffed against the previous accepted delivery into c/u/d,
+//     with the before image of updates and deletes;
+//   - incremental deliveries become c/u, and d where the op column marks a deletion.
+//
+// Memory stays bounded whatever the delivery size: rows are sorted by key with an
+// external merge sort (runs on disk) and merge-joined with the dataset's state file,
+// which holds the last accepted rows sorted by key. Changes are spooled to disk in their
+// final order: dead letters in file order, then the diff in key order.
+//
+// Safety: a re-delivered identical file (same SHA-256) emits nothing; a delivery is
+// committed (state swap, then move to archive/) only when its last change is acked, so
+// a crash re-produces the same changes (at-least-once, deterministic) and the position
+// {v, dataset, file, sha256, line} resumes mid-file ("line" counts the changes of the
+// delivery already emitted). Broken files (wrong delimiter, empty, corrupt XLSX,
+// missing or unknown columns, merged header cells, duplicate keys) move to rejected/
+// with "<file>.report.txt"; a full delivery deleting more than MaxDeleteShare of the
+// previous rows moves to held/ until Release is called.
+//
+// Dead letters: a bad row of an otherwise good file (wrong field count, invalid byte
+// sequence, empty key) is emitted as a change on the capture DLQ topic with schema name
+// DeadLetterSchema (DeadLetter converts it to schemas.DLQRecord) while the good rows
+// flow; a bad row whose key is readable keeps its previous version in the state instead
+// of being deleted.
+//
+// Legacy .xls (BIFF8) files are rejected with ErrXLSUnsupported for now.
+package filedrop
