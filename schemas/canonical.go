@@ -68,11 +68,12 @@ const DecimalPattern = `^-?[0-9]+(\.[0-9]+)?$`
 // separators).
 func (d Decimal) Valid() bool { return d == "" || decimalSyntax.MatchString(string(d)) }
 
-// DeterministicID derives a stable identifier from its parts: the first 16 bytes of
-// the SHA-256 of the length-prefixed parts, in hex (32 characters). Replaying the
-// same input therefore yields the same warning, issue or discrepancy id, and the
-// length prefix keeps ("ab","c") and ("a","bc") apart whatever characters the parts
-// contain.
+// DeterministicID derives a stable identifier from its parts, so that replaying the
+// same input yields the same warning, issue or discrepancy id. It is the first 16
+// bytes, in lower-case hex (32 characters), of the SHA-256 of the parts each
+// written as "<byte length>:<part>" and concatenated (other languages can reproduce
+// it). The length prefix keeps ("ab","c") and ("a","bc") apart whatever characters
+// the parts contain.
 func DeterministicID(parts ...string) string {
 	h := sha256.New()
 	var buf []byte

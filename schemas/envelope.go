@@ -114,11 +114,12 @@ func (e *Envelope) Validate() error {
 	}
 	switch e.Op {
 	case OpCreate, OpRead, OpUpdate:
-		if e.After == nil {
+		// len, not nil: an empty map is omitted on encoding and would come back as nil.
+		if len(e.After) == 0 {
 			return fmt.Errorf("envelope: op %q needs field after", e.Op)
 		}
 	case OpDelete:
-		if e.Before == nil && len(e.Key) == 0 {
+		if len(e.Before) == 0 && len(e.Key) == 0 {
 			return fmt.Errorf("envelope: op d needs field before or key")
 		}
 	}
