@@ -168,3 +168,12 @@ func decodeGeneric(t *testing.T, b []byte) any {
 	}
 	return v
 }
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
