@@ -288,17 +288,29 @@ func counterValue(t testing.TB, reg *prometheus.Registry, name, topic string) fl
 }
 
 func TestSASLPlain(t *testing.T) {
+	testSASL(t, "PLAIN", SASLPlain)
+}
+
+func TestSASLScram(t *testing.T) {
+	testSASL(t, "SCRAM-SHA-256", SASLScramSHA256)
+	testSASL(t, "SCRAM-SHA-512", SASLScramSHA512)
+}
+
+// testSASL checks that the mechanism authenticates with the right password and is
+// refused with a wrong one, against kfake's SASL implementation.
+func testSASL(t *testing.T, kfakeMech, mech string) {
+	t.Helper()
 	ctx := ctxFor(t, 30*time.Second)
-	brokers := newCluster(t, kfake.EnableSASL(), kfake.Superuser("PLAIN", "shouwang", "s3cret"), kfake.SeedTopics(1, "t.sasl"))
+	brokers := newCluster(t, kfake.EnableSASL(), kfake.Superuser(kfakeMech, "shouwang", "s3cret"), kfake.SeedTopics(1, "t.sasl"))
 	good := testOpts(brokers)
-	good.SASLMechanism, good.Username, good.Password = SASLPlain, "shouwang", "s3cret"
+	good.SASLMechanism, good.Username, good.Password = mech, "shouwang", "s3cret"
 	p, err := NewProducer(good)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
 	if err := p.Produce(ctx, Message{Topic: "t.sasl", Value: []byte("hello")}); err != nil {
-		t.Fatalf("produce with valid PLAIN credentials: %v", err)
+		t.Fatalf("produce with valid %s credentials: %v", mech, err)
 	}
 
 	bad := good
@@ -325,7 +337,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"broker without port", Options{Brokers: []string{"kafka"}}, "brokers[0]"},
 		{"plain without password", Options{Brokers: []string{"k:1"}, SASLMechanism: "plain", Username: "u"}, "sasl.password"},
 		{"unknown mechanism", Options{Brokers: []string{"k:1"}, SASLMechanism: "gssapi"}, "sasl.mechanism"},
-		{"scram not built in", Options{Brokers: []string{"k:1"}, SASLMechanism: "scram-sha-256", Username: "u", Password: "p"}, "xdg-go/scram"},
+		{"scram ok", Options{Brokers: []string{"k:1"}, SASLMechanism: "scram-sha-256", Username: "u", Password: "p"}, ""},
+		{"scram without username", Options{Brokers: []string{"k:1"}, SASLMechanism: "scram-sha-512", Password: "p"}, "sasl.username"},
 		{"credentials without mechanism", Options{Brokers: []string{"k:1"}, Username: "u"}, "sasl.mechanism"},
 		{"cert without key", Options{Brokers: []string{"k:1"}, CertFile: "c.pem"}, "tls.cert_file"},
 		{"bad partitioner", Options{Brokers: []string{"k:1"}, Partitioner: "crc32"}, "partitioner"},

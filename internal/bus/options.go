@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 )
 
 // SASL mechanism names accepted in Options.SASLMechanism.
@@ -143,9 +144,7 @@ func (o Options) Validate() error {
 		if o.Username != "" || o.Password != "" {
 			errs = append(errs, errors.New("sasl.mechanism: username/password are set but no mechanism; set plain, scram-sha-256 or scram-sha-512"))
 		}
-	case SASLScramSHA256, SASLScramSHA512:
-		errs = append(errs, fmt.Errorf("sasl.mechanism: %w", errScramUnavailable))
-	case SASLPlain:
+	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if o.Username == "" {
 			errs = append(errs, fmt.Errorf("sasl.username: required with mechanism %q", o.SASLMechanism))
 		}
@@ -222,16 +221,13 @@ func (o Options) saslMechanism() (sasl.Mechanism, error) {
 		return nil, nil
 	case SASLPlain:
 		return plain.Mechanism{Username: o.Username, Password: o.Password}, nil
-	case SASLScramSHA256, SASLScramSHA512:
-		return nil, errScramUnavailable
+	case SASLScramSHA256:
+		return scram.Mechanism(scram.SHA256, o.Username, o.Password)
+	case SASLScramSHA512:
+		return scram.Mechanism(scram.SHA512, o.Username, o.Password)
 	}
 	return nil, fmt.Errorf("sasl.mechanism: %q is not one of plain, scram-sha-256, scram-sha-512", o.SASLMechanism)
 }
-
-// errScramUnavailable: kafka-go's sasl/scram needs github.com/xdg-go/scram, which is not
-// yet required in go.mod. Until it is, SCRAM is refused at validation instead of failing
-// at the first connection.
-var errScramUnavailable = errors.New("scram-sha-256/scram-sha-512 are not built into this binary yet (needs github.com/xdg-go/scram in go.mod); use plain over TLS")
 
 // conn holds what every client type needs, built once from validated Options.
 type conn struct {
