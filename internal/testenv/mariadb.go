@@ -293,9 +293,10 @@ func (m *MariaDBServer) Kill() error {
 	if m.proc == nil {
 		return errors.New("testenv: Kill: server is not running")
 	}
+	// Close the pool first: closing it after the kill would log broken pipes.
+	m.closeAdminLocked()
 	m.proc.kill()
 	m.proc = nil
-	m.closeAdminLocked()
 	return nil
 }
 

@@ -261,15 +261,91 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) error {
 		return nil
 	case <-time.After(grace):
 	}
-	p.signalGroup(syscall.SIGKILL)
-	<-p.done
+	p.kill()
 	return fmt.Errorf("testenv: %s (pid %d) did not stop within %v after %v; killed it", filepath.Base(p.cmd.Path), p.cmd.Process.Pid, grace, sig)
 }
 
-// kill sends SIGKILL to the whole process group and waits for the leader to exit.
+// kill crashes the server: it freezes the leader (so it cannot fork), SIGKILLs every
+// descendant and the leader, and waits until all of them are gone. Descendants are
+// found through /proc because PostgreSQL backends leave the process group (setsid), and
+// waiting matters because a restart on the same data refuses to start while a killed
+// backend still holds shared memory.
 func (p *process) kill() {
+	if p.exited() {
+		return
+	}
+	pid := p.cmd.Process.Pid
+	_ = syscall.Kill(pid, syscall.SIGSTOP)
+	desc := descendants(pid)
+	for _, d := range desc {
+		_ = syscall.Kill(d, syscall.SIGKILL)
+	}
 	p.signalGroup(syscall.SIGKILL)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
 	<-p.done
+	waitGone(desc, 10*time.Second)
+}
+
+// descendants lists the PIDs of all processes below pid, read from /proc.
+func descendants(pid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, ok := parentOf(child); ok {
+			children[ppid] = append(children[ppid], child)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		for _, c := range children[cur] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// parentOf reads the parent PID from /proc/<pid>/stat; ok is false for processes that
+// are gone or already zombies (they hold no resources any more).
+func parentOf(pid int) (ppid int, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// Format: pid (comm) state ppid ...; comm may contain spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
+		return 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return ppid, err == nil
+}
+
+// waitGone waits until none of pids is a live (non-zombie) process, or timeout passes.
+func waitGone(pids []int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for _, pid := range pids {
+		for time.Now().Before(deadline) {
+			if _, alive := parentOf(pid); !alive {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // logTail returns the last n lines of a log file, for error messages.

@@ -71,6 +71,7 @@ func unavailable(t testing.TB, what string, err error) {
 	}
 	if requireServers() {
 		t.Fatalf("%s\n(failing because CI or SHOUWANG_REQUIRE_SERVERS=1 is set)", msg)
+		return
 	}
 	t.Skipf("%s\n(skipping; set SHOUWANG_REQUIRE_SERVERS=1 to fail instead)", msg)
 }
