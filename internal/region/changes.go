@@ -77,11 +77,11 @@ func LoadChanges(r io.Reader, name string) ([]Change, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			p.add(line, "malformed CSV: %v; fix the quoting", err)
+			p.add(errLine(err), "malformed CSV: %v; fix the quoting", err)
 			break
 		}
+		line, _ := cr.FieldPos(0)
 		c := Change{Old: get(rec, "old_code"), New: get(rec, "new_code"), Kind: get(rec, "kind"), Note: get(rec, "note")}
 		bad := false
 		for _, f := range [...]struct{ col, v string }{{"old_code", c.Old}, {"new_code", c.New}} {

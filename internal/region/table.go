@@ -112,6 +112,16 @@ func (p *problems) err() error {
 	return errors.Join(p.errs...)
 }
 
+// errLine is the line a CSV error refers to (0 when unknown). FieldPos must not be
+// called after a failed Read.
+func errLine(err error) int {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return pe.Line
+	}
+	return 0
+}
+
 // LoadCSV reads and validates a division table. The first line must be a header naming
 // the columns code, name, level and parent_code (any order; other columns are ignored).
 // name is used in error messages (a file name). Every row is checked: 12-digit code,
@@ -150,18 +160,11 @@ func LoadCSV(r io.Reader, name string) (*Table, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
-			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				line = pe.Line
-			}
-			p.add(line, "malformed CSV: %v; fix the quoting", err)
-			if errors.As(err, &pe) && pe.Err == csv.ErrFieldCount {
-				continue
-			}
+			p.add(errLine(err), "malformed CSV: %v; fix the quoting", err)
 			break
 		}
+		line, _ := cr.FieldPos(0)
 		if len(rec) < need {
 			p.add(line, "%d columns, want at least %d (code,name,level,parent_code)", len(rec), need)
 			continue
