@@ -10,26 +10,80 @@ import (
 	"unicode/utf8"
 )
 
-// ValidateDocument checks one JSON document against a JSON Schema written in the
-// subset used by the files under schemas/json (type, properties, required,
-// additionalProperties, items, enum, const, pattern, format date and date-time,
-// and the numeric, length and size bounds) and lists every violation with its JSON
-// path. A schema keyword outside that subset is reported rather than ignored, so a
-// document never passes by accident. Consumers use it to send entities that break
-// the contract to the DLQ with a precise reason.
+// ValidateDocument checks one JSON document against a JSON Schema; it is
+// ParseSchema followed by Schema.Validate, for one-off checks. Consumers validating
+// every message parse the schema once instead.
 func ValidateDocument(schema, doc []byte) []string {
-	s, err := decodeSchema(schema)
+	s, err := ParseSchema(schema)
 	if err != nil {
 		return []string{fmt.Sprintf("$: schema: %v", err)}
 	}
+	return s.Validate(doc)
+}
+
+// Schema is a parsed JSON Schema ready to validate documents. It is read-only after
+// ParseSchema, so one Schema may be used by many goroutines.
+type Schema struct {
+	root    map[string]any
+	regexps map[string]*regexp.Regexp
+}
+
+// ParseSchema parses a JSON Schema written in the subset used by the files under
+// schemas/json (type, properties, required, additionalProperties, items, enum,
+// const, pattern, format date and date-time, and the numeric, length and size
+// bounds) and compiles its patterns.
+func ParseSchema(b []byte) (*Schema, error) {
+	root, err := decodeSchema(b)
+	if err != nil {
+		return nil, err
+	}
+	s := &Schema{root: root, regexps: map[string]*regexp.Regexp{}}
+	if err := s.compilePatterns(root); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// compilePatterns compiles every "pattern" found anywhere in the schema.
+func (s *Schema) compilePatterns(v any) error {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, sub := range x {
+			if p, ok := sub.(string); ok && k == "pattern" {
+				re, err := regexp.Compile(p)
+				if err != nil {
+					return fmt.Errorf("schema pattern %q: %w", p, err)
+				}
+				s.regexps[p] = re
+				continue
+			}
+			if err := s.compilePatterns(sub); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, sub := range x {
+			if err := s.compilePatterns(sub); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Validate checks one document and lists every violation with its JSON path. A
+// schema keyword outside the supported subset is reported rather than ignored, so a
+// document never passes by accident. Consumers use it to send entities that break
+// the contract to the DLQ with a precise reason.
+func (s *Schema) Validate(doc []byte) []string {
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		return []string{fmt.Sprintf("$: document: decode JSON: %v", err)}
 	}
-	var vr validator
-	vr.check("$", s, v)
+	vr := validator{regexps: s.regexps}
+	vr.check("$", s.root, v)
 	return vr.problems
 }
 
@@ -55,9 +109,15 @@ func (vr *validator) addf(path, format string, args ...any) {
 }
 
 func (vr *validator) check(path string, s map[string]any, v any) {
-	for _, kw := range sortedKeys(s) {
+	for kw := range s {
 		if !validationKeywords[kw] {
-			vr.addf(path, "schema keyword %s is not supported by this validator", kw)
+			// Rare (a schema bug): sort only then, for a stable report.
+			for _, kw := range sortedKeys(s) {
+				if !validationKeywords[kw] {
+					vr.addf(path, "schema keyword %s is not supported by this validator", kw)
+				}
+			}
+			break
 		}
 	}
 	if ts := typeSet(s["type"]); len(ts) > 0 && !ts[jsonType(v, ts)] {
@@ -154,15 +214,7 @@ func (vr *validator) compile(p string) (*regexp.Regexp, error) {
 	if re, ok := vr.regexps[p]; ok {
 		return re, nil
 	}
-	re, err := regexp.Compile(p)
-	if err != nil {
-		return nil, err
-	}
-	if vr.regexps == nil {
-		vr.regexps = map[string]*regexp.Regexp{}
-	}
-	vr.regexps[p] = re
-	return re, nil
+	return regexp.Compile(p) // not reached for schemas built by ParseSchema
 }
 
 // jsonType names the JSON Schema type of a decoded value. A number counts as
@@ -192,6 +244,10 @@ func jsonType(v any, want map[string]bool) string {
 
 // jsonEqual compares decoded JSON values, numbers by value.
 func jsonEqual(a, b any) bool {
+	if as, ok := a.(string); ok {
+		bs, ok := b.(string)
+		return ok && as == bs
+	}
 	an, aok := a.(json.Number)
 	bn, bok := b.(json.Number)
 	if aok && bok {
