@@ -28,6 +28,15 @@ type Change struct {
 	// before it have been acknowledged by Kafka. It may be nil for changes inside a
 	// transaction when only the transaction's last change can be committed.
 	Position Position
+	// DeadLetter, when set, marks a record the source could read but not turn into a
+	// valid change (invalid text for the charset, a zero date, a malformed file row).
+	// The runner sends it to the capture DLQ topic instead of Topic, counts it in
+	// shouwang_dlq_records_total{stage="capture",reason=DeadLetterReason}, and keeps
+	// going; Envelope may be partial. Position still applies, so the stream moves on.
+	DeadLetter *schemas.DLQRecord
+	// DeadLetterReason is a short, bounded-cardinality code for metrics
+	// (e.g. "invalid_text", "zero_date", "bad_row"); the full text is DeadLetter.Reason.
+	DeadLetterReason string
 }
 
 // Source is one connector instance. Snapshot and streaming are two phases behind one

@@ -1,7 +1,3 @@
-// Package schemas holds the contracts that capture, transforms and sinks share: the
-// change envelope, the canonical entities, their versioned JSON Schema files, the DDL
-// of the simulated sources, and topic naming. Capture, transforms and sinks meet only
-// through Kafka topics and this package.
 package schemas
 
 import (

@@ -1,0 +1,316 @@
+package capture
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shouwang/shouwang/internal/bus"
+	"github.com/shouwang/shouwang/internal/testenv"
+	"github.com/shouwang/shouwang/schemas"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// scriptedSource replays a fixed list of changes; the position of change i is "i".
+// It stands in for a connector so the runner's own guarantees can be tested against
+// a real Kafka-protocol broker.
+type scriptedSource struct {
+	mu       sync.Mutex
+	changes  []Change
+	next     int
+	openedAt Position
+	acked    []string
+	perRead  int
+}
+
+func newScripted(n, perRead int, prefix string) *scriptedSource {
+	s := &scriptedSource{perRead: perRead}
+	for i := 0; i < n; i++ {
+		c := Change{
+			Topic: schemas.RawTopic(prefix, "src", "t"),
+			Key:   []byte(fmt.Sprintf("k%d", i%7)),
+			Envelope: schemas.Envelope{Op: schemas.OpCreate,
+				Source: schemas.Source{System: "src", Kind: "test", Table: "t", CommitMs: time.Now().UnixMilli()},
+				Key:    map[string]any{"id": i}, After: map[string]any{"id": i}},
+			Position: Position(fmt.Sprintf("%d", i)),
+		}
+		if i%10 == 3 {
+			c.DeadLetter = &schemas.DLQRecord{Reason: "row 3: bad text", Payload: []byte("\xff")}
+			c.DeadLetterReason = "invalid_text"
+		}
+		s.changes = append(s.changes, c)
+	}
+	return s
+}
+
+func (s *scriptedSource) Open(_ context.Context, last Position) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.openedAt = last
+	s.next = 0
+	if last != nil {
+		var n int
+		fmt.Sscanf(string(last), "%d", &n)
+		s.next = n + 1
+	}
+	return nil
+}
+
+func (s *scriptedSource) ReadN(ctx context.Context, max int) ([]Change, error) {
+	s.mu.Lock()
+	if s.next >= len(s.changes) {
+		s.mu.Unlock()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	end := min(s.next+min(max, s.perRead), len(s.changes))
+	out := append([]Change(nil), s.changes[s.next:end]...)
+	s.next = end
+	s.mu.Unlock()
+	return out, nil
+}
+
+func (s *scriptedSource) Ack(_ context.Context, upTo Position) error {
+	s.mu.Lock()
+	s.acked = append(s.acked, string(upTo))
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *scriptedSource) Close() error { return nil }
+
+// runUntil runs the runner until the saved position equals want or the timeout hits.
+func runUntil(t *testing.T, r *Runner, store PositionStore, want string) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-deadline:
+			t.Fatalf("saved position never reached %s", want)
+		case <-time.After(10 * time.Millisecond):
+		}
+		p, ok, err := store.Load(ctx, "src")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok && string(p) == want {
+			cancel()
+			return <-done
+		}
+	}
+}
+
+func consumeAll(t *testing.T, opts bus.Options, topic string, n int) []bus.Message {
+	t.Helper()
+	c, err := bus.NewGroupConsumer(opts, "verify-"+topic, []string{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []bus.Message
+	for len(out) < n {
+		m, err := c.Fetch(ctx)
+		if err != nil {
+			t.Fatalf("fetched %d of %d messages from %s: %v", len(out), n, topic, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestRunnerProducesCommitsAndResumes(t *testing.T) {
+	k := testenv.Kafka(t)
+	prefix := "rt"
+	raw, dlq := schemas.RawTopic(prefix, "src", "t"), schemas.DLQTopic(prefix, "capture")
+	opts := bus.Options{Brokers: k.Brokers()}
+	ctx := context.Background()
+	if err := bus.EnsureTopics(ctx, opts, bus.TopicSpec{Name: raw, Partitions: 3, ReplicationFactor: 1},
+		bus.TopicSpec{Name: dlq, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := bus.NewProducer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	store, err := NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newScripted(50, 8, prefix)
+	reg := prometheus.NewRegistry()
+	r, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: prefix, Source: src, Producer: prod, Positions: store, BatchSize: 8, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runUntil(t, r, store, "49"); err != nil {
+		t.Fatal(err)
+	}
+	if src.openedAt != nil {
+		t.Fatalf("first run opened at %q, want nil (no saved position)", src.openedAt)
+	}
+	// 5 dead letters (i%10==3), 45 changes; per-key order preserved in the raw topic.
+	msgs := consumeAll(t, opts, raw, 45)
+	lastPerKey := map[string]int{}
+	for _, m := range msgs {
+		e, err := schemas.UnmarshalEnvelope(m.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := e.Key["id"].(json.Number).Int64()
+		if prev, ok := lastPerKey[string(m.Key)]; ok && int(id) <= prev {
+			t.Fatalf("key %s: id %d after %d: order broken", m.Key, id, prev)
+		}
+		lastPerKey[string(m.Key)] = int(id)
+		if id%10 == 3 {
+			t.Fatalf("dead letter %d reached the raw topic", id)
+		}
+	}
+	dl := consumeAll(t, opts, dlq, 5)
+	var rec schemas.DLQRecord
+	if err := json.Unmarshal(dl[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Stage != "capture" || rec.Source != "src" || !strings.Contains(rec.Reason, "bad text") {
+		t.Fatalf("dead letter = %+v", rec)
+	}
+	if got := counterValue(t, reg, "shouwang_dlq_records_total"); got != 5 {
+		t.Fatalf("dlq counter = %v, want 5", got)
+	}
+	if got := counterValue(t, reg, "shouwang_capture_events_total"); got != 45 {
+		t.Fatalf("events counter = %v, want 45", got)
+	}
+	if got := src.acked[len(src.acked)-1]; got != "49" {
+		t.Fatalf("last ack %s, want 49", got)
+	}
+
+	// A new runner over the same store resumes after the saved position.
+	src2 := newScripted(60, 8, prefix)
+	r2, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: prefix, Source: src2, Producer: prod, Positions: store, BatchSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runUntil(t, r2, store, "59"); err != nil {
+		t.Fatal(err)
+	}
+	if string(src2.openedAt) != "49" {
+		t.Fatalf("resumed at %q, want 49", src2.openedAt)
+	}
+	all := consumeAll(t, opts, raw, 45+9) // 10 more, one of them (53) a dead letter
+	if len(all) != 54 {
+		t.Fatalf("got %d messages", len(all))
+	}
+}
+
+func TestRunnerStopsWithoutAdvancingWhenKafkaRefuses(t *testing.T) {
+	k := testenv.Kafka(t)
+	opts := bus.Options{Brokers: k.Brokers(), RetryMaxElapsed: -1}
+	prod, err := bus.NewProducer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	store, err := NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The raw topic does not exist and auto-creation is off: every produce fails.
+	src := newScripted(5, 5, "missing")
+	r, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: "missing", Source: src, Producer: prod, Positions: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err = r.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "position not advanced") {
+		t.Fatalf("Run = %v, want a produce error", err)
+	}
+	if _, ok, _ := store.Load(ctx, "src"); ok {
+		t.Fatal("a position was saved although Kafka acknowledged nothing")
+	}
+	if len(src.acked) != 0 {
+		t.Fatalf("source acked %v although Kafka acknowledged nothing", src.acked)
+	}
+}
+
+func TestPGStoreRoundTrip(t *testing.T) {
+	pg, db := testenv.PostgresDatabase(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pg.ConnString(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	s, err := NewPGStore(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.Load(ctx, "national"); err != nil || ok {
+		t.Fatalf("empty store: ok=%v err=%v", ok, err)
+	}
+	for _, p := range []string{`{"v":1,"file":"binlog.000001","pos":4}`, `{"v":1,"file":"binlog.000002","pos":123}`} {
+		if err := s.Save(ctx, "national", Position(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, ok, err := s.Load(ctx, "national")
+	if err != nil || !ok {
+		t.Fatalf("load: ok=%v err=%v", ok, err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(got, &m); err != nil || m["file"] != "binlog.000002" {
+		t.Fatalf("loaded %s", got)
+	}
+	// A second store on the same database sees the same position (workers may move).
+	s2, err := NewPGStore(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got2, _, _ := s2.Load(ctx, "national"); string(got2) != string(got) {
+		t.Fatalf("second store loaded %s", got2)
+	}
+}
+
+func TestFileStoreRejectsBadNames(t *testing.T) {
+	s, err := NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(context.Background(), "../etc", Position("{}")); err == nil {
+		t.Fatal("saved under a path-traversing source name")
+	}
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
