@@ -9,8 +9,10 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -215,9 +217,37 @@ type process struct {
 	err  error // valid after done is closed
 }
 
+// spawner starts every server from one goroutine locked to its OS thread for the life of
+// the process. Pdeathsig fires when the *thread* that forked the child exits, and the Go
+// runtime may retire other threads; this one never goes away.
+var spawner struct {
+	once sync.Once
+	reqs chan spawnReq
+}
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func spawn(cmd *exec.Cmd) error {
+	spawner.once.Do(func() {
+		spawner.reqs = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+			for r := range spawner.reqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	r := spawnReq{cmd: cmd, done: make(chan error, 1)}
+	spawner.reqs <- r
+	return <-r.done
+}
+
 // startProcess starts cmd and watches for its exit.
 func startProcess(cmd *exec.Cmd) (*process, error) {
-	if err := cmd.Start(); err != nil {
+	if err := spawn(cmd); err != nil {
 		return nil, fmt.Errorf("testenv: start %s: %w", cmd.Path, err)
 	}
 	p := &process{cmd: cmd, done: make(chan struct{})}

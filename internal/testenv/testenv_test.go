@@ -368,3 +368,100 @@ func checkMissing(t *testing.T, err error, pkg string) {
 		t.Errorf("error %q does not say how to install %s", err, pkg)
 	}
 }
+
+func TestPostgresDropDatabaseWithActiveSlot(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	p := testenv.Postgres(t)
+	db := testenv.DatabaseName(t)
+	if err := p.CreateDatabase(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.CreateDatabase(ctx, db); err != nil {
+		t.Fatalf("CreateDatabase on an existing database: %v", err)
+	}
+	rc, err := pgconn.Connect(ctx, p.ReplConnString(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close(context.Background())
+	res, err := pglogrepl.CreateReplicationSlot(ctx, rc, db, "pgoutput", pglogrepl.CreateReplicationSlotOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lsn, _ := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err := p.Exec(ctx, db, "CREATE PUBLICATION pub FOR ALL TABLES"); err != nil {
+		t.Fatal(err)
+	}
+	// An active walsender holds the slot; DropDatabase must still succeed.
+	if err := pglogrepl.StartReplication(ctx, rc, db, lsn, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names 'pub'"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.DropDatabase(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := p.Connect(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var dbs, slots int
+	if err := conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM pg_database WHERE datname = $1), (SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1)", db).Scan(&dbs, &slots); err != nil {
+		t.Fatal(err)
+	}
+	if dbs != 0 || slots != 0 {
+		t.Errorf("after DropDatabase: %d databases and %d slots named %s remain", dbs, slots, db)
+	}
+}
+
+// BenchmarkStartMariaDB measures what a private server costs a test (install + start + stop).
+func BenchmarkStartMariaDB(b *testing.B) {
+	for b.Loop() {
+		m := testenv.NewMariaDB(b, testenv.MariaDBOptions{})
+		if err := m.Stop(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkStartPostgres measures what a private server costs a test (initdb + start + stop).
+func BenchmarkStartPostgres(b *testing.B) {
+	for b.Loop() {
+		p := testenv.NewPostgres(b, testenv.PostgresOptions{})
+		if err := p.Stop(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMariaDBDatabase measures the per-test cost of a fresh database on the shared server.
+func BenchmarkMariaDBDatabase(b *testing.B) {
+	m := testenv.MariaDB(b)
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		name := fmt.Sprintf("bench_%d", i)
+		if err := m.CreateDatabase(ctx, name); err != nil {
+			b.Fatal(err)
+		}
+		if err := m.DropDatabase(ctx, name); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPostgresDatabase measures the per-test cost of a fresh database on the shared server.
+func BenchmarkPostgresDatabase(b *testing.B) {
+	p := testenv.Postgres(b)
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		name := fmt.Sprintf("bench_%d", i)
+		if err := p.CreateDatabase(ctx, name); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.DropDatabase(ctx, name); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
