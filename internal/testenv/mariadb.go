@@ -128,6 +128,9 @@ func StartMariaDB(ctx context.Context, opts MariaDBOptions) (*MariaDBServer, err
 			_ = m.removeDir()
 		}
 	}()
+	if err := checkSocketPath(m.Socket()); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
 	defer cancel()
 	for _, d := range []string{m.DataDir(), m.BinlogDir(), m.runDir(), m.logDir(), m.tmpDir()} {

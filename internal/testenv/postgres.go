@@ -98,6 +98,10 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*PostgresServer, 
 			_ = p.removeDir()
 		}
 	}()
+	// The socket is named .s.PGSQL.<port>; allow for a five-digit port.
+	if err := checkSocketPath(filepath.Join(p.runDir(), ".s.PGSQL.65535")); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, opts.StartTimeout)
 	defer cancel()
 	for _, d := range []string{p.runDir(), p.logDir()} {

@@ -401,3 +401,15 @@ func isBindConflict(logText string) bool {
 	}
 	return false
 }
+
+// maxSocketPath is the longest unix socket path Linux accepts (sun_path is 108 bytes).
+const maxSocketPath = 107
+
+// checkSocketPath fails early with advice when a socket path would be too long, which
+// servers otherwise report obscurely at start.
+func checkSocketPath(path string) error {
+	if len(path) > maxSocketPath {
+		return fmt.Errorf("testenv: unix socket path %s is %d bytes, over the %d-byte limit; use a shorter TMPDIR or BaseDir", path, len(path), maxSocketPath)
+	}
+	return nil
+}
