@@ -63,5 +63,7 @@ type quietHandler struct{ slog.Handler }
 func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
 }
-func (h quietHandler) WithAttrs(a []slog.Attr) slog.Handler { return quietHandler{h.Handler.WithAttrs(a)} }
-func (h quietHandler) WithGroup(n string) slog.Handler      { return quietHandler{h.Handler.WithGroup(n)} }
+func (h quietHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(a)}
+}
+func (h quietHandler) WithGroup(n string) slog.Handler { return quietHandler{h.Handler.WithGroup(n)} }

@@ -199,7 +199,7 @@ func readTableSchema(ctx context.Context, db *sql.DB, schema, table string) (Tab
 	return v, pk.Err()
 }
 
-// parseElems splits "enum('a','b''c')" into its values.
+// parseElems splits "enum('a','b”c')" into its values.
 func parseElems(colType string) []string {
 	open := strings.IndexByte(colType, '(')
 	if open < 0 || !strings.HasSuffix(colType, ")") {
