@@ -264,6 +264,7 @@ func prepare(ctx context.Context, ds *DatasetOptions, tmpDir, path, sha string, 
 		nw.abort()
 		return nil, err
 	}
+	d.trailer.Rows = nw.rows
 	if err := sp.w.Flush(); err != nil {
 		return nil, fmt.Errorf("write spool: %w", err)
 	}

@@ -92,7 +92,6 @@ func (c *csvReader) Next() (rawRow, error) {
 		if err == io.EOF {
 			return rawRow{}, io.EOF
 		}
-		line, _ := c.r.FieldPos(0)
 		var pe *csv.ParseError
 		if errors.As(err, &pe) {
 			if pe.Line-pe.StartLine > maxRecordLines {
@@ -106,6 +105,7 @@ func (c *csvReader) Next() (rawRow, error) {
 		if blank(rec) {
 			continue
 		}
+		line, _ := c.r.FieldPos(0)
 		row := rawRow{Line: int64(line), Fields: rec}
 		if len(rec) != len(c.header) {
 			row.Problem = fmt.Sprintf("has %d fields, header has %d", len(rec), len(c.header))
