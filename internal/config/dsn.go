@@ -49,20 +49,44 @@ func maskURL(s string) string {
 	return secretParamRe.ReplaceAllString(scheme+rest, "${1}***")
 }
 
-// splitUserinfo splits "user:pass@host/path" at the '@' ending the userinfo. Passwords
-// are not always percent-encoded, so the last '@' before the path wins.
+// splitUserinfo splits "user:pass@host/path" at the '@' ending the userinfo.
+// Passwords are not always percent-encoded and may hold '@', '#', '?' or '/', so the
+// chosen '@' is one followed by a host list (ending at '/', '?' or the end), preferring
+// the last such '@' with no '/' before it (a later '@' would sit in the path or query).
 func splitUserinfo(rest string) (userinfo, hostAndRest string, ok bool) {
-	end := len(rest)
-	if q := strings.IndexAny(rest, "?#"); q >= 0 {
-		end = q
+	best, fallback := -1, -1
+	for i := 0; i < len(rest); i++ {
+		if rest[i] != '@' {
+			continue
+		}
+		j := i + 1
+		for j < len(rest) && isHostChar(rest[j]) {
+			j++
+		}
+		if j < len(rest) && rest[j] != '/' && rest[j] != '?' {
+			continue
+		}
+		fallback = i
+		if !strings.Contains(rest[:i], "/") {
+			best = i
+		}
 	}
-	at := strings.LastIndex(rest[:end], "@")
-	if at < 0 {
+	if best < 0 {
+		best = fallback
+	}
+	if best < 0 {
+		// No '@' is followed by something host-like: still treat the last one as the
+		// end of the userinfo, since masking too much is the safe mistake.
+		best = strings.LastIndex(rest, "@")
+	}
+	if best < 0 {
 		return "", rest, false
 	}
-	// A '/' after the '@' starts the path; an '@' inside the path (rare) would make us
-	// mask a little too much, which is the safe direction.
-	return rest[:at], rest[at+1:], true
+	return rest[:best], rest[best+1:], true
+}
+
+func isHostChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-_:[],%", c) >= 0
 }
 
 func maskMySQL(s string) string {

@@ -150,6 +150,8 @@ type loader struct {
 	lines    map[string]int
 	byLine   map[int]string
 	problems []error
+	// expanding holds the anchors being walked through aliases, to stop on cycles.
+	expanding map[*yaml.Node]bool
 }
 
 func (l *loader) addf(line int, path, format string, args ...any) {
@@ -247,6 +249,15 @@ func (l *loader) strict(n *yaml.Node, t reflect.Type, path string) {
 		t = t.Elem()
 	}
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		if l.expanding[n.Alias] {
+			l.addf(n.Line, path, "alias *%s refers to a value containing itself: remove the cycle", n.Value)
+			return
+		}
+		if l.expanding == nil {
+			l.expanding = map[*yaml.Node]bool{}
+		}
+		l.expanding[n.Alias] = true
+		defer delete(l.expanding, n.Alias)
 		n = n.Alias
 	}
 	if path != "" {
