@@ -26,12 +26,14 @@ func MaskDSN(dsn string) string {
 }
 
 // OpenMySQL opens and pings the national front-end database.
-func OpenMySQL(ctx context.Context, dsn string) (*sql.DB, error) {
+func OpenMySQL(ctx context.Context, dsn string) (*sql.DB, error) { return openMySQL(ctx, dsn, true) }
+
+func openMySQL(ctx context.Context, dsn string, parseTime bool) (*sql.DB, error) {
 	c, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("gen: MySQL DSN %q: %w (form: user:pass@tcp(host:port)/db)", MaskDSN(dsn), err)
 	}
-	c.ParseTime = true
+	c.ParseTime = parseTime
 	c.MultiStatements = false
 	if c.Params == nil {
 		c.Params = map[string]string{}
