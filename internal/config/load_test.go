@@ -325,3 +325,27 @@ func FuzzMaskDSN(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkParseExample measures loading the full production example (start-up cost).
+func BenchmarkParseExample(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "config", "shouwang.example.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := func(string) (string, bool) { return "x", true }
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse("example.yaml", data, env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMaskDSN measures masking, which runs on every logged connection error.
+func BenchmarkMaskDSN(b *testing.B) {
+	dsns := []string{"root:secret@tcp(10.2.3.4:3306)/qzk", "postgres://repl:secret@10.0.0.1:5432/db?sslmode=require", "host=h user=u password=secret dbname=d"}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_ = MaskDSN(dsns[i%len(dsns)])
+	}
+}

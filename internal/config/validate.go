@@ -152,6 +152,7 @@ var (
 	provinceRe    = regexp.MustCompile(`^[1-9][0-9]$`)
 	ruleRe        = regexp.MustCompile(`^Q-[0-9]{3}$`)
 	signalRe      = regexp.MustCompile(`^[a-z0-9_]+\.[a-z0-9_]+$`)
+	numberRe      = regexp.MustCompile(`[0-9]+`)
 	cronFieldRe   = regexp.MustCompile(`^(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?(,(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?)*$`)
 )
 
@@ -727,7 +728,7 @@ func (v *validator) schedule(p, s string) {
 			v.addf(p, "cron field %d (%s) %q is not valid: use *, n, n-m, */k or lists", i+1, names[i], f)
 			continue
 		}
-		for _, num := range regexp.MustCompile(`[0-9]+`).FindAllString(strings.Split(f, "/")[0], -1) {
+		for _, num := range numberRe.FindAllString(strings.Split(f, "/")[0], -1) {
 			n, _ := strconv.Atoi(num)
 			if n < limits[i][0] || n > limits[i][1] {
 				v.addf(p, "cron field %d (%s) value %d is out of range: must be between %d and %d", i+1, names[i], n, limits[i][0], limits[i][1])
