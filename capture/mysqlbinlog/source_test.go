@@ -467,3 +467,44 @@ func TestPurgedBinlogDetectedAndHealed(t *testing.T) {
 		t.Errorf("re-snapshot ids = %v, want [1 2 3]", ids)
 	}
 }
+
+func TestServerKilledMidStreamReconnectsWithoutGap(t *testing.T) {
+	srv := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
+	ctx := context.Background()
+	db := "kill"
+	if err := srv.CreateDatabase(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	d := mustDB(t, srv, db)
+	exec(t, d, "CREATE TABLE t (id INT PRIMARY KEY)")
+	opts := testOptions(t, srv, db)
+	opts.SnapshotMode = SnapshotNever
+	s := openSource(t, opts, nil)
+	for i := 1; i <= 10; i++ {
+		exec(t, d, fmt.Sprintf("INSERT INTO t VALUES (%d)", i))
+	}
+	seen := map[int64]int{}
+	chs, _ := readUntilCaughtUp(t, s, headPos(t, d))
+	for _, c := range chs {
+		seen[c.Envelope.After["id"].(int64)]++
+	}
+	if err := srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d2 := mustDB(t, srv, db)
+	for i := 11; i <= 20; i++ {
+		exec(t, d2, fmt.Sprintf("INSERT INTO t VALUES (%d)", i))
+	}
+	chs, _ = readUntilCaughtUp(t, s, headPos(t, d2))
+	for _, c := range chs {
+		seen[c.Envelope.After["id"].(int64)]++
+	}
+	for i := int64(1); i <= 20; i++ {
+		if seen[i] != 1 {
+			t.Errorf("id %d seen %d times, want exactly once (reconnect resumes at the last commit)", i, seen[i])
+		}
+	}
+}
