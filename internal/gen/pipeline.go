@@ -127,7 +127,8 @@ func plan(cfg *Config, t *region.Table) ([]villagePlan, error) {
 }
 
 // generateVillage builds one village's households, defects and department data.
-func generateVillage(cfg *Config, p *villagePlan) (*VillageResult, error) {
+// inspect, when set (tests), sees every household after defect injection.
+func generateVillage(cfg *Config, p *villagePlan, inspect ...func(*Household, []ManifestLine)) (*VillageResult, error) {
 	r := villageRand(cfg.Seed, p.Village.Code)
 	g := &villageGen{cfg: cfg, r: r, plan: p, used: map[string]bool{}}
 	in := &injector{cfg: cfg, r: r, g: g}
@@ -141,6 +142,9 @@ func generateVillage(cfg *Config, p *villagePlan) (*VillageResult, error) {
 		lines := in.inject(h)
 		res.Manifest = append(res.Manifest, lines...)
 		dg.household(h, len(lines) > 0)
+		for _, f := range inspect {
+			f(h, lines)
+		}
 		res.HouseholdTSV = appendHousehold(res.HouseholdTSV, h, cfg.UpdatedAt)
 		for _, m := range h.Members {
 			res.PersonTSV = appendPerson(res.PersonTSV, h, m, cfg.UpdatedAt)
