@@ -59,6 +59,11 @@ func newSorter(dir string, budget int) *sorter {
 
 // add appends one row.
 func (s *sorter) add(key []byte, line int64, op byte, blob []byte) error {
+	if s.arena == nil {
+		// Allocate the budget once: append's doubling would overshoot it.
+		s.arena = make([]byte, 0, s.budget)
+		s.refs = make([]ref, 0, s.budget/64)
+	}
 	if len(s.arena)+len(key)+len(blob)+32 > s.budget && len(s.refs) > 0 {
 		if err := s.spill(); err != nil {
 			return err
