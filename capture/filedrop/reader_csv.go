@@ -23,7 +23,6 @@ type csvReader struct {
 	enc    Encoding
 	delim  rune
 	header []string
-	fields []string
 }
 
 // openCSV opens a CSV file from disk.
