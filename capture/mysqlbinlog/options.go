@@ -84,9 +84,12 @@ type Options struct {
 	// (default 4 MiB).
 	MaxRowBytes int
 
-	// Reload configures the weekly-reload collapse (see ReloadOptions).
+	// Reload configures the weekly-reload collapse (see ReloadOptions). NOT
+	// IMPLEMENTED YET: validated and defaulted only; reloads currently pass through as
+	// the raw t/d/c events the source wrote.
 	Reload ReloadOptions
-	// MassDelete configures the mass-delete circuit breaker used by the reload collapse.
+	// MassDelete configures the mass-delete circuit breaker used by the reload
+	// collapse (not implemented yet, see Reload).
 	MassDelete MassDeleteOptions
 
 	// Registerer receives the connector's metrics (nil: not registered).

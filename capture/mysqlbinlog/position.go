@@ -32,8 +32,8 @@ type TableCursor struct {
 	Cursor []json.RawMessage `json:"cursor,omitempty"`
 }
 
-// DecodePosition parses a saved position; nil or empty input gives (nil, nil-error
-// free) zero position with ok=false.
+// DecodePosition parses a saved position. Empty input (no saved position) gives
+// ok=false and no error; a malformed or future-version position is an error.
 func DecodePosition(b capture.Position) (p Position, ok bool, err error) {
 	if len(b) == 0 {
 		return Position{}, false, nil
