@@ -25,7 +25,7 @@ func checksums(t *testing.T, db *sql.DB) string {
 	for _, tb := range []string{"household", "person", "measure"} {
 		var name string
 		var sum sql.NullInt64
-		if err := db.QueryRow("CHECKSUM TABLE " + tb).Scan(&name, &sum); err != nil {
+		if err := db.QueryRow("CHECKSUM TABLE "+tb).Scan(&name, &sum); err != nil {
 			t.Fatal(err)
 		}
 		var n int

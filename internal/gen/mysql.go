@@ -97,7 +97,7 @@ type tableLoader struct {
 
 func newMySQLSink(ctx context.Context, dsn string, chunk int) (*mysqlSink, error) {
 	if chunk <= 0 {
-		chunk = 8 << 20
+		chunk = 4 << 20
 	}
 	db, err := OpenMySQL(ctx, dsn)
 	if err != nil {

@@ -25,7 +25,7 @@ type Options struct {
 	// Workers generating villages in parallel (default GOMAXPROCS); output is identical
 	// for any value.
 	Workers int
-	// ChunkBytes is the size of one LOAD DATA statement's input (default 8 MiB).
+	// ChunkBytes is the size of one LOAD DATA statement's input (default 4 MiB).
 	ChunkBytes int
 	// Progress, if set, is called about once a second and once at the end.
 	Progress func(Progress)
