@@ -168,13 +168,18 @@ func (r *Runner) process(ctx context.Context, cs []Change) error {
 	msgs := make([]bus.Message, 0, len(cs))
 	now := time.Now()
 	for i := range cs {
+		if cs[i].PositionOnly {
+			continue
+		}
 		m, err := r.message(&cs[i], now)
 		if err != nil {
 			return err
 		}
 		msgs = append(msgs, m)
 	}
-	if err := r.o.Producer.Produce(ctx, msgs...); err != nil {
+	if len(msgs) == 0 {
+		// Only position-carrying changes (heartbeats): nothing to acknowledge.
+	} else if err := r.o.Producer.Produce(ctx, msgs...); err != nil {
 		return fmt.Errorf("capture %s: produce %d changes (position not advanced; a restart replays them): %w", r.o.Name, len(msgs), err)
 	}
 	var pos Position
@@ -186,6 +191,9 @@ func (r *Runner) process(ctx context.Context, cs []Change) error {
 		}
 		if c.Envelope.Source.CommitMs > commitMs {
 			commitMs = c.Envelope.Source.CommitMs
+		}
+		if c.PositionOnly {
+			continue
 		}
 		if c.DeadLetter != nil {
 			r.dlq.WithLabelValues("capture", c.DeadLetterReason).Inc()

@@ -42,6 +42,10 @@ func newScripted(n, perRead int, prefix string) *scriptedSource {
 				Key:    map[string]any{"id": i}, After: map[string]any{"id": i}},
 			Position: Position(fmt.Sprintf("%d", i)),
 		}
+		if i%10 == 5 {
+			c = Change{PositionOnly: true, Position: c.Position,
+				Envelope: schemas.Envelope{Source: schemas.Source{CommitMs: time.Now().UnixMilli()}}}
+		}
 		if i%10 == 3 {
 			c.DeadLetter = &schemas.DLQRecord{Reason: "row 3: bad text", Payload: []byte("\xff")}
 			c.DeadLetterReason = "invalid_text"
@@ -165,8 +169,9 @@ func TestRunnerProducesCommitsAndResumes(t *testing.T) {
 	if src.openedAt != nil {
 		t.Fatalf("first run opened at %q, want nil (no saved position)", src.openedAt)
 	}
-	// 5 dead letters (i%10==3), 45 changes; per-key order preserved in the raw topic.
-	msgs := consumeAll(t, opts, raw, 45)
+	// 5 dead letters (i%10==3), 5 heartbeats (i%10==5), 40 changes; per-key order
+	// preserved in the raw topic.
+	msgs := consumeAll(t, opts, raw, 40)
 	lastPerKey := map[string]int{}
 	for _, m := range msgs {
 		e, err := schemas.UnmarshalEnvelope(m.Value)
@@ -178,8 +183,8 @@ func TestRunnerProducesCommitsAndResumes(t *testing.T) {
 			t.Fatalf("key %s: id %d after %d: order broken", m.Key, id, prev)
 		}
 		lastPerKey[string(m.Key)] = int(id)
-		if id%10 == 3 {
-			t.Fatalf("dead letter %d reached the raw topic", id)
+		if id%10 == 3 || id%10 == 5 {
+			t.Fatalf("dead letter or heartbeat %d reached the raw topic", id)
 		}
 	}
 	dl := consumeAll(t, opts, dlq, 5)
@@ -193,8 +198,8 @@ func TestRunnerProducesCommitsAndResumes(t *testing.T) {
 	if got := counterValue(t, reg, "shouwang_dlq_records_total"); got != 5 {
 		t.Fatalf("dlq counter = %v, want 5", got)
 	}
-	if got := counterValue(t, reg, "shouwang_capture_events_total"); got != 45 {
-		t.Fatalf("events counter = %v, want 45", got)
+	if got := counterValue(t, reg, "shouwang_capture_events_total"); got != 40 {
+		t.Fatalf("events counter = %v, want 40", got)
 	}
 	if got := src.acked[len(src.acked)-1]; got != "49" {
 		t.Fatalf("last ack %s, want 49", got)
@@ -212,8 +217,8 @@ func TestRunnerProducesCommitsAndResumes(t *testing.T) {
 	if string(src2.openedAt) != "49" {
 		t.Fatalf("resumed at %q, want 49", src2.openedAt)
 	}
-	all := consumeAll(t, opts, raw, 45+9) // 10 more, one of them (53) a dead letter
-	if len(all) != 54 {
+	all := consumeAll(t, opts, raw, 40+8) // 10 more: 53 a dead letter, 55 a heartbeat
+	if len(all) != 48 {
 		t.Fatalf("got %d messages", len(all))
 	}
 }

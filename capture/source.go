@@ -34,6 +34,10 @@ type Change struct {
 	// shouwang_dlq_records_total{stage="capture",reason=DeadLetterReason}, and keeps
 	// going; Envelope may be partial. Position still applies, so the stream moves on.
 	DeadLetter *schemas.DLQRecord
+	// PositionOnly marks a change that carries nothing to produce, only a Position to
+	// commit (a heartbeat on a quiet source, the end of a skipped transaction), so that
+	// the saved position and the source's retained log keep moving.
+	PositionOnly bool
 	// DeadLetterReason is a short, bounded-cardinality code for metrics
 	// (e.g. "invalid_text", "zero_date", "bad_row"); the full text is DeadLetter.Reason.
 	DeadLetterReason string
