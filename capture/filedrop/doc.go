@@ -25,10 +25,10 @@
 // previous rows moves to held/ until Release is called.
 //
 // Dead letters: a bad row of an otherwise good file (wrong field count, invalid byte
-// sequence, empty key) is emitted as a change on the capture DLQ topic with schema name
-// DeadLetterSchema (DeadLetter converts it to schemas.DLQRecord) while the good rows
-// flow; a bad row whose key is readable keeps its previous version in the state instead
-// of being deleted.
+// sequence, empty key) is emitted in the change sequence as a capture.Change with
+// DeadLetter set (reason code "bad_row"; the record names file, line and column), which
+// the runner sends to the capture DLQ topic, while the good rows flow; a bad row whose
+// key is readable keeps its previous version in the state instead of being deleted.
 //
 // Legacy .xls (BIFF8) files are rejected with ErrXLSUnsupported for now.
 package filedrop

@@ -23,9 +23,6 @@ import (
 // Kind is the connector kind written to envelope source.kind.
 const Kind = "filedrop"
 
-// DeadLetterSchema is the schema name of dead-letter changes (see DeadLetter).
-const DeadLetterSchema = "shouwang.dlq"
-
 // Source reads the delivery files of one dataset. It implements capture.Source.
 //
 // Files are taken one at a time, oldest first, once settled. A file is parsed, sorted
@@ -429,16 +426,17 @@ func (s *Source) change(d *delivery, rec spoolRecord, ts int64) (capture.Change,
 			reason = fmt.Sprintf("column %q: %s", rec.key, reason)
 		}
 		s.cfg.Metrics.event(s.ds.Name, "dlq")
-		env.Op = schemas.OpCreate
-		env.Schema = schemas.SchemaRef{Name: DeadLetterSchema, Version: 1}
-		env.After = map[string]any{
-			"stage":    "capture",
-			"reason":   fmt.Sprintf("file %s line %d: %s", d.name, rec.line, reason),
-			"source":   s.cfg.System + "/" + s.ds.Name + "/" + d.name,
-			"position": fmt.Sprintf("line %d", rec.line),
-			"payload":  string(rec.b),
+		dl := &schemas.DLQRecord{
+			Stage:    "capture",
+			Reason:   fmt.Sprintf("file %s line %d: %s", d.name, rec.line, reason),
+			Source:   s.cfg.System + "/" + s.ds.Name + "/" + d.name,
+			Position: fmt.Sprintf("line %d", rec.line),
+			Key:      fmt.Sprintf("%s:%d", d.name, rec.line),
+			Payload:  rec.b,
+			TsMs:     ts,
 		}
-		return capture.Change{Topic: s.dlq, Key: fmt.Appendf(nil, "%s:%d", d.name, rec.line), Envelope: env, Position: pos.encode()}, nil
+		return capture.Change{Topic: s.dlq, Key: []byte(dl.Key), Envelope: env, Position: pos.encode(),
+			DeadLetter: dl, DeadLetterReason: "bad_row"}, nil
 	}
 	env.Key = keyMap(d.keyFields, rec.key)
 	var err error
@@ -468,27 +466,6 @@ func (s *Source) change(d *delivery, rec spoolRecord, ts int64) (capture.Change,
 		return capture.Change{}, fmt.Errorf("filedrop %s: encode key: %w", s.ds.Name, err)
 	}
 	return capture.Change{Topic: s.topic, Key: key, Envelope: env, Position: pos.encode()}, nil
-}
-
-// DeadLetter reports whether c is a dead letter (a row of an accepted file that could
-// not be read: wrong field count, invalid byte sequence, empty key) and converts it
-// to the DLQ record format. Dead letters travel in the normal change sequence, on the
-// capture DLQ topic with schema DeadLetterSchema, so they are covered by the same
-// positions and acks as the row changes and a restart never loses one.
-func DeadLetter(c capture.Change) (schemas.DLQRecord, bool) {
-	if c.Envelope.Schema.Name != DeadLetterSchema || c.Envelope.After == nil {
-		return schemas.DLQRecord{}, false
-	}
-	str := func(k string) string { v, _ := c.Envelope.After[k].(string); return v }
-	return schemas.DLQRecord{
-		Stage:    str("stage"),
-		Reason:   str("reason"),
-		Source:   str("source"),
-		Position: str("position"),
-		Key:      string(c.Key),
-		Payload:  []byte(str("payload")),
-		TsMs:     c.Envelope.TsMs,
-	}, true
 }
 
 // Release puts a held file back into the inbox and marks its checksum so the

@@ -146,7 +146,7 @@ func summary(cs []capture.Change) []string {
 	var out []string
 	for _, c := range cs {
 		e := c.Envelope
-		if e.Schema.Name == DeadLetterSchema {
+		if c.DeadLetter != nil {
 			out = append(out, fmt.Sprintf("dlq line %d", e.Source.Line))
 			continue
 		}
@@ -372,15 +372,15 @@ func TestBadRowsGoToDLQAndTheRestFlows(t *testing.T) {
 		"c 510101199606066789 after=孙八/一级",
 	})
 	// 李四's row had a bad byte sequence: it is kept, not deleted.
-	rec, ok := DeadLetter(cs[0])
-	if !ok || cs[0].Topic != "sc.dlq.capture" || !strings.Contains(rec.Reason, "m2.csv line 3: has 2 fields, header has 3") {
+	rec, ok := cs[0].DeadLetter, cs[0].DeadLetter != nil
+	if !ok || cs[0].DeadLetterReason != "bad_row" || cs[0].Topic != "sc.dlq.capture" || !strings.Contains(rec.Reason, "m2.csv line 3: has 2 fields, header has 3") {
 		t.Fatalf("dead letter = %+v %v topic %s", rec, ok, cs[0].Topic)
 	}
-	rec, _ = DeadLetter(cs[2])
+	rec = cs[2].DeadLetter
 	if !strings.Contains(rec.Reason, `column "姓名": invalid UTF-8`) {
 		t.Fatalf("dead letter reason = %q", rec.Reason)
 	}
-	if _, ok := DeadLetter(cs[3]); ok {
+	if cs[3].DeadLetter != nil {
 		t.Fatal("a row change is not a dead letter")
 	}
 	if got := counter(t, h.metrics.BadRows.WithLabelValues(h.ds.Name)); got != 3 {
@@ -500,7 +500,7 @@ func TestRestartMidFile(t *testing.T) {
 	}
 	var ids []string
 	for _, c := range append(first[:2], rest...) {
-		if c.Envelope.Schema.Name != DeadLetterSchema {
+		if c.DeadLetter == nil {
 			ids = append(ids, c.Envelope.Key["id_number"].(string))
 		}
 	}
