@@ -202,4 +202,6 @@ func (s *Source) schemaVersion(table string) int {
 	return 1
 }
 
-func (s *Source) topic(table string) string { return schemas.RawTopic(s.o.TopicPrefix, s.o.Name, table) }
+func (s *Source) topic(table string) string {
+	return schemas.RawTopic(s.o.TopicPrefix, s.o.Name, table)
+}
