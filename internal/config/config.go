@@ -33,6 +33,9 @@ type Config struct {
 	Checkers []Checker `yaml:"checkers"`
 	// Gen holds the synthetic data generator's defaults (`shouwang gen`, the demo).
 	Gen Gen `yaml:"gen"`
+	// State says where workers keep what must survive a restart: source positions,
+	// schema history, file-delivery state and reload state.
+	State State `yaml:"state"`
 
 	// file is the path the configuration was loaded from ("" when built in code); it
 	// prefixes problems and anchors relative paths.
@@ -73,6 +76,20 @@ func (c *Config) SinkByName(name string) (snk *Sink, ok bool) {
 		}
 	}
 	return nil, false
+}
+
+// State configures durable worker state.
+type State struct {
+	// Dir is a local directory for per-source state files (schema history, filedrop
+	// delivery state, reload state) and, with positions "file", the source positions.
+	// Default /var/lib/shouwang.
+	Dir string `yaml:"dir"`
+	// Positions is where capture keeps source positions: "file" (under Dir, for one
+	// host) or "postgres" (table shouwang_source_positions at PositionsDSN, so a worker
+	// can move between hosts). Default file.
+	Positions string `yaml:"positions"`
+	// PositionsDSN is the PostgreSQL connection string used with positions "postgres".
+	PositionsDSN string `yaml:"positions_dsn"`
 }
 
 // Kafka configures the bus. An empty broker list means the embedded in-memory broker

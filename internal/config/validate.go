@@ -20,6 +20,7 @@ const (
 	DefaultMetricsAddr       = ":9464"
 	DefaultProvince          = "51"
 	DefaultClientID          = "shouwang"
+	DefaultStateDir          = "/var/lib/shouwang"
 	DefaultChunkSize         = 10000
 	DefaultBatchSize         = 500
 	DefaultHouseholds        = 1000
@@ -47,6 +48,8 @@ func (c *Config) SetDefaults() {
 	if c.Regions.Province == "" {
 		c.Regions.Province = DefaultProvince
 	}
+	setStr(&c.State.Dir, DefaultStateDir)
+	setStr(&c.State.Positions, "file")
 	for i := range c.Sources {
 		s := &c.Sources[i]
 		if m := s.MySQL; m != nil {
@@ -282,12 +285,29 @@ func (c *Config) Validate() error {
 	if !provinceRe.MatchString(c.Regions.Province) {
 		v.addf("regions.province", "%q is not a 2-digit province code (e.g. \"51\" for Sichuan)", c.Regions.Province)
 	}
+	v.state()
 	v.sources()
 	v.pipelines()
 	v.sinks()
 	v.checkers()
 	v.gen()
 	return errors.Join(v.problems...)
+}
+
+func (v *validator) state() {
+	st := &v.c.State
+	if st.Dir == "" {
+		v.addf("state.dir", "must name a local directory for worker state (default %s)", DefaultStateDir)
+	}
+	v.oneOf("state.positions", st.Positions, "file", "postgres")
+	switch {
+	case st.Positions == "postgres" && st.PositionsDSN == "":
+		v.addf("state.positions_dsn", "required with state.positions: postgres (a PostgreSQL connection string)")
+	case st.Positions == "postgres":
+		v.pgDSN("state.positions_dsn", st.PositionsDSN, true)
+	case st.PositionsDSN != "":
+		v.addf("state.positions_dsn", "set only with state.positions: postgres")
+	}
 }
 
 func (v *validator) kafka() {

@@ -106,6 +106,9 @@ func TestValidationRules(t *testing.T) {
 		edits []edit
 		want  string // expected substring: "key.path: message start"
 	}{
+		{"state positions unknown", []edit{{"kafka:\n", "state: {positions: redis}\nkafka:\n"}}, `state.positions: "redis" is not valid: use one of file, postgres`},
+		{"state postgres without dsn", []edit{{"kafka:\n", "state: {positions: postgres}\nkafka:\n"}}, "state.positions_dsn: required with state.positions: postgres"},
+		{"state dsn without postgres", []edit{{"kafka:\n", "state: {positions_dsn: 'postgres://h/db'}\nkafka:\n"}}, "state.positions_dsn: set only with state.positions: postgres"},
 		{"server_id zero", []edit{{"server_id: 11", "server_id: 0"}}, "sources[0].mysql.server_id: must be a positive integer unique among mysqlbinlog sources"},
 		{"server_id duplicate", []edit{{"sources:\n", "sources:\n  - name: other\n    kind: mysqlbinlog\n    mysql: {dsn: 'a:b@tcp(h:1)/d', server_id: 11, tables: [d.t]}\n"}}, `sources[1].mysql.server_id: server_id "11" is already used at sources[0].mysql.server_id`},
 		{"source name charset", []edit{{"name: national", "name: National"}}, `sources[0].name: "National" is not a valid source name`},
