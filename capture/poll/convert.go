@@ -37,6 +37,9 @@ type column struct {
 	name   string
 	kind   kind
 	dbType string // driver type name, upper case (for PostgreSQL casts)
+	// mysql is set for MySQL/MariaDB columns: with parseTime the driver turns a zero date
+	// (0000-00-00) into the zero time.Time, which must not pass as 0001-01-01.
+	mysql bool
 }
 
 // kindOf maps a database/sql DatabaseTypeName (pgx stdlib or go-sql-driver/mysql) to a
@@ -152,8 +155,8 @@ func convert(c column, v any) (any, error) {
 		switch x := v.(type) {
 		case []byte, string:
 			s := asString(x)
-			if _, err := strconv.ParseFloat(s, 64); err != nil {
-				return nil, bad("bad_number", "column %s: %q is not a decimal (NaN or infinity?)", c.name, s)
+			if f, err := strconv.ParseFloat(s, 64); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, bad("bad_number", "column %s: %q is not a finite decimal", c.name, s)
 			}
 			return s, nil
 		case int64:
@@ -177,6 +180,9 @@ func convert(c column, v any) (any, error) {
 	case kDate:
 		switch x := v.(type) {
 		case time.Time:
+			if c.mysql && x.IsZero() {
+				return nil, bad("zero_date", "column %s: zero date 0000-00-00", c.name)
+			}
 			return x.Format(layoutDate), nil
 		case []byte, string:
 			s := asString(x)
@@ -191,6 +197,9 @@ func convert(c column, v any) (any, error) {
 	case kTimestamp:
 		switch x := v.(type) {
 		case time.Time:
+			if c.mysql && x.IsZero() {
+				return nil, bad("zero_date", "column %s: zero date-time 0000-00-00 00:00:00", c.name)
+			}
 			return x.Format(layoutTimestamp), nil
 		case []byte, string:
 			s := asString(x)

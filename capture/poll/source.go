@@ -42,6 +42,10 @@ type Source struct {
 	seq     int64             // last batch number handed out
 	overlay map[string]*entry // query+"\x00"+key → newest not-yet-acknowledged state
 	pending []batch           // batches handed out, not yet acknowledged
+
+	// onIdle, when set (tests), is called when ReadN is about to sleep because nothing
+	// is due, so a test can stop waiting without a timer.
+	onIdle func()
 }
 
 // entry is the newest emitted state of a key whose event Kafka has not acknowledged.
@@ -199,7 +203,8 @@ func (s *Source) describe(ctx context.Context, q *query) error {
 	q.cols = q.cols[:0]
 	names := make([]string, 0, len(cts))
 	for i, ct := range cts {
-		q.cols = append(q.cols, column{name: ct.Name(), kind: kindOf(ct.DatabaseTypeName()), dbType: strings.ToUpper(ct.DatabaseTypeName())})
+		q.cols = append(q.cols, column{name: ct.Name(), kind: kindOf(ct.DatabaseTypeName()), dbType: strings.ToUpper(ct.DatabaseTypeName()),
+			mysql: s.o.Driver == DriverMySQL})
 		idx[ct.Name()] = i
 		names = append(names, s.quote(ct.Name()))
 	}
@@ -289,6 +294,9 @@ func (s *Source) ReadN(ctx context.Context, max int) ([]capture.Change, error) {
 			continue
 		}
 		if d := time.Until(wake); d > 0 {
+			if s.onIdle != nil {
+				s.onIdle()
+			}
 			t := time.NewTimer(d)
 			select {
 			case <-ctx.Done():
@@ -443,6 +451,9 @@ func (s *Source) seal(q *query, cs []capture.Change, writes []write) ([]capture.
 		return nil, fmt.Errorf("poll %s: query %s: %w", s.o.Name, q.Name, err)
 	}
 	cs[len(cs)-1].Position = pos
+	for i := range cs {
+		cs[i].Envelope.V = schemas.EnvelopeVersion
+	}
 	for _, w := range writes {
 		s.overlay[w.query+"\x00"+w.key] = &entry{seq: s.seq, del: w.del, hash: w.hash, row: w.row}
 	}
