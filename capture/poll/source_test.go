@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/shouwang/shouwang/capture"
 	"github.com/shouwang/shouwang/internal/testenv"
-	"github.com/shouwang/shouwang/schemas"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -25,8 +23,7 @@ type backend struct {
 	dsn      string
 	db       *sql.DB
 	relation string
-	// sql renders a statement for this dialect: {ago N} is "now minus N seconds" by the
-	// database clock.
+	// ago renders "now minus sec seconds" by the database clock.
 	ago      func(sec int) string
 	seedRows func(n int) string
 	badRow   []string // statements inserting row id 1000 with an unconvertible value
@@ -356,6 +353,3 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return sum
 }
-
-var _ = sort.Strings
-var _ = schemas.OpCreate
