@@ -22,10 +22,14 @@ func TestLargeStreamedTransactionAndAbort(t *testing.T) {
 	o.ConnString += "&logical_decoding_work_mem=64kB"
 	src := openSource(t, o, nil)
 	defer src.Close()
-	// Start streaming before the writes (ReadN blocks until something arrives).
-	e.exec(t, `BEGIN; INSERT INTO big SELECT g, 'aborted' FROM generate_series(1, 20000) g; ROLLBACK`)
-	e.exec(t, `BEGIN; INSERT INTO big SELECT g, 'sub-aborted' FROM generate_series(200001, 201000) g; SAVEPOINT s1; INSERT INTO big SELECT g, 'savepoint' FROM generate_series(300001, 310000) g; ROLLBACK TO s1; INSERT INTO big VALUES (0, 'after'); COMMIT`)
-	e.exec(t, `INSERT INTO big SELECT g, 'row ' || g FROM generate_series(1, 120000) g`)
+	// Write while the stream is live (drain starts it), so that the server streams
+	// the big transactions in progress rather than after their end is in the WAL.
+	go func() {
+		time.Sleep(time.Second)
+		e.exec(t, `BEGIN; INSERT INTO big SELECT g, 'aborted' FROM generate_series(1, 20000) g; SELECT pg_sleep(1); ROLLBACK`)
+		e.exec(t, `BEGIN; INSERT INTO big SELECT g, 'sub-aborted' FROM generate_series(200001, 201000) g; SAVEPOINT s1; INSERT INTO big SELECT g, 'savepoint' FROM generate_series(300001, 310000) g; SELECT pg_sleep(1); ROLLBACK TO s1; INSERT INTO big VALUES (0, 'after'); COMMIT`)
+		e.exec(t, `INSERT INTO big SELECT g, 'row ' || g FROM generate_series(1, 120000) g`)
+	}()
 	const want = 1000 + 1 + 120000
 	all := drain(t, src, 120*time.Second, func(all []capture.Change) bool { return len(all) >= want })
 	time.Sleep(500 * time.Millisecond)
