@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"sort"
 	"strings"
 	"testing"
@@ -197,4 +196,3 @@ func lsnOf(t testing.TB, s string) pglogrepl.LSN {
 	return l
 }
 
-var _ = maps.Clone[map[string]int]

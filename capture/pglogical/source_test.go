@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -256,4 +255,3 @@ func waitGoroutines(t *testing.T, before int) {
 	}
 }
 
-var _ = strings.Contains
