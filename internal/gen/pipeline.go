@@ -39,10 +39,6 @@ func plan(cfg *Config, t *region.Table) ([]villagePlan, error) {
 	for _, c := range counties {
 		byPref[c.Code[:4]] = append(byPref[c.Code[:4]], c.Code[:6])
 	}
-	countyCount := map[string]int{}
-	for _, v := range villages {
-		countyCount[v.Code[:6]]++
-	}
 	weight := func(code string) float64 {
 		if w, ok := cfg.PrefectureWeights[code[:4]]; ok {
 			return w
@@ -94,13 +90,7 @@ func plan(cfg *Config, t *region.Table) ([]villagePlan, error) {
 		alloc[rems[j%n].i]++
 		total++
 	}
-	// index of each village within its county
-	countyIdx := make(map[string]int, len(villages))
-	seen := map[string]int{}
-	for _, v := range villages {
-		countyIdx[v.Code] = seen[v.Code[:6]]
-		seen[v.Code[:6]]++
-	}
+	idx := newVillageIndex(t)
 	plans := make([]villagePlan, 0, n)
 	for k, i := range chosen {
 		if alloc[k] == 0 {
@@ -120,7 +110,9 @@ func plan(cfg *Config, t *region.Table) ([]villagePlan, error) {
 		}
 		plans = append(plans, villagePlan{
 			Index: len(plans), Village: v, CountyCode: v.Code[:6], CountyName: county.Name, TownshipName: town.Name,
-			CountyIdx: countyIdx[v.Code], CountyVillages: countyCount[v.Code[:6]], Households: alloc[k], FirstSeq: 1, Neighbours: nb,
+			CountyIdx: idx.countyIdx[v.Code], CountyVillages: idx.countyCount[v.Code[:6]],
+			PrefIdx: idx.prefIdx[v.Code], PrefVillages: idx.prefCount[v.Code[:4]],
+			Households: alloc[k], FirstSeq: 1, Neighbours: nb,
 		})
 	}
 	return plans, nil

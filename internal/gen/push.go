@@ -159,8 +159,7 @@ type pushState struct {
 	date    time.Time
 	updated string
 	t       *region.Table
-	cidx    map[string]int // village → index in county
-	ccount  map[string]int
+	idx     *villageIndex
 	out     [3]*bufio.Writer
 	files   [3]*os.File
 	man     *json.Encoder
@@ -225,11 +224,7 @@ func Push(ctx context.Context, cfg Config, opts PushOptions) (*PushResult, error
 	s := &pushState{cfg: &cfg, week: opts.Week, date: weekDate(&cfg, opts.Week), t: t, man: enc,
 		res: &PushResult{Rows: map[string]int64{}, Changes: map[string]int64{}}}
 	s.updated = s.date.Add(8 * time.Hour).Format("2006-01-02 15:04:05")
-	s.cidx, s.ccount = map[string]int{}, map[string]int{}
-	for _, v := range t.Villages() {
-		s.cidx[v.Code] = s.ccount[v.Code[:6]]
-		s.ccount[v.Code[:6]]++
-	}
+	s.idx = newVillageIndex(t)
 	for i, name := range []string{"household", "person", "measure"} {
 		f, err := os.CreateTemp(opts.OutDir, "push-"+name+"-*.tsv")
 		if err != nil {
@@ -551,7 +546,8 @@ func (s *pushState) plan(village string) *villagePlan {
 		}
 	}
 	return &villagePlan{Village: v, CountyCode: village[:6], CountyName: county.Name, TownshipName: town.Name,
-		CountyIdx: s.cidx[village], CountyVillages: s.ccount[village[:6]], Neighbours: nb}
+		CountyIdx: s.idx.countyIdx[village], CountyVillages: s.idx.countyCount[village[:6]],
+		PrefIdx: s.idx.prefIdx[village], PrefVillages: s.idx.prefCount[village[:4]], Neighbours: nb}
 }
 
 // flushVillage appends the village's new monitored households after its existing ones.

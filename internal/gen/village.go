@@ -13,11 +13,55 @@ import (
 	"github.com/shouwang/shouwang/internal/region"
 )
 
-// nativeSlots is the number of ID order-code slots (of 500 per sex) reserved for persons
-// registered in their own county; the rest serve persons registered elsewhere. A
-// village's slot is its index inside the county, so IDs never collide between villages
-// (counties with more villages than slots pair villages and split birth-date parity).
-const nativeSlots = 480
+// ID order codes (the 3 digits after the birth date) give 500 slots per sex. They are
+// split so that clean IDs are unique across the province by construction, without any
+// coordination between villages (generation is parallel and per village):
+//
+//   - slots [0, nativeSlots) serve persons registered in their own county: a village's
+//     slot is its index inside the county (counties with more villages than slots pair
+//     village k with k+nativeSlots and split them by birth-date parity);
+//   - slots [nativeSlots, 500) serve persons first registered in another county of the
+//     prefecture (migrants). The village's index inside its prefecture picks one of
+//     these slots and a birth-date class (days since 1900-01-01 modulo the number of
+//     classes), so two villages never share a (slot, birth date) for the same origin
+//     county. Within a village, villageGen.used keeps (region, date, sex) unique.
+//
+// The largest prefecture (成都, 3,047 villages) gives 31 classes, leaving about 12
+// possible birth dates per age year and sex for a village's migrants; when none is free
+// the person gets a native ID instead.
+const (
+	nativeSlots  = 400
+	migrantSlots = 500 - nativeSlots
+)
+
+// classEpoch is day zero of the migrant birth-date classes.
+var classEpoch = time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// migrantClasses returns how many birth-date classes a prefecture of n villages needs.
+func migrantClasses(n int) int { return max(1, (n+migrantSlots-1)/migrantSlots) }
+
+// villageIndex numbers every village of the region table inside its county and its
+// prefecture (table order). It depends only on the table, not on which villages are
+// populated, so `gen push` recomputes the same ID slots as the initial generation.
+type villageIndex struct {
+	countyIdx, prefIdx     map[string]int // village code → index
+	countyCount, prefCount map[string]int // county (6) / prefecture (4) code → villages
+}
+
+func newVillageIndex(t *region.Table) *villageIndex {
+	vs := t.Villages()
+	x := &villageIndex{
+		countyIdx: make(map[string]int, len(vs)), prefIdx: make(map[string]int, len(vs)),
+		countyCount: map[string]int{}, prefCount: map[string]int{},
+	}
+	for _, v := range vs {
+		x.countyIdx[v.Code] = x.countyCount[v.Code[:6]]
+		x.countyCount[v.Code[:6]]++
+		x.prefIdx[v.Code] = x.prefCount[v.Code[:4]]
+		x.prefCount[v.Code[:4]]++
+	}
+	return x
+}
 
 // villagePlan is one village's share of the province.
 type villagePlan struct {
@@ -28,6 +72,8 @@ type villagePlan struct {
 	TownshipName   string
 	CountyIdx      int // the village's index among its county's villages
 	CountyVillages int
+	PrefIdx        int // the village's index among its prefecture's villages
+	PrefVillages   int
 	Households     int
 	FirstSeq       int      // first household sequence number (push appends new ones)
 	Neighbours     []string // other county codes (6 digits) of the prefecture, for migrants
@@ -216,51 +262,84 @@ func (g *villageGen) birthFor(age int, male bool, region6 string, parity int) (t
 		if parity >= 0 && b.YearDay()%2 != parity {
 			continue
 		}
-		key := region6 + b.Format("20060102") + fmt.Sprint(male)
-		if g.used[key] {
-			continue
+		if g.claim(region6, b, male) {
+			return b, nil
 		}
-		g.used[key] = true
-		return b, nil
 	}
-	return time.Time{}, fmt.Errorf("gen: village %s: no free ID slot for age %d", g.plan.Village.Code, age)
+	return time.Time{}, fmt.Errorf("gen: village %s: no free ID slot for age %d (more persons of that age and sex than birth dates; lower households_per_village)", g.plan.Village.Code, age)
 }
 
-// assignID gives p a valid ID for its birth date and sex.
+// claim marks (region6, birth, sex) as used in this village; false if already taken.
+func (g *villageGen) claim(region6 string, b time.Time, male bool) bool {
+	key := region6 + b.Format("20060102") + fmt.Sprint(male)
+	if g.used[key] {
+		return false
+	}
+	g.used[key] = true
+	return true
+}
+
+// migrantBirth draws a birth date giving exactly age at AsOf in the village's migrant
+// birth-date class (see nativeSlots), free for (region6, sex) in this village.
+func (g *villageGen) migrantBirth(age int, male bool, region6 string) (time.Time, bool) {
+	asOf := g.cfg.AsOf
+	start := asOf.AddDate(-age-1, 0, 1) // first day giving this age
+	classes := migrantClasses(g.plan.PrefVillages)
+	class := (g.plan.PrefIdx / migrantSlots) % classes
+	day := int(start.Sub(classEpoch).Hours() / 24)
+	first := start.AddDate(0, 0, ((class-day)%classes+classes)%classes)
+	var cands []time.Time
+	for b := first; Age(b, asOf) == age && !b.After(asOf); b = b.AddDate(0, 0, classes) {
+		cands = append(cands, b)
+	}
+	if len(cands) == 0 {
+		return time.Time{}, false
+	}
+	off := g.r.IntN(len(cands))
+	for i := range cands {
+		b := cands[(off+i)%len(cands)]
+		if g.claim(region6, b, male) {
+			return b, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// assignID gives p a valid ID for its birth date and sex, unique province-wide (see
+// nativeSlots).
 func (g *villageGen) assignID(p *Person, age int) error {
+	if len(g.plan.Neighbours) > 0 && g.chance(g.cfg.MigrantIDShare) {
+		region6 := g.plan.Neighbours[g.r.IntN(len(g.plan.Neighbours))]
+		if b, ok := g.migrantBirth(age, p.Male, region6); ok {
+			return g.setID(p, age, region6, b, nativeSlots+g.plan.PrefIdx%migrantSlots)
+		}
+		// no free date in the class: fall back to a native ID
+	}
 	parity := -1
 	k := g.plan.CountyIdx % nativeSlots
-	region6 := g.plan.CountyCode
 	if g.plan.CountyIdx >= nativeSlots {
 		parity = 1
 	} else if g.plan.CountyIdx+nativeSlots < g.plan.CountyVillages {
 		parity = 0
 	}
-	if len(g.plan.Neighbours) > 0 && g.chance(g.cfg.MigrantIDShare) {
-		region6 = g.plan.Neighbours[g.r.IntN(len(g.plan.Neighbours))]
-		k = nativeSlots + int(fnvHash(g.plan.Village.Code)%uint64(500-nativeSlots))
-		parity = -1
-	}
-	b, err := g.birthFor(age, p.Male, region6, parity)
+	b, err := g.birthFor(age, p.Male, g.plan.CountyCode, parity)
 	if err != nil {
 		return err
 	}
+	return g.setID(p, age, g.plan.CountyCode, b, k)
+}
+
+func (g *villageGen) setID(p *Person, age int, region6 string, b time.Time, slot int) error {
 	p.Birth = b
 	p.age = age
 	p.idRegion = region6
-	p.idSeq = 2 * k
+	p.idSeq = 2 * slot
 	id, err := ident.MakeID(region6, b, p.idSeq, p.Male)
 	if err != nil {
-		return fmt.Errorf("gen: village %s: make ID: %w", g.plan.Village.Code, err)
+		return fmt.Errorf("gen: village %s: make ID for person %s: %w", g.plan.Village.Code, p.PersonNo, err)
 	}
 	p.IDNo, p.ID18, p.IDType = id, id, IDTypeResident
 	return nil
-}
-
-func fnvHash(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	return h.Sum64()
 }
 
 var (
