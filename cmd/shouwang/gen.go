@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/internal/gen"
 )
 
@@ -104,14 +105,14 @@ func checkReachable(ctx context.Context, mysqlDSN, pgDSN string) int {
 	if mysqlDSN != "" {
 		db, err := gen.OpenMySQL(cctx, mysqlDSN)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "shouwang gen: MySQL %s unreachable: %v\n", gen.MaskDSN(mysqlDSN), oneLine(err))
+			fmt.Fprintf(os.Stderr, "shouwang gen: MySQL %s unreachable: %v\n", config.MaskDSN(mysqlDSN), oneLine(err))
 			return 2
 		}
 		db.Close()
 	}
 	if pgDSN != "" {
 		if err := gen.PingPG(cctx, pgDSN); err != nil {
-			fmt.Fprintf(os.Stderr, "shouwang gen: PostgreSQL %s unreachable: %v\n", gen.MaskPGDSN(pgDSN), oneLine(err))
+			fmt.Fprintf(os.Stderr, "shouwang gen: PostgreSQL %s unreachable: %v\n", config.MaskDSN(pgDSN), oneLine(err))
 			return 2
 		}
 	}

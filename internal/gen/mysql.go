@@ -11,19 +11,12 @@ import (
 	"sync/atomic"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/schemas"
 )
 
 var loadSeq atomic.Int64
-
-// MaskDSN returns dsn with any password replaced by "***", for messages.
-func MaskDSN(dsn string) string {
-	if c, err := mysql.ParseDSN(dsn); err == nil && c.Passwd != "" {
-		c.Passwd = "***"
-		return c.FormatDSN()
-	}
-	return dsn
-}
 
 // OpenMySQL opens and pings the national front-end database.
 func OpenMySQL(ctx context.Context, dsn string) (*sql.DB, error) { return openMySQL(ctx, dsn, true) }
@@ -31,7 +24,7 @@ func OpenMySQL(ctx context.Context, dsn string) (*sql.DB, error) { return openMy
 func openMySQL(ctx context.Context, dsn string, parseTime bool) (*sql.DB, error) {
 	c, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("gen: MySQL DSN %q: %w (form: user:pass@tcp(host:port)/db)", MaskDSN(dsn), err)
+		return nil, fmt.Errorf("gen: MySQL DSN %q: %w (form: user:pass@tcp(host:port)/db)", config.MaskDSN(dsn), err)
 	}
 	c.ParseTime = parseTime
 	c.MultiStatements = false

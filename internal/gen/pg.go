@@ -3,9 +3,10 @@ package gen
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/schemas"
 )
 
@@ -17,17 +18,6 @@ func CreateDepartmentTables(ctx context.Context, conn *pgx.Conn) error {
 		}
 	}
 	return nil
-}
-
-// MaskPGDSN hides a password in a PostgreSQL URL or keyword DSN.
-func MaskPGDSN(dsn string) string {
-	if c, err := pgx.ParseConfig(dsn); err == nil {
-		return fmt.Sprintf("host=%s port=%d user=%s dbname=%s", c.Host, c.Port, c.User, c.Database)
-	}
-	if i := strings.Index(dsn, "password="); i >= 0 {
-		return dsn[:i] + "password=***"
-	}
-	return dsn
 }
 
 // pgSink copies department rows with COPY in batches, one goroutine and connection.
@@ -47,7 +37,7 @@ type pgBatch struct {
 func newPGSink(ctx context.Context, dsn string) (*pgSink, error) {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("gen: connect PostgreSQL %s: %w", MaskPGDSN(dsn), err)
+		return nil, fmt.Errorf("gen: connect PostgreSQL %s: %w", config.MaskDSN(dsn), err)
 	}
 	if err := CreateDepartmentTables(ctx, conn); err != nil {
 		conn.Close(ctx)
@@ -104,7 +94,7 @@ func (s *pgSink) close(ctx context.Context) error {
 func PingPG(ctx context.Context, dsn string) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("gen: connect PostgreSQL %s: %w", MaskPGDSN(dsn), err)
+		return fmt.Errorf("gen: connect PostgreSQL %s: %w", config.MaskDSN(dsn), err)
 	}
 	return conn.Close(ctx)
 }
