@@ -195,4 +195,3 @@ func lsnOf(t testing.TB, s string) pglogrepl.LSN {
 	}
 	return l
 }
-

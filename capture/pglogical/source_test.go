@@ -72,7 +72,7 @@ func newRunEnv(t *testing.T, prefix, table string) *runEnv {
 	k := testenv.Kafka(t)
 	opts := bus.Options{Brokers: k.Brokers()}
 	topic := schemas.RawTopic(prefix, "dept", table)
-	if err := bus.EnsureTopics(context.Background(), opts, bus.TopicSpec{Name: topic, Partitions: 3, ReplicationFactor: 1},
+	if err := bus.EnsureTopics(context.Background(), opts, bus.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: 1}, // one partition: the marker is read last
 		bus.TopicSpec{Name: schemas.DLQTopic(prefix, "capture"), Partitions: 1, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -254,4 +254,3 @@ func waitGoroutines(t *testing.T, before int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-
