@@ -314,6 +314,11 @@ type PollSource struct {
 	Driver string `yaml:"driver"`
 	// Queries are the polled tables or views.
 	Queries []PollQuery `yaml:"queries"`
+	// StateDSN is a PostgreSQL database owned by Shouwang where the poller keeps the
+	// keys and row hashes it has seen (tables shouwang_poll_rows/_state), so that it can
+	// tell creates from updates and find deletes without holding millions of keys in
+	// memory. Required.
+	StateDSN string `yaml:"state_dsn"`
 }
 
 // PollQuery is one polled table or view.
@@ -331,6 +336,12 @@ type PollQuery struct {
 	Column string `yaml:"column"`
 	// Interval between polls (default 1m).
 	Interval Duration `yaml:"interval"`
+	// BatchSize is the most rows read per query (default 1000).
+	BatchSize int `yaml:"batch_size"`
+	// SafetyLag (timestamp mode) reads only rows at least this old by the database's
+	// clock, so a transaction that commits late with an earlier timestamp is not
+	// skipped (default 5s; "0s" turns it off).
+	SafetyLag *Duration `yaml:"safety_lag"`
 	// DeleteDetection finds deleted rows, which polling cannot see otherwise.
 	DeleteDetection DeleteDetection `yaml:"delete_detection"`
 }
@@ -341,6 +352,9 @@ type DeleteDetection struct {
 	Enabled bool `yaml:"enabled"`
 	// Interval between full key scans (default 1h); each scan reads every key.
 	Interval Duration `yaml:"interval"`
+	// MaxDeleteShare holds the deletes of a scan that would remove more than this
+	// share (0..1) of the known keys (default 0.2; 1 disables the breaker).
+	MaxDeleteShare float64 `yaml:"max_delete_share"`
 }
 
 // FileDropSource reads files departments deliver into folders.
@@ -357,16 +371,17 @@ type Dataset struct {
 	Department string `yaml:"department"`
 	// Inbox is the folder files arrive in.
 	Inbox string `yaml:"inbox"`
-	// Archive receives files once every row is in Kafka.
+	// Archive receives files once every row is in Kafka (default <inbox>/archive).
 	Archive string `yaml:"archive"`
-	// Rejected receives files that could not be read at all, with a reason file.
+	// Rejected receives files that could not be read at all, with a reason file
+	// (default <inbox>/rejected).
 	Rejected string `yaml:"rejected"`
 	// Format is csv, xlsx, xls or auto (by extension and content, default).
 	Format string `yaml:"format"`
 	// Encoding of CSV files: auto (default; UTF-8 if valid, else GB18030), utf-8,
 	// gb18030 or gbk.
 	Encoding string `yaml:"encoding"`
-	// Delimiter of CSV files, one character (default ",").
+	// Delimiter of CSV files: one character, or "auto" (default) to sniff it from the header line.
 	Delimiter string `yaml:"delimiter"`
 	// Delivery is full (each file is the whole table: missing rows are deletions) or
 	// incremental (each file only adds or changes rows).

@@ -275,8 +275,12 @@ func TestDeployConfigsAreValid(t *testing.T) {
 			if err != nil {
 				t.Fatalf("sample config must pass config check:\n%v", err)
 			}
-			if len(cfg.Sources) == 0 || len(cfg.Sinks) == 0 {
-				t.Errorf("a sample should show sources and sinks")
+			if len(cfg.Sources) == 0 {
+				t.Errorf("a sample should show sources")
+			}
+			if filepath.Base(f) != "demo.yaml" && len(cfg.Sinks) == 0 {
+				// demo.yaml lists only what the demo really runs today.
+				t.Errorf("a production sample should show sinks")
 			}
 			// Without the secrets, the only problems are the unset variables.
 			if _, err := Parse(f, data, noEnv); err != nil {

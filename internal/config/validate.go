@@ -76,6 +76,7 @@ func (c *Config) SetDefaults() {
 			for j := range p.Queries {
 				q := &p.Queries[j]
 				setDur(&q.Interval, time.Minute)
+				setFloat(&q.DeleteDetection.MaxDeleteShare, 0.2)
 				if q.DeleteDetection.Enabled {
 					setDur(&q.DeleteDetection.Interval, time.Hour)
 				}
@@ -86,7 +87,7 @@ func (c *Config) SetDefaults() {
 				d := &f.Datasets[j]
 				setStr(&d.Format, "auto")
 				setStr(&d.Encoding, "auto")
-				setStr(&d.Delimiter, ",")
+				setStr(&d.Delimiter, "auto")
 				setDur(&d.Settle.MinAge, time.Minute)
 				setFloat(&d.MassDelete.MaxShare, 0.2)
 			}
@@ -462,6 +463,11 @@ func (v *validator) pollSource(p string, s *PollSource) {
 	case "mysql":
 		v.mysqlDSN(p+".dsn", s.DSN)
 	}
+	if s.StateDSN == "" {
+		v.addf(p+".state_dsn", "required: a PostgreSQL database owned by Shouwang for the poller's key store")
+	} else {
+		v.pgDSN(p+".state_dsn", s.StateDSN, true)
+	}
 	if len(s.Queries) == 0 {
 		v.addf(p+".queries", "required: list at least one polled table or view")
 	}
@@ -484,6 +490,15 @@ func (v *validator) pollSource(p string, s *PollSource) {
 			v.addf(qp+".column", "%q is not a column name", q.Column)
 		}
 		v.durRange(qp+".interval", q.Interval, time.Second, 24*time.Hour)
+		if q.BatchSize < 0 || q.BatchSize > 100000 {
+			v.addf(qp+".batch_size", "%d is out of range: 1..100000 (0 means the default 1000)", q.BatchSize)
+		}
+		if q.SafetyLag != nil && q.Mode != "timestamp" {
+			v.addf(qp+".safety_lag", "only applies to mode timestamp")
+		} else if q.SafetyLag != nil {
+			v.durRange(qp+".safety_lag", *q.SafetyLag, 0, time.Hour)
+		}
+		v.share(qp+".delete_detection.max_delete_share", q.DeleteDetection.MaxDeleteShare)
 		if q.DeleteDetection.Enabled {
 			v.durRange(qp+".delete_detection.interval", q.DeleteDetection.Interval, time.Minute, 7*24*time.Hour)
 		} else if q.DeleteDetection.Interval != 0 {
@@ -528,17 +543,20 @@ func (v *validator) fileDropSource(p string, s *FileDropSource) {
 		if strings.TrimSpace(d.Department) == "" {
 			v.addf(dp+".department", "required: the delivering department (e.g. 医保, 残联)")
 		}
+		if d.Inbox == "" {
+			v.addf(dp+".inbox", "required: the folder the department drops files into")
+		}
+		// archive and rejected default to sub-folders of the inbox.
 		for _, f := range []struct{ key, val string }{{"inbox", d.Inbox}, {"archive", d.Archive}, {"rejected", d.Rejected}} {
 			if f.val == "" {
-				v.addf(dp+"."+f.key, "required: a folder path")
 				continue
 			}
 			v.unique(dp+"."+f.key, v.c.ResolvePath(f.val), folders, "folder")
 		}
 		v.oneOf(dp+".format", d.Format, "csv", "xlsx", "xls", "auto")
 		v.oneOf(dp+".encoding", d.Encoding, "auto", "utf-8", "gb18030", "gbk")
-		if utf8.RuneCountInString(d.Delimiter) != 1 || d.Delimiter == "\"" || d.Delimiter == "\n" {
-			v.addf(dp+".delimiter", "%q is not valid: must be one character other than a quote or newline (e.g. \",\", \"\\t\", \"|\")", d.Delimiter)
+		if d.Delimiter != "auto" && (utf8.RuneCountInString(d.Delimiter) != 1 || d.Delimiter == "\"" || d.Delimiter == "\n") {
+			v.addf(dp+".delimiter", "%q is not valid: \"auto\" (sniffed from the header among , ; tab |) or one character other than a quote or newline (e.g. \",\", \"\\t\", \"|\")", d.Delimiter)
 		}
 		v.oneOf(dp+".delivery", d.Delivery, "full", "incremental")
 		if len(d.Columns) == 0 {

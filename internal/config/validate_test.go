@@ -28,6 +28,7 @@ sources:
     kind: poll
     poll:
       dsn: host=127.0.0.1 user=ro password=secret dbname=zj
+      state_dsn: postgres://shouwang@127.0.0.1/shouwang_state
       queries:
         - name: appraisal
           table_or_view: share.v_appraisal
@@ -142,6 +143,10 @@ func TestValidationRules(t *testing.T) {
 		{"poll dsn bad port", []edit{{"host=127.0.0.1 user=ro", "host=127.0.0.1 port=99999 user=ro"}}, `sources[2].poll.dsn: connection string host=127.0.0.1 port=99999 user=ro password=*** dbname=zj has port "99999": must be 1..65535`},
 		{"poll driver", []edit{{"    poll:\n", "    poll:\n      driver: oracle\n"}}, `sources[2].poll.driver: "oracle" is not valid: use one of postgres, mysql`},
 		{"poll mysql dsn", []edit{{"    poll:\n", "    poll:\n      driver: mysql\n"}}, "sources[2].poll.dsn: not a valid MySQL DSN"},
+		{"poll state dsn", []edit{{"      state_dsn: postgres://shouwang@127.0.0.1/shouwang_state\n", ""}}, "sources[2].poll.state_dsn: required"},
+		{"poll safety lag on incrementing", []edit{{"mode: timestamp", "mode: incrementing\n          safety_lag: 5s"}}, "sources[2].poll.queries[0].safety_lag: only applies to mode timestamp"},
+		{"poll batch size", []edit{{"mode: timestamp", "mode: timestamp\n          batch_size: -1"}}, "sources[2].poll.queries[0].batch_size: -1 is out of range"},
+		{"poll max delete share", []edit{{"mode: timestamp", "mode: timestamp\n          delete_detection: {enabled: true, max_delete_share: 1.5}"}}, "sources[2].poll.queries[0].delete_detection.max_delete_share: 1.5 is out of range"},
 		{"poll mode", []edit{{"mode: timestamp", "mode: rowversion"}}, `sources[2].poll.queries[0].mode: "rowversion" is not valid: use one of incrementing, timestamp`},
 		{"poll key", []edit{{"          key: [id]\n", ""}}, "sources[2].poll.queries[0].key: required"},
 		{"poll column", []edit{{"          column: updated_at\n", ""}}, "sources[2].poll.queries[0].column: required: the timestamp column"},
@@ -151,7 +156,7 @@ func TestValidationRules(t *testing.T) {
 		{"poll queries missing", []edit{{"      queries:\n        - name: appraisal\n          table_or_view: share.v_appraisal\n          key: [id]\n          mode: timestamp\n          column: updated_at\n", ""}}, "sources[2].poll.queries: required"},
 		{"filedrop format", []edit{{"delivery: incremental", "delivery: incremental\n          format: pdf"}}, `sources[3].filedrop.datasets[0].format: "pdf" is not valid: use one of csv, xlsx, xls, auto`},
 		{"filedrop encoding", []edit{{"delivery: incremental", "delivery: incremental\n          encoding: utf-16"}}, `sources[3].filedrop.datasets[0].encoding: "utf-16" is not valid: use one of auto, utf-8, gb18030, gbk`},
-		{"filedrop delimiter", []edit{{"delivery: incremental", "delivery: incremental\n          delimiter: ab"}}, `sources[3].filedrop.datasets[0].delimiter: "ab" is not valid: must be one character`},
+		{"filedrop delimiter", []edit{{"delivery: incremental", "delivery: incremental\n          delimiter: ab"}}, `sources[3].filedrop.datasets[0].delimiter: "ab" is not valid: "auto" (sniffed from the header among , ; tab |) or one character`},
 		{"filedrop delivery", []edit{{"          delivery: incremental\n", ""}}, "sources[3].filedrop.datasets[0].delivery: required: one of full, incremental"},
 		{"filedrop key unmapped", []edit{{"key: [sid]", "key: [nope]"}}, `sources[3].filedrop.datasets[0].key[0]: "nope" is not one of the mapped field names in columns`},
 		{"filedrop folder reused", []edit{{"archive: /d/archive", "archive: /d/in"}}, `sources[3].filedrop.datasets[0].archive: folder "/d/in" is already used at sources[3].filedrop.datasets[0].inbox`},
@@ -244,7 +249,7 @@ func TestValidateCollectsEveryProblemWithLines(t *testing.T) {
 	want := []string{
 		"c.yaml:3: kafka.topic_prefix: ",
 		"c.yaml:9: sources[0].mysql.server_id: ",
-		"c.yaml:60: checkers[0].level: ",
+		"c.yaml:61: checkers[0].level: ",
 	}
 	for _, w := range want {
 		found := false
