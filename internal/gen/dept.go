@@ -227,7 +227,7 @@ func (d *deptGen) household(h *Household, defect bool) {
 
 func disasterType(sub string) string {
 	if sub == "" {
-		return "洪涝灾害"
+		return disasterSubitems[0]
 	}
 	return sub
 }

@@ -345,8 +345,9 @@ func (g *villageGen) setID(p *Person, age int, region6 string, b time.Time, slot
 var (
 	provinceOut = []string{"广东省东莞市", "广东省深圳市宝安区", "浙江省宁波市", "浙江省温州市", "福建省泉州市", "江苏省苏州市", "新疆维吾尔自治区昌吉回族自治州", "重庆市渝北区"}
 	provinceIn  = []string{"四川省成都市双流区", "四川省成都市郫都区", "四川省绵阳市涪城区", "四川省德阳市旌阳区", "四川省宜宾市翠屏区"}
-	channels    = []string{"自主就业", "政府组织", "亲友介绍", "企业招聘"}
-	disTypes    = []int{4, 4, 4, 1, 2, 3, 5, 6, 7} // 肢体 most common
+	// channels are internal/dict employment_channel names, repeated to weight them.
+	channels = []string{"自主就业", "自主就业", "自主就业", "政府组织", "政府组织", "东西部协作", "对口帮扶", "帮扶车间", "其他"}
+	disTypes = []int{4, 4, 4, 1, 2, 3, 5, 6, 7} // 肢体 most common
 )
 
 // schoolFor returns the in-school status for age, or "" when not in school.
@@ -609,7 +610,9 @@ func monthsBetween(a, b time.Time) int {
 	return (b.Year()-a.Year())*12 + int(b.Month()) - int(a.Month())
 }
 
-var disasterSubitems = []string{"洪涝灾害", "干旱灾害", "地震灾害", "地质灾害", "风雹灾害", "低温冷冻和雪灾", "森林草原火灾"}
+// disasterSubitems are internal/dict disaster_subitem names (the national sub-items of
+// 因自然灾害); 应急 records use the same names so that both sides normalise alike.
+var disasterSubitems = []string{"洪涝", "干旱", "地震", "滑坡泥石流", "冰雹", "风灾", "低温冷冻和雪灾", "森林草原火灾"}
 var otherRemarks = []string{"家庭主要劳动力死亡", "家庭成员服刑", "婚丧支出大", "赡养负担重"}
 
 // risks chooses risk types and makes the household facts support them (Q-050..Q-059).
