@@ -51,6 +51,12 @@ func (c *Config) targets() []target {
 		case s.Poll != nil:
 			addPG(p+".poll.dsn", s.Poll.DSN)
 		}
+		if s.Poll != nil {
+			addPG(p+".poll.state_dsn", s.Poll.StateDSN)
+		}
+	}
+	if c.State.Positions == "postgres" {
+		addPG("state.positions_dsn", c.State.PositionsDSN)
 	}
 	for i := range c.Sinks {
 		s := &c.Sinks[i]

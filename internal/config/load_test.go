@@ -202,7 +202,7 @@ func TestCheckConnectivity(t *testing.T) {
 		Sources: []Source{
 			{Name: "a", Kind: KindMySQLBinlog, MySQL: &MySQLSource{DSN: "root:topsecret@tcp(" + closed + ")/db", ServerID: 1, Tables: []string{"db.t"}}},
 			{Name: "b", Kind: KindPGLogical, Postgres: &PGSource{DSN: "postgres://repl:topsecret@" + openAddr + "/db", Slot: "s", Publication: "p", Tables: []string{"public.t"}}},
-			{Name: "c", Kind: KindPoll, Poll: &PollSource{Driver: "postgres", DSN: "host=127.0.0.1 port=" + closedPort + " user=ro password=topsecret dbname=d",
+			{Name: "c", Kind: KindPoll, Poll: &PollSource{Driver: "postgres", DSN: "host=127.0.0.1 port=" + closedPort + " user=ro password=topsecret dbname=d", StateDSN: "postgres://u@" + openAddr + "/state",
 				Queries: []PollQuery{{Name: "q", TableOrView: "v", Key: []string{"id"}, Mode: "incrementing", Column: "id"}}}},
 		},
 		Sinks: []Sink{
