@@ -55,6 +55,28 @@ type colSpec struct {
 // errBadValue marks a value that cannot be converted: the row goes to the DLQ.
 var errBadValue = errors.New("bad value")
 
+// badValue is a conversion failure with its bounded DLQ reason code (invalid_text,
+// zero_date, unknown_type, bad_number), so that metrics and operators can group
+// dead letters without parsing messages.
+type badValue struct{ code, msg string }
+
+func (e *badValue) Error() string        { return "bad value: " + e.msg }
+func (e *badValue) Is(target error) bool { return target == errBadValue }
+
+func badValueErr(code, format string, args ...any) error {
+	return &badValue{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// reasonCode returns the DLQ reason code of a conversion error (the first one when
+// several columns failed).
+func reasonCode(err error) string {
+	var b *badValue
+	if errors.As(err, &b) {
+		return b.code
+	}
+	return "bad_value"
+}
+
 func specFromColumn(c Column) colSpec {
 	s := colSpec{name: c.Name, scale: c.Scale, charset: c.Charset, elems: c.Elems}
 	switch c.Type {
@@ -183,12 +205,12 @@ func textValue(b []byte, charset string) (string, error) {
 	if dec := decoderFor(charset); dec != nil {
 		out, err := dec.Bytes(b)
 		if err != nil {
-			return "", fmt.Errorf("%w: invalid %s text: %v", errBadValue, charset, err)
+			return "", badValueErr("invalid_text", "invalid %s text: %v", charset, err)
 		}
 		return string(out), nil
 	}
 	if !utf8.Valid(b) {
-		return "", fmt.Errorf("%w: invalid UTF-8 text for charset %s", errBadValue, orDefault(charset, "utf8mb4"))
+		return "", badValueErr("invalid_text", "invalid UTF-8 text for charset %s", orDefault(charset, "utf8mb4"))
 	}
 	return string(b), nil
 }
@@ -204,7 +226,7 @@ func checkTemporal(s string) (string, error) {
 	// Zero dates and dates with a zero month or day (allowed by lax sql_mode) have no
 	// meaning downstream and no PostgreSQL equivalent.
 	if len(s) >= 10 && (s[0:4] == "0000" || s[5:7] == "00" || s[8:10] == "00") {
-		return "", fmt.Errorf("%w: zero date %q", errBadValue, s)
+		return "", badValueErr("zero_date", "zero date %q", s)
 	}
 	return s, nil
 }
@@ -311,7 +333,7 @@ func binlogValue(s colSpec, v any) (any, error) {
 				return "", nil
 			}
 			if int(x) > len(s.elems) {
-				return nil, fmt.Errorf("%w: enum index %d outside the %d known values", errBadValue, x, len(s.elems))
+				return nil, badValueErr("unknown_type", "enum index %d outside the %d known values", x, len(s.elems))
 			}
 			return s.elems[x-1], nil
 		}
@@ -326,7 +348,7 @@ func binlogValue(s colSpec, v any) (any, error) {
 			return strings.Join(parts, ","), nil
 		}
 	}
-	return nil, fmt.Errorf("%w: column type not supported (Go value %T)", errBadValue, v)
+	return nil, badValueErr("unknown_type", "column type not supported (Go value %T)", v)
 }
 
 // sqlValue normalises one value read by a snapshot SELECT (text protocol; the
@@ -340,25 +362,25 @@ func sqlValue(s colSpec, raw []byte) (any, error) {
 	case kInt, kYear:
 		n, err := strconv.ParseInt(str, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%w: integer %q: %v", errBadValue, str, err)
+			return nil, badValueErr("bad_number", "integer %q: %v", str, err)
 		}
 		return n, nil
 	case kUint:
 		n, err := strconv.ParseUint(str, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%w: unsigned integer %q: %v", errBadValue, str, err)
+			return nil, badValueErr("bad_number", "unsigned integer %q: %v", str, err)
 		}
 		return n, nil
 	case kFloat:
 		f, err := strconv.ParseFloat(str, 32)
 		if err != nil {
-			return nil, fmt.Errorf("%w: float %q: %v", errBadValue, str, err)
+			return nil, badValueErr("bad_number", "float %q: %v", str, err)
 		}
 		return float32(f), nil
 	case kDouble:
 		f, err := strconv.ParseFloat(str, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%w: double %q: %v", errBadValue, str, err)
+			return nil, badValueErr("bad_number", "double %q: %v", str, err)
 		}
 		return f, nil
 	case kDecimal, kEnum, kSet, kTime:
@@ -372,12 +394,12 @@ func sqlValue(s colSpec, raw []byte) (any, error) {
 	case kBit:
 		var buf [8]byte
 		if len(raw) > 8 {
-			return nil, fmt.Errorf("%w: BIT value of %d bytes", errBadValue, len(raw))
+			return nil, badValueErr("unknown_type", "BIT value of %d bytes", len(raw))
 		}
 		copy(buf[8-len(raw):], raw)
 		return int64(binary.BigEndian.Uint64(buf[:])), nil
 	}
-	return nil, fmt.Errorf("%w: column type not supported", errBadValue)
+	return nil, badValueErr("unknown_type", "column type not supported")
 }
 
 // encodeKey is the Kafka message key: the JSON object of the primary-key columns

@@ -15,14 +15,6 @@ import (
 	"github.com/shouwang/shouwang/schemas"
 )
 
-// DeadLetterSchema is the SchemaRef.Name of a dead-letter change. Until capture.Change
-// can carry a schemas.DLQRecord, a row the connector cannot convert is emitted as a
-// Change whose Topic is schemas.DLQTopic(prefix, "capture") and whose Envelope has
-// Schema.Name DeadLetterSchema, DDL holding the reason, Key/Before/After holding what
-// could be decoded (undecodable values as "0x…" hex or their Go rendering), and the
-// usual source position. The stream continues after it.
-const DeadLetterSchema = "shouwang.dlq.capture"
-
 // handle applies one binlog event to the stream state.
 func (s *Source) handle(ctx context.Context, ev *replication.BinlogEvent) error {
 	h := ev.Header
@@ -40,6 +32,7 @@ func (s *Source) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 	if h.EventType == replication.HEARTBEAT_EVENT || h.EventType == replication.HEARTBEAT_LOG_EVENT_V2 {
 		if !s.inTx {
 			s.m.behind.Set(0)
+			s.positionOnly(time.Now().UnixMilli())
 		}
 		return nil
 	}
@@ -47,6 +40,9 @@ func (s *Source) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		s.cur.Pos = h.LogPos
 	}
 	if h.Timestamp > 0 {
+		if s.reload != nil {
+			s.reload.tick(int64(h.Timestamp))
+		}
 		s.lastTS = h.Timestamp
 		s.m.behind.Set(max(0, time.Since(time.Unix(int64(h.Timestamp), 0)).Seconds()))
 	}
@@ -71,8 +67,7 @@ func (s *Source) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 			s.seq = 0
 			return nil
 		case "COMMIT":
-			s.commit()
-			return nil
+			return s.commit()
 		}
 		if s.inTx {
 			return nil // SAVEPOINT and the like inside a transaction
@@ -80,11 +75,11 @@ func (s *Source) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		if err := s.handleDDL(ctx, string(e.Schema), q, h); err != nil {
 			return err
 		}
-		s.commit()
+		return s.commit()
 	case *replication.XIDEvent:
-		s.commit()
+		return s.commit()
 	case *replication.RowsEvent:
-		s.handleRows(h, e)
+		return s.handleRows(h, e)
 	default:
 		if !s.inTx {
 			s.boundary()
@@ -100,7 +95,12 @@ func (s *Source) boundary() {
 }
 
 // commit ends the current transaction: the position after it goes on its last change.
-func (s *Source) commit() {
+func (s *Source) commit() error {
+	if s.reload != nil {
+		if err := s.reload.onCommit(); err != nil {
+			return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+		}
+	}
 	if s.txGTID != "" {
 		if s.gset == nil {
 			if g, err := mysql.ParseGTIDSet(s.opts.Flavor, ""); err == nil {
@@ -118,11 +118,35 @@ func (s *Source) commit() {
 		s.committed.GTID = s.gset.String()
 	}
 	if s.held != nil {
-		s.held.Position = s.committed.Encode()
+		if s.positionAllowed() {
+			s.held.Position = s.committed.Encode()
+		}
 		s.out = append(s.out, *s.held)
 		s.held = nil
+	} else {
+		// Nothing captured in this transaction (other tables, or a reload window
+		// swallowed it): still let the saved position move.
+		s.positionOnly(int64(s.lastTS) * 1000)
 	}
 	s.inTx, s.txGTID = false, ""
+	return nil
+}
+
+// positionOnly queues a change that only carries the committed position (see
+// capture.Change.PositionOnly), merging it into a position-only change already at the
+// end of the queue so that a run of skipped transactions costs one entry.
+func (s *Source) positionOnly(commitMs int64) {
+	if !s.positionAllowed() {
+		return
+	}
+	c := capture.Change{PositionOnly: true, Position: s.committed.Encode(),
+		Envelope: schemas.Envelope{Source: schemas.Source{System: s.opts.Name, Kind: Kind,
+			BinlogFile: s.committed.File, BinlogPos: s.committed.Pos, GTID: s.committed.GTID, CommitMs: commitMs}}}
+	if n := len(s.out); n > 0 && s.out[n-1].PositionOnly {
+		s.out[n-1] = c
+		return
+	}
+	s.out = append(s.out, c)
 }
 
 // emit queues a change of the open transaction. The latest one is held back so that
@@ -299,12 +323,15 @@ func (s *Source) topic(table string) string {
 	return schemas.RawTopic(s.opts.TopicPrefix, s.opts.Name, tb)
 }
 
-func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent) {
+func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent) error {
 	t := e.Table
 	table := string(t.Schema) + "." + string(t.Table)
-	if !s.isCaptured(table) {
-		return
+	captured := s.isCaptured(table)
+	isPushLog := s.reload != nil && table == s.pushLogTable
+	if !captured && !isPushLog {
+		return nil
 	}
+	rt := s.reload.table(table)
 	var op schemas.Op
 	step := 1
 	switch e.Type() {
@@ -315,16 +342,20 @@ func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent
 	case replication.EnumRowsEventTypeDelete:
 		op = schemas.OpDelete
 	default:
-		s.deadLetter(table, h, 0, nil, nil, fmt.Sprintf("unsupported rows event %s", h.EventType))
-		return
+		if captured {
+			s.deadLetter(table, h, 0, nil, nil, nil, "unknown_type", fmt.Sprintf("unsupported rows event %s", h.EventType))
+		}
+		return nil
 	}
 	specs, pk, version, err := s.resolve(table, t)
 	if err != nil {
-		for range len(e.Rows) / step {
-			s.seq++
-			s.deadLetter(table, h, version, nil, nil, err.Error())
+		if captured {
+			for range len(e.Rows) / step {
+				s.seq++
+				s.deadLetter(table, h, version, nil, nil, nil, "no_schema", err.Error())
+			}
 		}
-		return
+		return nil
 	}
 	for i := 0; i+step-1 < len(e.Rows); i += step {
 		s.seq++
@@ -342,7 +373,19 @@ func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent
 			cerr = errors.Join(cerr, err2)
 		}
 		if cerr != nil {
-			s.deadLetter(table, h, version, before, after, cerr.Error())
+			if captured {
+				row := after
+				if row == nil {
+					row = before
+				}
+				s.deadLetter(table, h, version, keyOf(pk, row), before, after, reasonCode(cerr), cerr.Error())
+			}
+			continue
+		}
+		if isPushLog {
+			s.reload.pushLog(string(t.Schema), op, before, after, h.Timestamp)
+		}
+		if !captured {
 			continue
 		}
 		row := after
@@ -350,40 +393,96 @@ func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent
 			row = before
 		}
 		key := keyOf(pk, row)
-		env := s.envelope(op, table, h, version)
-		env.Key, env.Before, env.After = key, before, after
 		kb := encodeKey(key)
 		if op == schemas.OpUpdate && len(pk) > 0 {
 			// A key change moves the row: the old key's snapshot copy is stale too.
 			s.snap.observe(table, encodeKey(keyOf(pk, before)))
 		}
 		s.snap.observe(table, kb)
+		if rt != nil && rt.win != nil {
+			if err := s.reload.windowRow(rt, op, pk, before, after, h.Timestamp); err != nil {
+				return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+			}
+			continue
+		}
+		env := s.envelope(op, table, h, version)
+		env.Key, env.Before, env.After = key, before, after
 		if s.opts.MaxRowBytes > 0 {
 			if b, err := json.Marshal(env); err == nil && len(b) > s.opts.MaxRowBytes {
-				s.deadLetter(table, h, version, key, nil, fmt.Sprintf("row of %d bytes exceeds max_row_bytes %d", len(b), s.opts.MaxRowBytes))
+				s.deadLetter(table, h, version, key, nil, nil, "oversized", fmt.Sprintf("row of %d bytes exceeds max_row_bytes %d", len(b), s.opts.MaxRowBytes))
 				continue
 			}
 		}
+		c := capture.Change{Topic: s.topic(table), Key: kb, Envelope: env}
+		if rt != nil {
+			if s.opts.Reload.Detect == DetectQuiet && (rt.tx != nil || op == schemas.OpDelete) {
+				// Hold the transaction's changes of the table until it is clear
+				// whether its deletes are a reload emptying the table.
+				crossed, err := s.reload.bufferTx(rt, c, op == schemas.OpDelete)
+				if err == nil && crossed {
+					err = s.reload.txToWindow(rt, pk, h.Timestamp)
+				}
+				if err != nil {
+					return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+				}
+				continue
+			}
+			if err := s.reload.record(rt, op, pk, before, after); err != nil {
+				return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+			}
+		}
 		s.m.events.WithLabelValues(table, string(op)).Inc()
-		s.emit(capture.Change{Topic: s.topic(table), Key: kb, Envelope: env})
+		s.emit(c)
 	}
+	return nil
 }
 
-// deadLetter queues a change for the capture DLQ (see DeadLetterSchema).
-func (s *Source) deadLetter(table string, h *replication.EventHeader, version int, before, after map[string]any, reason string) {
-	s.m.deadLetters.WithLabelValues(table).Inc()
-	s.log.Warn("row sent to the capture DLQ", "table", table, "file", s.cur.File, "pos", s.cur.Pos, "reason", reason)
+// deadLetter queues a row the connector could read but not convert for the capture
+// DLQ: a capture.Change with DeadLetter set (reason code for metrics, full reason,
+// position, key, and what could be decoded of the row as the payload; undecodable
+// values appear as "0x…" hex or their Go rendering). It keeps its place in the
+// transaction, so the position still advances past it.
+func (s *Source) deadLetter(table string, h *replication.EventHeader, version int, key, before, after map[string]any, code, reason string) {
 	env := s.envelope(schemas.OpCreate, table, h, version)
-	if after == nil {
+	switch {
+	case after == nil && before != nil:
 		env.Op = schemas.OpDelete
-		if before == nil {
-			before = map[string]any{}
-		}
+	case after != nil && before != nil:
+		env.Op = schemas.OpUpdate
 	}
-	env.Before, env.After = before, after
-	env.Schema = schemas.SchemaRef{Name: DeadLetterSchema, Version: 1}
-	env.DDL = reason
-	s.emit(capture.Change{Topic: schemas.DLQTopic(s.opts.TopicPrefix, "capture"), Envelope: env})
+	env.Key, env.Before, env.After = key, before, after
+	s.emit(s.deadLetterChange(table, env, code, reason))
+}
+
+// deadLetterChange builds the DLQ change for a row of table.
+func (s *Source) deadLetterChange(table string, env schemas.Envelope, code, reason string) capture.Change {
+	s.m.deadLetters.WithLabelValues(table).Inc()
+	pos := fmt.Sprintf("%s:%d", env.Source.BinlogFile, env.Source.BinlogPos)
+	s.log.Warn("row sent to the capture DLQ", "table", table, "position", pos, "snapshot", env.Source.Snapshot, "reason_code", code, "reason", reason)
+	payload, err := json.Marshal(struct {
+		Table  string         `json:"table"`
+		Op     schemas.Op     `json:"op"`
+		Before map[string]any `json:"before,omitempty"`
+		After  map[string]any `json:"after,omitempty"`
+	}{table, env.Op, env.Before, env.After})
+	if err != nil {
+		payload = []byte(fmt.Sprintf("%q", fmt.Sprint(env.Before, env.After)))
+	}
+	var key []byte
+	if len(env.Key) > 0 {
+		key = encodeKey(env.Key)
+	}
+	return capture.Change{
+		Topic: s.topic(table), Key: key, Envelope: env,
+		DeadLetter: &schemas.DLQRecord{
+			Reason:   fmt.Sprintf("table %s at %s: %s", table, pos, reason),
+			Source:   s.opts.Name,
+			Position: pos,
+			Key:      string(key),
+			Payload:  payload,
+		},
+		DeadLetterReason: code,
+	}
 }
 
 // handleDDL updates the schema history and emits schema-change and truncate events.
@@ -407,6 +506,13 @@ func (s *Source) handleDDL(ctx context.Context, defaultDB, query string, h *repl
 		s.seq++
 		switch ef.Kind {
 		case ddlTruncate:
+			if rt := s.reload.table(table); rt != nil {
+				// A reload: the window compares the rows loaded next with the
+				// stored image instead of letting downstream drop everything.
+				s.reload.truncated(rt, h.Timestamp)
+				s.snap.truncated(table)
+				continue
+			}
 			env := s.envelope(schemas.OpTruncate, table, h, s.versionOf(table))
 			env.DDL = query
 			s.m.events.WithLabelValues(table, string(schemas.OpTruncate)).Inc()
@@ -467,4 +573,11 @@ func (s *Source) versionOf(table string) int {
 		return v.Version
 	}
 	return 0
+}
+
+// positionAllowed reports whether the committed position may be handed to the runner
+// now: not while a reload window is open or its collapse is still being emitted,
+// because a restart must re-read the window from its start (see reload.go).
+func (s *Source) positionAllowed() bool {
+	return s.reload == nil || s.reload.quiet()
 }

@@ -17,8 +17,11 @@ type metrics struct {
 	purged        prometheus.Gauge
 	reconnects    prometheus.Counter
 	reloadRows    *prometheus.CounterVec // table, outcome (unchanged, changed, created, deleted, held)
-	breakerOpen   *prometheus.GaugeVec   // table
+	held          *prometheus.GaugeVec   // table
 	schemaChanges *prometheus.CounterVec // table
+	reloadWindows *prometheus.CounterVec // table, event (opened, closed)
+	reloadEvents  *prometheus.GaugeVec   // table, op
+	collapseRatio *prometheus.GaugeVec   // table
 }
 
 func newMetrics(reg prometheus.Registerer, source string) *metrics {
@@ -39,15 +42,21 @@ func newMetrics(reg prometheus.Registerer, source string) *metrics {
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "shouwang_mysqlbinlog_reconnects_total",
 			Help: "Binlog connections re-established after an error.", ConstLabels: cl}),
 		reloadRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shouwang_mysqlbinlog_reload_rows_total",
-			Help: "Rows seen during weekly reloads, by outcome (unchanged rows are collapsed away).", ConstLabels: cl}, []string{"table", "outcome"}),
-		breakerOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shouwang_mysqlbinlog_mass_delete_breaker_open",
-			Help: "1 while a reload's deletes are held by the mass-delete circuit breaker.", ConstLabels: cl}, []string{"table"}),
+			Help: "Rows of weekly reloads by outcome: compared (rows reloaded), unchanged (collapsed away), changed, created, deleted, held.", ConstLabels: cl}, []string{"table", "outcome"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shouwang_capture_mass_delete_held",
+			Help: "1 while a reload's deletes are held by the mass-delete circuit breaker (release them with ReleaseHeldDeletes once checked).", ConstLabels: cl}, []string{"table"}),
+		reloadWindows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shouwang_mysqlbinlog_reload_windows_total",
+			Help: "Reload windows opened and closed, by table.", ConstLabels: cl}, []string{"table", "event"}),
+		reloadEvents: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shouwang_mysqlbinlog_reload_last_events",
+			Help: "Changes emitted by the last collapsed reload of the table, by op.", ConstLabels: cl}, []string{"table", "op"}),
+		collapseRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shouwang_mysqlbinlog_reload_collapse_ratio",
+			Help: "Changes emitted / rows reloaded by the last collapsed reload of the table (the share of real changes).", ConstLabels: cl}, []string{"table"}),
 		schemaChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shouwang_mysqlbinlog_schema_changes_total",
 			Help: "DDL statements applied to the schema history, by table.", ConstLabels: cl}, []string{"table"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.events, m.deadLetters, m.behind, m.snapshotRows, m.snapshotLeft,
-			m.purged, m.reconnects, m.reloadRows, m.breakerOpen, m.schemaChanges} {
+			m.purged, m.reconnects, m.reloadRows, m.held, m.schemaChanges, m.reloadWindows, m.reloadEvents, m.collapseRatio} {
 			// A second source with the same name would collide; its series then stay
 			// unregistered rather than failing the connector.
 			_ = reg.Register(c)

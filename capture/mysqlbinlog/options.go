@@ -84,12 +84,9 @@ type Options struct {
 	// (default 4 MiB).
 	MaxRowBytes int
 
-	// Reload configures the weekly-reload collapse (see ReloadOptions). NOT
-	// IMPLEMENTED YET: validated and defaulted only; reloads currently pass through as
-	// the raw t/d/c events the source wrote.
+	// Reload configures the weekly-reload collapse (see ReloadOptions and reload.go).
 	Reload ReloadOptions
-	// MassDelete configures the mass-delete circuit breaker used by the reload
-	// collapse (not implemented yet, see Reload).
+	// MassDelete configures the mass-delete circuit breaker of the reload collapse.
 	MassDelete MassDeleteOptions
 
 	// Registerer receives the connector's metrics (nil: not registered).
@@ -102,10 +99,26 @@ type Options struct {
 // (TRUNCATE or DELETE-all then INSERT of whole tables) into the real changes.
 type ReloadOptions struct {
 	// Tables lists the "db.table" names whose reloads are collapsed. Empty: off.
+	// Their state (the image downstream holds of every row) is kept on disk in
+	// StateDir/reload/; a table added later is re-snapshotted once to seed it.
 	Tables []string
+	// Detect says what opens and closes a reload window: "quiet" (default: TRUNCATE
+	// or a transaction deleting more than DeleteShare of the table opens it,
+	// QuietPeriod without writes closes it), "truncate" (only TRUNCATE opens it) or
+	// "push_log" (a PushLogTable row with started_at and no finished_at opens it,
+	// setting finished_at closes it; needed for spread pushes, whose chunked deletes
+	// are each too small to recognise).
+	Detect string
+	// PushLogTable is the push log as "db.table" (default: push_log in the database of
+	// the first reload table). Its table_name column names the reloaded table.
+	PushLogTable string
 	// QuietPeriod closes a reload window when the table saw no change for this long
 	// (default 2m).
 	QuietPeriod time.Duration
+	// DeleteShare is the share (0..1) of a table one transaction must delete for
+	// Detect quiet to treat it as the start of a reload (default 0.5). The table's
+	// size is counted at Open and kept up to date approximately.
+	DeleteShare float64
 }
 
 // MassDeleteOptions is the circuit breaker that holds the deletes a reload would emit
@@ -116,7 +129,11 @@ type MassDeleteOptions struct {
 	MaxShare float64
 	// MaxCountyShare is the same limit per county (first 6 digits of CountyColumn).
 	MaxCountyShare float64
-	// CountyColumn names the 12-digit region code column (default "village_code").
+	// CountyColumn names the region code column whose first 6 digits are the county
+	// (default "village_code,hh_no": a comma-separated list, the first column present
+	// in a row is used, so that person and measure rows, which carry the household
+	// number built on the village code, count too). Rows with none are only counted
+	// against MaxShare.
 	CountyColumn string
 }
 
@@ -142,6 +159,16 @@ func (o *Options) setDefaults() {
 	if o.Reload.QuietPeriod == 0 {
 		o.Reload.QuietPeriod = 2 * time.Minute
 	}
+	if o.Reload.Detect == "" {
+		o.Reload.Detect = DetectQuiet
+	}
+	if o.Reload.DeleteShare == 0 {
+		o.Reload.DeleteShare = 0.5
+	}
+	if o.Reload.PushLogTable == "" && len(o.Reload.Tables) > 0 {
+		db, _, _ := strings.Cut(o.Reload.Tables[0], ".")
+		o.Reload.PushLogTable = db + ".push_log"
+	}
 	if o.MassDelete.MaxShare == 0 {
 		o.MassDelete.MaxShare = 0.05
 	}
@@ -149,7 +176,7 @@ func (o *Options) setDefaults() {
 		o.MassDelete.MaxCountyShare = 0.2
 	}
 	if o.MassDelete.CountyColumn == "" {
-		o.MassDelete.CountyColumn = "village_code"
+		o.MassDelete.CountyColumn = "village_code,hh_no"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -201,6 +228,20 @@ func (o *Options) Validate() error {
 	}
 	if o.StateDir == "" {
 		add("state_dir", "required (holds the schema history needed to replay old binlog)")
+	}
+	switch o.Reload.Detect {
+	case DetectQuiet, DetectTruncate, DetectPushLog:
+	default:
+		add("reload.detect", "%q: want quiet, truncate or push_log", o.Reload.Detect)
+	}
+	if o.Reload.DeleteShare <= 0 || o.Reload.DeleteShare > 1 {
+		add("reload.delete_share", "%v: want more than 0, at most 1", o.Reload.DeleteShare)
+	}
+	if o.Reload.QuietPeriod < time.Second {
+		add("reload.quiet_period", "%s: want at least 1s (binlog timestamps have second resolution)", o.Reload.QuietPeriod)
+	}
+	if db, tb, ok := strings.Cut(o.Reload.PushLogTable, "."); len(o.Reload.Tables) > 0 && (!ok || db == "" || tb == "") {
+		add("reload.push_log_table", "%q: want db.table", o.Reload.PushLogTable)
 	}
 	if o.MassDelete.MaxShare < 0 || o.MassDelete.MaxShare > 1 {
 		add("mass_delete.max_share", "%v: want 0..1", o.MassDelete.MaxShare)

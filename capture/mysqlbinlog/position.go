@@ -22,6 +22,9 @@ type Position struct {
 	GTID string `json:"gtid,omitempty"`
 	// Snapshot lists the table snapshots not finished yet, in the order they run.
 	Snapshot []TableCursor `json:"snapshot,omitempty"`
+	// Reload is the reload-state generation of each reload-collapse table that this
+	// position goes with (see reload.go): a restart rolls the state back to it.
+	Reload map[string]uint64 `json:"reload,omitempty"`
 }
 
 // TableCursor is the resumable state of one table's snapshot: the primary-key

@@ -101,8 +101,7 @@ func (sn *snapshotter) tick(ctx context.Context) (bool, error) {
 	if s.cur.compare(sn.pending.high) < 0 {
 		return false, nil
 	}
-	sn.finish()
-	return true, nil
+	return true, sn.finish()
 }
 
 // start reads the next chunk of the first pending table between two watermarks.
@@ -182,7 +181,7 @@ func (sn *snapshotter) start(ctx context.Context) error {
 		}
 		n++
 		row := make(map[string]any, len(specs))
-		var bad []string
+		var bad, badCodes []string
 		for i, sp := range specs {
 			var b []byte
 			if raw[i] != nil {
@@ -191,6 +190,7 @@ func (sn *snapshotter) start(ctx context.Context) error {
 			v, err := sqlValue(sp, b)
 			if err != nil {
 				bad = append(bad, fmt.Sprintf("column %s: %v", sp.name, err))
+				badCodes = append(badCodes, reasonCode(err))
 				v = rawRender(b)
 			}
 			row[sp.name] = v
@@ -205,11 +205,7 @@ func (sn *snapshotter) start(ctx context.Context) error {
 		if len(bad) > 0 {
 			env := sn.envelope(c, schemas.OpRead, 0)
 			env.After, env.Key = row, key
-			env.Schema = schemas.SchemaRef{Name: DeadLetterSchema, Version: 1}
-			env.DDL = strings.Join(bad, "; ")
-			s.m.deadLetters.WithLabelValues(tc.Table).Inc()
-			s.log.Warn("snapshot row sent to the capture DLQ", "table", tc.Table, "reason", env.DDL)
-			s.out = append(s.out, capture.Change{Topic: schemas.DLQTopic(s.opts.TopicPrefix, "capture"), Envelope: env})
+			s.out = append(s.out, s.deadLetterChange(tc.Table, env, badCodes[0], strings.Join(bad, "; ")))
 			continue
 		}
 		c.rows = append(c.rows, snapRow{key: encodeKey(key), keyMap: key, row: row})
@@ -242,7 +238,7 @@ func (sn *snapshotter) envelope(c *chunk, op schemas.Op, seq int64) schemas.Enve
 }
 
 // finish emits the chunk's surviving rows and advances the table's cursor.
-func (sn *snapshotter) finish() {
+func (sn *snapshotter) finish() error {
 	s := sn.s
 	c := sn.pending
 	sn.pending = nil
@@ -259,10 +255,27 @@ func (sn *snapshotter) finish() {
 	s.m.snapshotLeft.Set(float64(len(s.committed.Snapshot)))
 	first := len(s.out)
 	var seq int64
+	rt := s.reload.table(c.table)
 	if !c.cleared {
 		for _, r := range c.rows {
 			if c.dropped[string(r.key)] {
 				continue
+			}
+			if rt != nil {
+				pk := sortedCols(r.keyMap)
+				var err error
+				if rt.win != nil {
+					// The table is being reloaded: the row is part of its new content.
+					err = s.reload.windowRow(rt, schemas.OpRead, pk, nil, r.row, 0)
+				} else {
+					err = s.reload.record(rt, schemas.OpRead, pk, nil, r.row)
+				}
+				if err != nil {
+					return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+				}
+				if rt.win != nil {
+					continue
+				}
 			}
 			seq++
 			env := sn.envelope(c, schemas.OpRead, seq)
@@ -273,9 +286,12 @@ func (sn *snapshotter) finish() {
 	emitted := len(s.out) - first
 	s.m.snapshotRows.WithLabelValues(c.table).Add(float64(emitted))
 	s.m.events.WithLabelValues(c.table, string(schemas.OpRead)).Add(float64(emitted))
-	if emitted > 0 {
+	if emitted > 0 && s.positionAllowed() {
 		s.out[len(s.out)-1].Position = s.committed.Encode()
+	} else {
+		s.positionOnly(c.started.UnixMilli())
 	}
+	return nil
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,11 @@ type Source struct {
 
 	snap *snapshotter
 
+	// reload is the weekly-reload collapse (nil when no table is configured).
+	reload       *reloadManager
+	countyCols   []string
+	pushLogTable string
+
 	reqMu    sync.Mutex
 	requests []TableCursor
 }
@@ -72,6 +78,12 @@ func New(opts Options) (*Source, error) {
 	}
 	s := &Source{opts: opts, log: opts.Logger.With("source", opts.Name, "kind", Kind)}
 	s.m = newMetrics(opts.Registerer, opts.Name)
+	for _, c := range strings.Split(opts.MassDelete.CountyColumn, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			s.countyCols = append(s.countyCols, c)
+		}
+	}
+	s.pushLogTable = opts.Reload.PushLogTable
 	return s, nil
 }
 
@@ -147,6 +159,22 @@ func (s *Source) Open(ctx context.Context, last capture.Position) error {
 		}
 	}
 	s.committed.V = positionVersion
+	if len(s.opts.Reload.Tables) > 0 {
+		if s.reload != nil {
+			s.reload.closeFiles()
+		}
+		s.reload = newReloadManager(s)
+		seed, err := s.reload.open(ctx, saved.Reload, !ok)
+		if err != nil {
+			return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+		}
+		for _, t := range seed {
+			if !slices.ContainsFunc(s.committed.Snapshot, func(c TableCursor) bool { return c.Table == t && c.Where == "" }) {
+				s.committed.Snapshot = append(s.committed.Snapshot, TableCursor{Table: t})
+			}
+		}
+		s.committed.Reload = s.reload.epochs()
+	}
 	if s.committed.GTID != "" {
 		if s.gset, err = mysql.ParseGTIDSet(s.opts.Flavor, s.committed.GTID); err != nil {
 			return fmt.Errorf("capture %s: parse GTID set %q of the saved position: %w", s.opts.Name, s.committed.GTID, err)
@@ -332,6 +360,9 @@ func (s *Source) reconnect(ctx context.Context, cause error) error {
 	}
 	// Drop the half-read transaction: its changes will be read again.
 	s.held = nil
+	if s.reload != nil {
+		s.reload.abortTx()
+	}
 	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxInterval(30*time.Second), backoff.WithMaxElapsedTime(0)), ctx)
 	return backoff.Retry(func() error {
 		if purged, why, err := s.isPurged(ctx, s.committed); err == nil && purged {
@@ -373,6 +404,17 @@ func (s *Source) ReadN(ctx context.Context, max int) ([]capture.Change, error) {
 	res := make([]capture.Change, n)
 	copy(res, s.out)
 	s.out = s.out[n:]
+	if s.reload != nil {
+		withPos := false
+		for i := range res {
+			withPos = withPos || res[i].Position != nil
+		}
+		// The reload state must hold every change up to a position before the
+		// runner can save that position.
+		if err := s.reload.flush(withPos); err != nil {
+			return nil, fmt.Errorf("capture %s: %w", s.opts.Name, err)
+		}
+	}
 	return res, nil
 }
 
@@ -385,6 +427,12 @@ func (s *Source) step(ctx context.Context, wait time.Duration) error {
 
 func (s *Source) stepOnce(ctx context.Context, wait time.Duration) (bool, error) {
 	if !s.inTx {
+		if s.reload != nil {
+			progressed, err := s.reload.work(ctx)
+			if err != nil || progressed {
+				return progressed, err
+			}
+		}
 		progressed, err := s.snap.tick(ctx)
 		if err != nil {
 			return false, err
@@ -407,8 +455,15 @@ func (s *Source) stepOnce(ctx context.Context, wait time.Duration) (bool, error)
 			return false, ctx.Err()
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
+			if !s.inTx && s.reload != nil {
+				s.reload.tick(time.Now().Unix())
+			}
 			if s.snap.pending == nil && !s.inTx {
 				s.m.behind.Set(0)
+				if wait == 0 {
+					// A quiet source: commit where we stand so lag stays measurable.
+					s.positionOnly(time.Now().UnixMilli())
+				}
 			}
 			return false, nil
 		}
@@ -428,11 +483,18 @@ func (s *Source) stepOnce(ctx context.Context, wait time.Duration) (bool, error)
 	return true, nil
 }
 
-// Ack has nothing to release: the binlog is the server's and positions are stored by
-// the runner.
+// Ack releases nothing on the server (the binlog is the server's and positions are
+// stored by the runner); it lets the reload collapse drop state generations older than
+// the acknowledged one. It may run concurrently with ReadN.
 func (s *Source) Ack(ctx context.Context, upTo capture.Position) error {
-	if _, _, err := DecodePosition(upTo); err != nil {
+	p, _, err := DecodePosition(upTo)
+	if err != nil {
 		return fmt.Errorf("capture %s: ack: %w", s.opts.Name, err)
+	}
+	if s.reload != nil && p.Reload != nil {
+		// Runs concurrently with ReadN (the runner reads ahead): only note it, the
+		// reading loop drops the older reload generations.
+		s.reload.ack(p.Reload)
 	}
 	return nil
 }
@@ -444,6 +506,9 @@ func (s *Source) Close() error {
 		s.syncer = nil
 	}
 	s.streamer = nil
+	if s.reload != nil {
+		s.reload.closeFiles()
+	}
 	if s.db != nil {
 		err := s.db.Close()
 		s.db = nil

@@ -1,0 +1,1241 @@
+package mysqlbinlog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shouwang/shouwang/capture"
+	"github.com/shouwang/shouwang/schemas"
+)
+
+// Weekly reload collapse.
+//
+// The national push reloads whole tables every week (TRUNCATE or DELETE of every row,
+// then INSERT of every row; in one transaction or spread over minutes). Downstream must
+// see only the real changes. For each table in Options.Reload.Tables the connector
+// keeps, in StateDir/reload/<db.table>/, the image downstream holds of every row:
+// a key-sorted base file written when the last reload window closed plus an
+// append-only overlay log of every change emitted since (snapshot r, c, u, d).
+//
+// A reload window opens on a TRUNCATE of the table, on a push_log row with started_at
+// and no finished_at (Detect push_log), or on a transaction deleting more than
+// DeleteShare of the table (Detect quiet). Inside the window the TRUNCATE's t and the
+// deletes are swallowed and the inserted rows go to a sorted spill on disk. The window
+// closes when push_log gets its finished_at (push_log windows) or when the table saw
+// no write for QuietPeriod (other windows). On close, one streaming merge of the old
+// image with the spill emits u (before = stored image) for changed rows, c for new
+// rows and nothing for unchanged rows, and writes the new base; rows that vanished are
+// emitted as d, unless the mass-delete circuit breaker holds them.
+//
+// Positions: while a window is open, or its collapse is still being handed out, no
+// change carries a position, so a restart resumes from before the window's start and
+// re-reads the whole window (the spill is not persisted). Each position carries the
+// state generation ("epoch") of every reload table; a window close or a release makes
+// a new generation and the old one is kept until a position with the new epoch is
+// acknowledged, so a restart between a close and its acknowledgement rolls the state
+// back and collapses the window again rather than comparing it with its own result.
+// The cost is that a long spread push (hours) is re-read from its start after a
+// crash in the middle; the binlog of one push is read far faster than it was written.
+
+// Window detection modes for ReloadOptions.Detect.
+const (
+	// DetectQuiet opens a window on TRUNCATE or on a transaction deleting more than
+	// DeleteShare of the table, and closes it after QuietPeriod without writes.
+	DetectQuiet = "quiet"
+	// DetectTruncate opens a window only on TRUNCATE and closes it after QuietPeriod.
+	DetectTruncate = "truncate"
+	// DetectPushLog opens a window on a push_log row naming the table with started_at
+	// set and finished_at NULL, and closes it when finished_at is set. A TRUNCATE
+	// outside such a window still opens one, closed by QuietPeriod.
+	DetectPushLog = "push_log"
+)
+
+// generation is one version of a table's reload state.
+type generation struct {
+	Epoch uint64 `json:"epoch"`
+	// Base is the key-sorted file written at the window close that made this
+	// generation ("" for the empty generation 0).
+	Base string `json:"base,omitempty"`
+	// Overlays are the change logs applied over Base, oldest first; the last is
+	// appended to while this generation is current.
+	Overlays []string `json:"overlays"`
+	// Held is true when Base's vanished rows are held by the mass-delete breaker
+	// (still downstream); otherwise they are deleted rows.
+	Held     bool  `json:"held,omitempty"`
+	HeldRows int64 `json:"held_rows,omitempty"`
+	// ReleaseRequested asks for the held deletes to be emitted; it survives a
+	// rollback to this generation so that the release is redone.
+	ReleaseRequested bool      `json:"release_requested,omitempty"`
+	Rows             int64     `json:"rows"`
+	Created          time.Time `json:"created"`
+	At               string    `json:"at,omitempty"` // binlog position it was made at
+}
+
+type manifest struct {
+	Table string       `json:"table"`
+	Gens  []generation `json:"generations"`
+}
+
+// window is an open reload of one table.
+type window struct {
+	opened    binlogPos
+	reason    string
+	byPushLog bool
+	spill     *sorter
+	inserted  int64
+	lastWrite int64 // binlog timestamp (Unix seconds) of the last write to the table
+}
+
+// txBuffer holds a transaction's changes of one table while Detect quiet decides
+// whether its deletes are the start of a reload.
+type txBuffer struct {
+	path    string
+	f       *os.File
+	w       *bufio.Writer
+	n       int
+	deletes int64
+	off     bool // flushed already: no retroactive window for this transaction
+}
+
+type reloadTable struct {
+	name string
+	dir  string
+	man  manifest
+	ow   *recWriter // overlay of the current generation
+	rows int64      // approximate row count (threshold of Detect quiet)
+	win  *window
+	tx   *txBuffer
+
+	closeDue bool
+}
+
+func (rt *reloadTable) cur() *generation { return &rt.man.Gens[len(rt.man.Gens)-1] }
+
+// drain hands out a file of changes (a reload's collapse, or a buffered transaction)
+// a few at a time, so that a collapse of millions of changes never sits in memory.
+type drain struct {
+	path    string
+	f       *os.File
+	dec     *json.Decoder
+	overlay *reloadTable // record drained changes into this table's state
+}
+
+type drainedChange struct {
+	Topic    string           `json:"topic"`
+	Key      []byte           `json:"key,omitempty"`
+	Envelope schemas.Envelope `json:"env"`
+	DLQ      *dlqPart         `json:"dlq,omitempty"`
+}
+
+type dlqPart struct {
+	Rec  schemas.DLQRecord `json:"rec"`
+	Code string            `json:"code"`
+}
+
+type reloadManager struct {
+	s      *Source
+	tables map[string]*reloadTable
+	order  []string
+	drains []*drain
+	dirty  bool // overlay records written since the last sync
+
+	mu       sync.Mutex
+	acked    map[string]uint64
+	releases []string
+}
+
+func newReloadManager(s *Source) *reloadManager {
+	rm := &reloadManager{s: s, tables: map[string]*reloadTable{}}
+	for _, t := range s.opts.Reload.Tables {
+		if _, dup := rm.tables[t]; dup {
+			continue
+		}
+		rm.tables[t] = &reloadTable{name: t, dir: filepath.Join(s.opts.StateDir, "reload", t)}
+		rm.order = append(rm.order, t)
+	}
+	return rm
+}
+
+// quiet reports that no reload work is in flight: positions may be handed out.
+func (rm *reloadManager) quiet() bool {
+	if len(rm.drains) > 0 {
+		return false
+	}
+	for _, rt := range rm.tables {
+		if rt.win != nil || rt.closeDue || rt.tx != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (rm *reloadManager) table(name string) *reloadTable {
+	if rm == nil {
+		return nil
+	}
+	return rm.tables[name]
+}
+
+// open restores every table's state for the saved position (epochs nil: fresh start)
+// and returns the tables that must be snapshotted to seed their state.
+func (rm *reloadManager) open(ctx context.Context, epochs map[string]uint64, fresh bool) ([]string, error) {
+	var seed []string
+	for _, name := range rm.order {
+		rt := rm.tables[name]
+		if err := os.MkdirAll(rt.dir, 0o750); err != nil {
+			return nil, fmt.Errorf("reload state of %s: create %s: %w", name, rt.dir, err)
+		}
+		removeTemp(rt.dir)
+		e, have := epochs[name]
+		ok := false
+		if !fresh && have {
+			var err error
+			if ok, err = rm.restore(rt, e); err != nil {
+				return nil, err
+			}
+			if !ok {
+				rm.s.log.Warn("reload state missing for the saved position: resetting it and re-snapshotting the table", "table", name, "epoch", e, "dir", rt.dir)
+			}
+		}
+		if !ok {
+			if err := rm.reset(rt); err != nil {
+				return nil, err
+			}
+			if !fresh {
+				seed = append(seed, name)
+			}
+		}
+		if rt.ow != nil {
+			rt.ow.f.Close()
+		}
+		ow, err := appendRecWriter(filepath.Join(rt.dir, rt.cur().Overlays[len(rt.cur().Overlays)-1]))
+		if err != nil {
+			return nil, err
+		}
+		rt.ow = ow
+		rt.rows = rt.cur().Rows
+		db, tb, _ := strings.Cut(name, ".")
+		var n int64
+		if err := rm.s.db.QueryRowContext(ctx, fmt.Sprintf("SELECT COUNT(*) FROM %s.%s", quoteIdent(db), quoteIdent(tb))).Scan(&n); err == nil {
+			rt.rows = n
+		}
+		g := rt.cur()
+		rm.s.m.held.WithLabelValues(name).Set(b2f(g.Held && g.HeldRows > 0))
+		if g.ReleaseRequested {
+			rm.releases = append(rm.releases, name)
+		}
+	}
+	return seed, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (rm *reloadManager) epochs() map[string]uint64 {
+	m := make(map[string]uint64, len(rm.tables))
+	for n, rt := range rm.tables {
+		m[n] = rt.cur().Epoch
+	}
+	return m
+}
+
+func (rt *reloadTable) manifestPath() string { return filepath.Join(rt.dir, "manifest.json") }
+
+// restore loads the manifest and rolls back to epoch e. It reports false when the
+// state for e is not there.
+func (rm *reloadManager) restore(rt *reloadTable, e uint64) (bool, error) {
+	b, err := os.ReadFile(rt.manifestPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reload state of %s: read %s: %w", rt.name, rt.manifestPath(), err)
+	}
+	var m manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return false, fmt.Errorf("reload state of %s: decode %s: %w (delete the directory to re-snapshot the table)", rt.name, rt.manifestPath(), err)
+	}
+	i := slices.IndexFunc(m.Gens, func(g generation) bool { return g.Epoch == e })
+	if i < 0 {
+		return false, nil
+	}
+	if i < len(m.Gens)-1 {
+		rm.s.log.Warn("rolling the reload state back to the saved position's generation (its later changes were not acknowledged and will be read again)",
+			"table", rt.name, "epoch", e, "dropped", len(m.Gens)-1-i)
+	}
+	rt.man = manifest{Table: rt.name, Gens: m.Gens[i : i+1]}
+	if err := rm.saveManifest(rt); err != nil {
+		return false, err
+	}
+	rm.removeUnreferenced(rt)
+	return true, nil
+}
+
+// reset starts an empty generation.
+func (rm *reloadManager) reset(rt *reloadTable) error {
+	next := uint64(0)
+	if len(rt.man.Gens) > 0 {
+		next = rt.cur().Epoch + 1
+	}
+	rt.man = manifest{Table: rt.name, Gens: []generation{{Epoch: next, Overlays: []string{fmt.Sprintf("overlay-%d.log", next)}, Created: time.Now().UTC()}}}
+	os.Remove(filepath.Join(rt.dir, rt.man.Gens[0].Overlays[0]))
+	if err := rm.saveManifest(rt); err != nil {
+		return err
+	}
+	rm.removeUnreferenced(rt)
+	return nil
+}
+
+func (rm *reloadManager) saveManifest(rt *reloadTable) error {
+	b, err := json.MarshalIndent(rt.man, "", "  ")
+	if err != nil {
+		return fmt.Errorf("reload state of %s: encode manifest: %w", rt.name, err)
+	}
+	tmp := rt.manifestPath() + ".new"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("reload state of %s: %w", rt.name, err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, rt.manifestPath())
+	}
+	if err != nil {
+		return fmt.Errorf("reload state of %s: write %s: %w", rt.name, rt.manifestPath(), err)
+	}
+	if d, err := os.Open(rt.dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// removeUnreferenced deletes state files no generation of the manifest uses.
+func (rm *reloadManager) removeUnreferenced(rt *reloadTable) {
+	used := map[string]bool{"manifest.json": true}
+	for _, g := range rt.man.Gens {
+		used[g.Base] = true
+		for _, o := range g.Overlays {
+			used[o] = true
+		}
+	}
+	ents, _ := os.ReadDir(rt.dir)
+	for _, e := range ents {
+		n := e.Name()
+		if !used[n] && (strings.HasPrefix(n, "base-") || strings.HasPrefix(n, "overlay-")) {
+			os.Remove(filepath.Join(rt.dir, n))
+		}
+	}
+}
+
+// ack records positions the runner saved: older generations can go.
+func (rm *reloadManager) ack(epochs map[string]uint64) {
+	rm.mu.Lock()
+	rm.acked = epochs
+	rm.mu.Unlock()
+}
+
+func (rm *reloadManager) prune() error {
+	rm.mu.Lock()
+	acked := rm.acked
+	rm.acked = nil
+	rm.mu.Unlock()
+	for name, e := range acked {
+		rt := rm.tables[name]
+		if rt == nil || len(rt.man.Gens) < 2 {
+			continue
+		}
+		i := slices.IndexFunc(rt.man.Gens, func(g generation) bool { return g.Epoch == e })
+		if i <= 0 {
+			continue
+		}
+		rt.man.Gens = slices.Clone(rt.man.Gens[i:])
+		if err := rm.saveManifest(rt); err != nil {
+			return err
+		}
+		rm.removeUnreferenced(rt)
+	}
+	return nil
+}
+
+// flush hands overlay records to the OS, and makes them durable when a position is
+// about to be handed out (the state must be at least as new as any saved position).
+func (rm *reloadManager) flush(sync bool) error {
+	for _, rt := range rm.tables {
+		if rt.ow != nil {
+			if err := rt.ow.flush(sync && rm.dirty); err != nil {
+				return err
+			}
+		}
+	}
+	if sync {
+		rm.dirty = false
+	}
+	return nil
+}
+
+func (rm *reloadManager) closeFiles() {
+	for _, rt := range rm.tables {
+		if rt.ow != nil {
+			rt.ow.close()
+			rt.ow = nil
+		}
+		if rt.win != nil {
+			rt.win.spill.remove()
+			rt.win = nil
+		}
+		rm.dropTx(rt)
+	}
+	for _, d := range rm.drains {
+		d.f.Close()
+		os.Remove(d.path)
+	}
+	rm.drains = nil
+}
+
+// countyOf returns the first 6 characters of the first county column present.
+func (rm *reloadManager) countyOf(row map[string]any) []byte {
+	for _, c := range rm.s.countyCols {
+		if v, ok := row[c].(string); ok && len(v) >= 6 {
+			return []byte(v[:6])
+		}
+	}
+	return nil
+}
+
+func (rm *reloadManager) putRec(key []byte, row map[string]any) (rec, error) {
+	b, err := json.Marshal(row)
+	if err != nil {
+		return rec{}, fmt.Errorf("encode row %s: %w", key, err)
+	}
+	return rec{key: key, county: rm.countyOf(row), hash: rowHash(b), row: b}, nil
+}
+
+// record applies an emitted change of a reload table to its state overlay.
+func (rm *reloadManager) record(rt *reloadTable, op schemas.Op, pk []string, before, after map[string]any) error {
+	var recs []rec
+	switch op {
+	case schemas.OpCreate, schemas.OpRead, schemas.OpUpdate:
+		if op == schemas.OpUpdate && before != nil {
+			if ok := encodeKey(keyOf(pk, before)); !bytes.Equal(ok, encodeKey(keyOf(pk, after))) {
+				recs = append(recs, rec{key: ok, flags: recTomb})
+				rt.rows--
+			}
+		}
+		r, err := rm.putRec(encodeKey(keyOf(pk, after)), after)
+		if err != nil {
+			return fmt.Errorf("reload state of %s: %w", rt.name, err)
+		}
+		recs = append(recs, r)
+		if op == schemas.OpCreate {
+			rt.rows++
+		}
+	case schemas.OpDelete:
+		recs = append(recs, rec{key: encodeKey(keyOf(pk, before)), flags: recTomb})
+		rt.rows--
+	default:
+		return nil
+	}
+	for i := range recs {
+		if err := rt.ow.write(&recs[i]); err != nil {
+			return err
+		}
+	}
+	rm.dirty = true
+	return nil
+}
+
+// openWindow starts a reload window of rt.
+func (rm *reloadManager) openWindow(rt *reloadTable, reason string, byPushLog bool, ts uint32) {
+	if rt.win != nil {
+		if byPushLog {
+			rt.win.byPushLog = true
+		}
+		return
+	}
+	rt.closeDue = false
+	rt.win = &window{opened: rm.s.cur, reason: reason, byPushLog: byPushLog, spill: newSorter(rt.dir, "window"), lastWrite: int64(ts)}
+	rm.s.m.reloadWindows.WithLabelValues(rt.name, "opened").Inc()
+	rm.s.log.Info("reload window opened", "table", rt.name, "reason", reason, "position", fmt.Sprintf("%s:%d", rm.s.cur.File, rm.s.cur.Pos))
+}
+
+// windowRow feeds one row change inside an open window.
+func (rm *reloadManager) windowRow(rt *reloadTable, op schemas.Op, pk []string, before, after map[string]any, ts uint32) error {
+	w := rt.win
+	if ts > 0 {
+		w.lastWrite = int64(ts)
+	}
+	switch op {
+	case schemas.OpCreate, schemas.OpUpdate, schemas.OpRead:
+		if op == schemas.OpUpdate && before != nil && w.inserted > 0 {
+			if ok := encodeKey(keyOf(pk, before)); !bytes.Equal(ok, encodeKey(keyOf(pk, after))) {
+				if err := w.spill.add(rec{key: ok, flags: recTomb}); err != nil {
+					return err
+				}
+			}
+		}
+		r, err := rm.putRec(encodeKey(keyOf(pk, after)), after)
+		if err != nil {
+			return fmt.Errorf("reload window of %s: %w", rt.name, err)
+		}
+		w.inserted++
+		return w.spill.add(r)
+	case schemas.OpDelete:
+		// Deleting what the window has not inserted is the reload emptying the
+		// table; deleting a row inserted in this window really removes it.
+		if w.inserted > 0 {
+			return w.spill.add(rec{key: encodeKey(keyOf(pk, before)), flags: recTomb})
+		}
+	}
+	return nil
+}
+
+// truncated handles TRUNCATE of a reload table: it opens a window or, inside one,
+// forgets the rows inserted so far.
+func (rm *reloadManager) truncated(rt *reloadTable, ts uint32) {
+	if rt.win != nil {
+		rt.win.spill.remove()
+		rt.win.spill = newSorter(rt.dir, "window")
+		rt.win.inserted = 0
+		rt.win.lastWrite = int64(ts)
+		return
+	}
+	rm.openWindow(rt, "truncate", false, ts)
+}
+
+// pushLog interprets a change of the push_log table.
+func (rm *reloadManager) pushLog(db string, op schemas.Op, before, after map[string]any, ts uint32) {
+	if rm.s.opts.Reload.Detect != DetectPushLog || after == nil {
+		return
+	}
+	name, _ := after["table_name"].(string)
+	rt := rm.tables[db+"."+name]
+	if rt == nil {
+		return
+	}
+	switch {
+	case op == schemas.OpCreate && after["finished_at"] == nil && after["started_at"] != nil:
+		rm.openWindow(rt, "push_log", true, ts)
+	case op == schemas.OpUpdate && before != nil && before["finished_at"] == nil && after["finished_at"] != nil:
+		if rt.win != nil {
+			rt.closeDue = true
+		}
+	}
+}
+
+// tick closes quiet windows: now is the binlog time of the event being read, or the
+// wall clock when the stream is idle.
+func (rm *reloadManager) tick(now int64) {
+	q := int64(rm.s.opts.Reload.QuietPeriod / time.Second)
+	for _, rt := range rm.tables {
+		if w := rt.win; w != nil && !w.byPushLog && !rt.closeDue && now-w.lastWrite >= q {
+			rt.closeDue = true
+		}
+	}
+}
+
+// bufferTx appends a change of a quiet-mode table to the transaction's buffer and
+// reports whether the buffered deletes now make it a reload.
+func (rm *reloadManager) bufferTx(rt *reloadTable, c capture.Change, isDelete bool) (bool, error) {
+	if rt.tx == nil {
+		f, err := os.CreateTemp(rt.dir, "tx-*.tmp")
+		if err != nil {
+			return false, fmt.Errorf("reload state of %s: transaction buffer: %w", rt.name, err)
+		}
+		rt.tx = &txBuffer{path: f.Name(), f: f, w: bufio.NewWriterSize(f, 256<<10)}
+	}
+	if err := writeDrained(rt.tx.w, c); err != nil {
+		return false, fmt.Errorf("reload state of %s: transaction buffer: %w", rt.name, err)
+	}
+	rt.tx.n++
+	if isDelete {
+		rt.tx.deletes++
+	}
+	return float64(rt.tx.deletes) > rm.s.opts.Reload.DeleteShare*float64(max(rt.rows, 1)), nil
+}
+
+func writeDrained(w io.Writer, c capture.Change) error {
+	d := drainedChange{Topic: c.Topic, Key: c.Key, Envelope: c.Envelope}
+	if c.DeadLetter != nil {
+		d.DLQ = &dlqPart{Rec: *c.DeadLetter, Code: c.DeadLetterReason}
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+func (rm *reloadManager) dropTx(rt *reloadTable) {
+	if rt.tx != nil {
+		rt.tx.f.Close()
+		os.Remove(rt.tx.path)
+		rt.tx = nil
+	}
+}
+
+// txToWindow replays a buffered transaction into a window that it turned out to open.
+func (rm *reloadManager) txToWindow(rt *reloadTable, pk []string, ts uint32) error {
+	tx := rt.tx
+	rt.tx = nil
+	defer func() { tx.f.Close(); os.Remove(tx.path) }()
+	if err := tx.w.Flush(); err != nil {
+		return fmt.Errorf("reload state of %s: transaction buffer: %w", rt.name, err)
+	}
+	rm.openWindow(rt, "mass_delete", false, ts)
+	if _, err := tx.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("reload state of %s: transaction buffer: %w", rt.name, err)
+	}
+	dec := json.NewDecoder(bufio.NewReader(tx.f))
+	dec.UseNumber()
+	for {
+		var d drainedChange
+		if err := dec.Decode(&d); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("reload state of %s: read transaction buffer: %w", rt.name, err)
+		}
+		if d.DLQ != nil {
+			continue
+		}
+		if err := rm.windowRow(rt, d.Envelope.Op, pk, d.Envelope.Before, d.Envelope.After, 0); err != nil {
+			return err
+		}
+	}
+}
+
+// onCommit ends the transaction's buffers: what did not open a window is handed out
+// as ordinary changes (and recorded into the state as it goes).
+func (rm *reloadManager) onCommit() error {
+	for _, name := range rm.order {
+		rt := rm.tables[name]
+		if rt.tx == nil {
+			continue
+		}
+		tx := rt.tx
+		rt.tx = nil
+		if err := tx.w.Flush(); err != nil {
+			return fmt.Errorf("reload state of %s: transaction buffer: %w", rt.name, err)
+		}
+		if _, err := tx.f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("reload state of %s: transaction buffer: %w", rt.name, err)
+		}
+		dec := json.NewDecoder(bufio.NewReaderSize(tx.f, 256<<10))
+		dec.UseNumber()
+		rm.drains = append(rm.drains, &drain{path: tx.path, f: tx.f, dec: dec, overlay: rt})
+	}
+	return nil
+}
+
+// abortTx forgets the half-read transaction after a reconnect (it is read again).
+func (rm *reloadManager) abortTx() {
+	for _, rt := range rm.tables {
+		rm.dropTx(rt)
+	}
+}
+
+// RequestRelease is the locked part of ReleaseHeldDeletes.
+func (rm *reloadManager) requestRelease(table string) error {
+	rt := rm.tables[table]
+	if rt == nil {
+		return fmt.Errorf("table %s is not configured for reload collapse (reload.tables)", table)
+	}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if !slices.Contains(rm.releases, table) {
+		rm.releases = append(rm.releases, table)
+	}
+	return nil
+}
+
+// work does the reload work that is due between transactions: hand out a pending
+// drain, collapse a closed window, release held deletes, drop acknowledged state. It
+// reports whether it produced anything.
+func (rm *reloadManager) work(ctx context.Context) (bool, error) {
+	if err := rm.prune(); err != nil {
+		return false, err
+	}
+	if len(rm.drains) > 0 {
+		return true, rm.drainSome(512)
+	}
+	for _, name := range rm.order {
+		rt := rm.tables[name]
+		if rt.closeDue && rt.win != nil {
+			rt.closeDue = false
+			return true, rm.closeWindow(ctx, rt)
+		}
+		rt.closeDue = false
+	}
+	rm.mu.Lock()
+	var rel string
+	for i, t := range rm.releases {
+		if rt := rm.tables[t]; rt.win == nil {
+			rel = t
+			rm.releases = slices.Delete(rm.releases, i, i+1)
+			break
+		}
+	}
+	rm.mu.Unlock()
+	if rel != "" {
+		return true, rm.release(rm.tables[rel])
+	}
+	return false, nil
+}
+
+func (rm *reloadManager) drainSome(n int) error {
+	s := rm.s
+	d := rm.drains[0]
+	for i := 0; i < n; i++ {
+		var dc drainedChange
+		err := d.dec.Decode(&dc)
+		if err == io.EOF {
+			d.f.Close()
+			os.Remove(d.path)
+			rm.drains = rm.drains[1:]
+			if rm.quiet() {
+				s.positionOnly(time.Now().UnixMilli())
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("capture %s: read %s: %w", s.opts.Name, d.path, err)
+		}
+		c := capture.Change{Topic: dc.Topic, Key: dc.Key, Envelope: dc.Envelope}
+		if dc.DLQ != nil {
+			r := dc.DLQ.Rec
+			c.DeadLetter, c.DeadLetterReason = &r, dc.DLQ.Code
+		} else if d.overlay != nil {
+			e := &dc.Envelope
+			s.m.events.WithLabelValues(d.overlay.name, string(e.Op)).Inc()
+			if err := rm.record(d.overlay, e.Op, sortedCols(e.Key), e.Before, e.After); err != nil {
+				return err
+			}
+		}
+		s.out = append(s.out, c)
+	}
+	return nil
+}
+
+func sortedCols(k map[string]any) []string {
+	out := make([]string, 0, len(k))
+	for c := range k {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// view opens the merged state of generation g: base with overlays applied, deleted
+// rows (tombstones, and vanished rows of a generation that is not held) left out.
+func (rm *reloadManager) view(rt *reloadTable, g *generation) (recIter, func(), error) {
+	so := newSorter(rt.dir, "overlay")
+	cleanup := func() { so.remove() }
+	for _, o := range g.Overlays {
+		rr, err := openRecReader(filepath.Join(rt.dir, o))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		for {
+			r, ok, err := rr.next()
+			if err != nil {
+				rr.close()
+				cleanup()
+				return nil, nil, err
+			}
+			if !ok {
+				break
+			}
+			r.seq = 0
+			if err := so.add(r); err != nil {
+				rr.close()
+				cleanup()
+				return nil, nil, err
+			}
+		}
+		rr.close()
+	}
+	ov, err := so.iter()
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	var its []recIter
+	if g.Base != "" {
+		br, err := openRecReader(filepath.Join(rt.dir, g.Base))
+		if err != nil {
+			ov.close()
+			cleanup()
+			return nil, nil, err
+		}
+		its = append(its, br)
+	}
+	its = append(its, ov)
+	m, err := newMergeIter(its, true)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return &liveIter{m: m, held: g.Held}, func() { m.close(); cleanup() }, nil
+}
+
+type liveIter struct {
+	m    recIter
+	held bool
+}
+
+func (l *liveIter) next() (rec, bool, error) {
+	for {
+		r, ok, err := l.m.next()
+		if err != nil || !ok {
+			return r, ok, err
+		}
+		if r.flags&recTomb != 0 || (r.flags&recVanished != 0 && !l.held) {
+			continue
+		}
+		return r, true, nil
+	}
+}
+func (l *liveIter) close() { l.m.close() }
+
+// liveRows drops tombstones from a window's spill.
+type liveRows struct{ m recIter }
+
+func (l liveRows) next() (rec, bool, error) {
+	for {
+		r, ok, err := l.m.next()
+		if err != nil || !ok || r.flags&recTomb == 0 {
+			return r, ok, err
+		}
+	}
+}
+func (l liveRows) close() { l.m.close() }
+
+// eventWriter writes a collapse's changes to a drain file.
+type eventWriter struct {
+	rm    *reloadManager
+	rt    *reloadTable
+	f     *os.File
+	w     *bufio.Writer
+	seq   int64
+	n     map[schemas.Op]int64
+	at    binlogPos
+	ts    int64
+	ver   int
+	topic string
+}
+
+func (rm *reloadManager) newEventWriter(rt *reloadTable, ts int64) (*eventWriter, error) {
+	f, err := os.CreateTemp(rt.dir, "events-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("reload state of %s: events file: %w", rt.name, err)
+	}
+	return &eventWriter{rm: rm, rt: rt, f: f, w: bufio.NewWriterSize(f, 256<<10), n: map[schemas.Op]int64{},
+		at: rm.s.cur, ts: ts, ver: rm.s.versionOf(rt.name), topic: rm.s.topic(rt.name)}, nil
+}
+
+func decodeMap(b []byte) (map[string]any, error) {
+	if b == nil {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	err := dec.Decode(&m)
+	return m, err
+}
+
+func (ew *eventWriter) add(op schemas.Op, key, before, after []byte) error {
+	ew.seq++
+	ew.n[op]++
+	db, tb, _ := strings.Cut(ew.rt.name, ".")
+	env := schemas.Envelope{V: schemas.EnvelopeVersion, Op: op,
+		Source: schemas.Source{System: ew.rm.s.opts.Name, Kind: Kind, DB: db, Table: tb,
+			BinlogFile: ew.at.File, BinlogPos: ew.at.Pos, CommitMs: ew.ts * 1000, Seq: ew.seq},
+		Schema: schemas.SchemaRef{Name: ew.rt.name, Version: ew.ver}}
+	var err error
+	if env.Key, err = decodeMap(key); err != nil {
+		return fmt.Errorf("reload state of %s: key %s: %w", ew.rt.name, key, err)
+	}
+	if env.Before, err = decodeMap(before); err != nil {
+		return fmt.Errorf("reload state of %s: stored row %s: %w", ew.rt.name, key, err)
+	}
+	if env.After, err = decodeMap(after); err != nil {
+		return fmt.Errorf("reload state of %s: row %s: %w", ew.rt.name, key, err)
+	}
+	if err := writeDrained(ew.w, capture.Change{Topic: ew.topic, Key: key, Envelope: env}); err != nil {
+		return fmt.Errorf("reload state of %s: write %s: %w", ew.rt.name, ew.f.Name(), err)
+	}
+	return nil
+}
+
+// finish queues the file for draining.
+func (ew *eventWriter) finish() error {
+	if err := ew.w.Flush(); err != nil {
+		return fmt.Errorf("reload state of %s: write %s: %w", ew.rt.name, ew.f.Name(), err)
+	}
+	if _, err := ew.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("reload state of %s: %w", ew.rt.name, err)
+	}
+	dec := json.NewDecoder(bufio.NewReaderSize(ew.f, 256<<10))
+	dec.UseNumber()
+	ew.rm.drains = append(ew.rm.drains, &drain{path: ew.f.Name(), f: ew.f, dec: dec})
+	return nil
+}
+
+func (ew *eventWriter) abort() { ew.f.Close(); os.Remove(ew.f.Name()) }
+
+// closeWindow collapses a finished reload: one merge of the old image with the
+// window's rows, emitting only real changes and writing the next generation.
+func (rm *reloadManager) closeWindow(ctx context.Context, rt *reloadTable) error {
+	s := rm.s
+	w := rt.win
+	rt.win = nil
+	defer w.spill.remove()
+	began := time.Now()
+	old := rt.cur()
+	oldIt, cleanup, err := rm.view(rt, old)
+	if err != nil {
+		return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+	}
+	defer cleanup()
+	winIt, err := w.spill.iter()
+	if err != nil {
+		return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+	}
+	newIt := liveRows{winIt}
+	defer newIt.close()
+
+	epoch := old.Epoch + 1
+	baseName := fmt.Sprintf("base-%d.rec", epoch)
+	bw, err := createRecWriter(filepath.Join(rt.dir, baseName))
+	if err != nil {
+		return err
+	}
+	ev, err := rm.newEventWriter(rt, w.lastWrite)
+	if err != nil {
+		bw.close()
+		return err
+	}
+	vf, err := os.CreateTemp(rt.dir, "vanished-*.tmp")
+	if err != nil {
+		bw.close()
+		ev.abort()
+		return fmt.Errorf("reload state of %s: %w", rt.name, err)
+	}
+	vf.Close()
+	defer os.Remove(vf.Name())
+	vw, err := createRecWriter(vf.Name())
+	if err != nil {
+		bw.close()
+		ev.abort()
+		return err
+	}
+	fail := func(err error) error {
+		bw.close()
+		vw.close()
+		ev.abort()
+		os.Remove(filepath.Join(rt.dir, baseName))
+		return fmt.Errorf("capture %s: collapse reload of %s: %w", s.opts.Name, rt.name, err)
+	}
+	var oldRows, newRows, unchanged, vanished int64
+	oldByCounty, vanByCounty := map[string]int64{}, map[string]int64{}
+	o, oOK, err := oldIt.next()
+	if err != nil {
+		return fail(err)
+	}
+	n, nOK, err := newIt.next()
+	if err != nil {
+		return fail(err)
+	}
+	for oOK || nOK {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
+		c := 0
+		switch {
+		case !oOK:
+			c = 1
+		case !nOK:
+			c = -1
+		default:
+			c = bytes.Compare(o.key, n.key)
+		}
+		if c <= 0 {
+			oldRows++
+			oldByCounty[string(o.county)]++
+		}
+		switch {
+		case c < 0: // vanished
+			vanished++
+			vanByCounty[string(o.county)]++
+			o.flags, o.seq = recVanished, 0
+			if err := bw.write(&o); err != nil {
+				return fail(err)
+			}
+			if err := vw.write(&o); err != nil {
+				return fail(err)
+			}
+		case c > 0: // new
+			newRows++
+			n.flags, n.seq = 0, 0
+			if err := ev.add(schemas.OpCreate, n.key, nil, n.row); err != nil {
+				return fail(err)
+			}
+			if err := bw.write(&n); err != nil {
+				return fail(err)
+			}
+		default:
+			newRows++
+			if o.hash == n.hash && bytes.Equal(o.row, n.row) {
+				unchanged++
+			} else if err := ev.add(schemas.OpUpdate, n.key, o.row, n.row); err != nil {
+				return fail(err)
+			}
+			n.flags, n.seq = 0, 0
+			if err := bw.write(&n); err != nil {
+				return fail(err)
+			}
+		}
+		if c <= 0 {
+			if o, oOK, err = oldIt.next(); err != nil {
+				return fail(err)
+			}
+		}
+		if c >= 0 {
+			if n, nOK, err = newIt.next(); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if err := vw.close(); err != nil {
+		return fail(err)
+	}
+	// Mass-delete circuit breaker.
+	md := s.opts.MassDelete
+	held := false
+	var why []any
+	if vanished > 0 && float64(vanished) > md.MaxShare*float64(oldRows) {
+		held = true
+		why = append(why, "share", fmt.Sprintf("%.4f > %.4f", float64(vanished)/float64(oldRows), md.MaxShare))
+	}
+	worst, worstShare := "", 0.0
+	for county, v := range vanByCounty {
+		if county == "" {
+			continue
+		}
+		if sh := float64(v) / float64(oldByCounty[county]); sh > md.MaxCountyShare && sh > worstShare {
+			worst, worstShare = county, sh
+		}
+	}
+	if worst != "" {
+		held = true
+		why = append(why, "county", worst, "county_vanished", vanByCounty[worst], "county_rows", oldByCounty[worst],
+			"county_share", fmt.Sprintf("%.4f > %.4f", worstShare, md.MaxCountyShare))
+	}
+	if !held && vanished > 0 {
+		rr, err := openRecReader(vf.Name())
+		if err != nil {
+			return fail(err)
+		}
+		for {
+			r, ok, err := rr.next()
+			if err != nil {
+				rr.close()
+				return fail(err)
+			}
+			if !ok {
+				break
+			}
+			if err := ev.add(schemas.OpDelete, r.key, r.row, nil); err != nil {
+				rr.close()
+				return fail(err)
+			}
+		}
+		rr.close()
+	}
+	if err := bw.close(); err != nil {
+		return fail(err)
+	}
+	// The new generation becomes current before its changes are handed out; the
+	// position after them carries its epoch, and until that is acknowledged the old
+	// generation stays for a rollback.
+	g := generation{Epoch: epoch, Base: baseName, Overlays: []string{fmt.Sprintf("overlay-%d.log", epoch)},
+		Held: held, Rows: newRows, Created: time.Now().UTC(), At: fmt.Sprintf("%s:%d", s.cur.File, s.cur.Pos)}
+	if held {
+		g.HeldRows = vanished
+		g.Rows += vanished
+	}
+	if err := rm.switchGen(rt, g); err != nil {
+		return fail(err)
+	}
+	if err := ev.finish(); err != nil {
+		return err
+	}
+	emitted := ev.n[schemas.OpCreate] + ev.n[schemas.OpUpdate] + ev.n[schemas.OpDelete]
+	m := s.m
+	m.reloadWindows.WithLabelValues(rt.name, "closed").Inc()
+	m.reloadRows.WithLabelValues(rt.name, "compared").Add(float64(newRows))
+	m.reloadRows.WithLabelValues(rt.name, "unchanged").Add(float64(unchanged))
+	m.reloadRows.WithLabelValues(rt.name, "changed").Add(float64(ev.n[schemas.OpUpdate]))
+	m.reloadRows.WithLabelValues(rt.name, "created").Add(float64(ev.n[schemas.OpCreate]))
+	m.reloadRows.WithLabelValues(rt.name, "deleted").Add(float64(ev.n[schemas.OpDelete]))
+	for _, op := range []schemas.Op{schemas.OpCreate, schemas.OpUpdate, schemas.OpDelete} {
+		m.reloadEvents.WithLabelValues(rt.name, string(op)).Set(float64(ev.n[op]))
+		m.events.WithLabelValues(rt.name, string(op)).Add(float64(ev.n[op]))
+	}
+	if newRows > 0 {
+		m.collapseRatio.WithLabelValues(rt.name).Set(float64(emitted) / float64(newRows))
+	}
+	m.held.WithLabelValues(rt.name).Set(b2f(held))
+	attrs := []any{"table", rt.name, "reason", w.reason, "rows_before", oldRows, "rows_reloaded", newRows,
+		"unchanged", unchanged, "updated", ev.n[schemas.OpUpdate], "created", ev.n[schemas.OpCreate],
+		"vanished", vanished, "emitted", emitted, "took", time.Since(began).Round(time.Millisecond)}
+	if held {
+		m.reloadRows.WithLabelValues(rt.name, "held").Add(float64(vanished))
+		s.log.Error("mass-delete circuit breaker: holding the deletes of a reload (release with ReleaseHeldDeletes once checked)",
+			append(append(attrs, "rows_held", vanished), why...)...)
+	} else {
+		s.log.Info("reload window closed", attrs...)
+	}
+	return nil
+}
+
+// switchGen makes g the current generation of rt, with a fresh overlay.
+func (rm *reloadManager) switchGen(rt *reloadTable, g generation) error {
+	if rt.ow != nil {
+		if err := rt.ow.close(); err != nil {
+			return err
+		}
+		rt.ow = nil
+	}
+	rt.man.Gens = append(rt.man.Gens, g)
+	if err := rm.saveManifest(rt); err != nil {
+		return err
+	}
+	ow, err := appendRecWriter(filepath.Join(rt.dir, g.Overlays[len(g.Overlays)-1]))
+	if err != nil {
+		return err
+	}
+	rt.ow = ow
+	rt.rows = g.Rows
+	rm.s.committed.Reload = rm.epochs()
+	return nil
+}
+
+// release emits the held deletes of rt and makes a generation without them.
+func (rm *reloadManager) release(rt *reloadTable) error {
+	s := rm.s
+	cur := rt.cur()
+	if !cur.Held || cur.HeldRows == 0 {
+		s.log.Warn("release of held deletes requested, but none are held", "table", rt.name)
+		return nil
+	}
+	if !cur.ReleaseRequested {
+		// Survives a rollback to this generation: the release is then redone.
+		cur.ReleaseRequested = true
+		if err := rm.saveManifest(rt); err != nil {
+			return err
+		}
+	}
+	it, cleanup, err := rm.view(rt, cur)
+	if err != nil {
+		return fmt.Errorf("capture %s: release held deletes of %s: %w", s.opts.Name, rt.name, err)
+	}
+	defer cleanup()
+	epoch := cur.Epoch + 1
+	baseName := fmt.Sprintf("base-%d.rec", epoch)
+	bw, err := createRecWriter(filepath.Join(rt.dir, baseName))
+	if err != nil {
+		return err
+	}
+	ev, err := rm.newEventWriter(rt, time.Now().Unix())
+	if err != nil {
+		bw.close()
+		return err
+	}
+	var rows, released int64
+	for {
+		r, ok, err := it.next()
+		if err == nil && ok {
+			if r.flags&recVanished != 0 {
+				released++
+				err = ev.add(schemas.OpDelete, r.key, r.row, nil)
+			} else {
+				rows++
+				r.seq = 0
+				err = bw.write(&r)
+			}
+		}
+		if err != nil {
+			bw.close()
+			ev.abort()
+			return fmt.Errorf("capture %s: release held deletes of %s: %w", s.opts.Name, rt.name, err)
+		}
+		if !ok {
+			break
+		}
+	}
+	if err := bw.close(); err != nil {
+		ev.abort()
+		return err
+	}
+	g := generation{Epoch: epoch, Base: baseName, Overlays: []string{fmt.Sprintf("overlay-%d.log", epoch)},
+		Rows: rows, Created: time.Now().UTC(), At: fmt.Sprintf("%s:%d", s.cur.File, s.cur.Pos)}
+	if err := rm.switchGen(rt, g); err != nil {
+		ev.abort()
+		return err
+	}
+	if err := ev.finish(); err != nil {
+		return err
+	}
+	s.m.held.WithLabelValues(rt.name).Set(0)
+	s.m.reloadRows.WithLabelValues(rt.name, "deleted").Add(float64(released))
+	s.m.events.WithLabelValues(rt.name, string(schemas.OpDelete)).Add(float64(released))
+	s.log.Warn("held reload deletes released", "table", rt.name, "deletes", released)
+	return nil
+}
+
+// ReleaseHeldDeletes emits the deletes the mass-delete circuit breaker is holding for
+// table ("db.table") after an operator checked that the rows really left the source.
+// It only queues the request: the reading loop emits the deletes between
+// transactions (once no reload window of the table is open), and the request is
+// persisted with the state so that a restart before they are acknowledged redoes it.
+// The command line will reach it through the worker's admin endpoint
+// (`shouwang capture release-deletes --source NAME --table DB.TABLE`, to come). A
+// later reload that brings the rows back drops the held deletes by itself.
+func (s *Source) ReleaseHeldDeletes(table string) error {
+	if s.reload == nil {
+		return fmt.Errorf("capture %s: release held deletes of %s: no table is configured for reload collapse", s.opts.Name, table)
+	}
+	if err := s.reload.requestRelease(table); err != nil {
+		return fmt.Errorf("capture %s: release held deletes: %w", s.opts.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,409 @@
+package mysqlbinlog
+
+import (
+	"bufio"
+	"bytes"
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// The reload state lives on disk as files of records sorted by key ("runs"), so that a
+// table of millions of rows is compared with a reload by streaming merges in bounded
+// memory rather than through an in-memory index. A record is
+//
+//	uvarint len(key) | key | flags | uvarint seq | uvarint len(county) | county | hash (8 bytes LE) | uvarint len(row) | row
+//
+// key is the encoded primary key (encodeKey), row the canonical JSON of the image
+// downstream holds, hash its FNV-1a, county the 6-digit county code used by the
+// mass-delete breaker (empty when the row has none). seq orders records of one key in
+// a log: the highest wins.
+
+const (
+	recTomb     byte = 1 << iota // the key was deleted
+	recVanished                  // absent from the last reload; held, or deleted when the generation is not held
+)
+
+// sortBufferBytes bounds the memory of one sorter before it spills a sorted run.
+const sortBufferBytes = 32 << 20
+
+type rec struct {
+	key    []byte
+	flags  byte
+	seq    uint64
+	county []byte
+	hash   uint64
+	row    []byte
+}
+
+func rowHash(row []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(row)
+	return h.Sum64()
+}
+
+func (r *rec) size() int { return len(r.key) + len(r.county) + len(r.row) + 48 }
+
+// recWriter appends records to a file.
+type recWriter struct {
+	f   *os.File
+	w   *bufio.Writer
+	buf []byte
+	n   int64
+}
+
+func createRecWriter(path string) (*recWriter, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("reload state: create %s: %w", path, err)
+	}
+	return &recWriter{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+}
+
+func appendRecWriter(path string) (*recWriter, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("reload state: open %s for append: %w", path, err)
+	}
+	return &recWriter{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+}
+
+func (w *recWriter) write(r *rec) error {
+	b := w.buf[:0]
+	b = binary.AppendUvarint(b, uint64(len(r.key)))
+	b = append(b, r.key...)
+	b = append(b, r.flags)
+	b = binary.AppendUvarint(b, r.seq)
+	b = binary.AppendUvarint(b, uint64(len(r.county)))
+	b = append(b, r.county...)
+	b = binary.LittleEndian.AppendUint64(b, r.hash)
+	b = binary.AppendUvarint(b, uint64(len(r.row)))
+	b = append(b, r.row...)
+	w.buf = b
+	w.n++
+	if _, err := w.w.Write(b); err != nil {
+		return fmt.Errorf("reload state: write %s: %w", w.f.Name(), err)
+	}
+	return nil
+}
+
+// flush hands buffered records to the OS; sync also makes them durable.
+func (w *recWriter) flush(sync bool) error {
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("reload state: write %s: %w", w.f.Name(), err)
+	}
+	if sync {
+		if err := w.f.Sync(); err != nil {
+			return fmt.Errorf("reload state: sync %s: %w", w.f.Name(), err)
+		}
+	}
+	return nil
+}
+
+func (w *recWriter) close() error {
+	err := w.flush(true)
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("reload state: close %s: %w", w.f.Name(), cerr)
+	}
+	return err
+}
+
+// recIter yields records in key order (each key once) until ok is false.
+type recIter interface {
+	next() (r rec, ok bool, err error)
+	close()
+}
+
+// recReader reads one record file sequentially.
+type recReader struct {
+	f   *os.File
+	r   *bufio.Reader
+	seq uint64 // when > 0, records get seq = position in the file (logs written without seq)
+}
+
+func openRecReader(path string) (*recReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reload state: open %s: %w", path, err)
+	}
+	return &recReader{f: f, r: bufio.NewReaderSize(f, 64<<10)}, nil
+}
+
+func (rr *recReader) bytes() ([]byte, error) {
+	n, err := binary.ReadUvarint(rr.r)
+	if err != nil {
+		return nil, err
+	}
+	if n > 1<<30 {
+		return nil, fmt.Errorf("field of %d bytes", n)
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(rr.r, b)
+	return b, err
+}
+
+func (rr *recReader) next() (rec, bool, error) {
+	var r rec
+	var err error
+	if r.key, err = rr.bytes(); err != nil {
+		if errors.Is(err, io.EOF) {
+			return r, false, nil
+		}
+		return r, false, rr.corrupt(err)
+	}
+	if r.flags, err = rr.r.ReadByte(); err != nil {
+		return r, false, rr.corrupt(err)
+	}
+	if r.seq, err = binary.ReadUvarint(rr.r); err != nil {
+		return r, false, rr.corrupt(err)
+	}
+	if rr.seq > 0 {
+		r.seq = rr.seq
+		rr.seq++
+	}
+	if r.county, err = rr.bytes(); err != nil {
+		return r, false, rr.corrupt(err)
+	}
+	var h [8]byte
+	if _, err = io.ReadFull(rr.r, h[:]); err != nil {
+		return r, false, rr.corrupt(err)
+	}
+	r.hash = binary.LittleEndian.Uint64(h[:])
+	if r.row, err = rr.bytes(); err != nil {
+		return r, false, rr.corrupt(err)
+	}
+	return r, true, nil
+}
+
+func (rr *recReader) corrupt(err error) error {
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	// A torn record at the end of a log (crash while appending) loses only changes
+	// after the saved position, which the binlog replay writes again.
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil
+	}
+	return fmt.Errorf("reload state: read %s: %w (delete the reload state directory and re-snapshot the table)", rr.f.Name(), err)
+}
+
+func (rr *recReader) close() { rr.f.Close() }
+
+// sorter collects records in memory, spilling sorted runs to dir when the buffer is
+// full, and merges them back in key order keeping the highest seq of each key.
+type sorter struct {
+	dir, prefix string
+	buf         []rec
+	size        int
+	runs        []string
+	seq         uint64
+	n           int64
+}
+
+func newSorter(dir, prefix string) *sorter { return &sorter{dir: dir, prefix: prefix} }
+
+// add takes ownership of r's slices; a zero seq gets the next sequence number.
+func (so *sorter) add(r rec) error {
+	if r.seq == 0 {
+		so.seq++
+		r.seq = so.seq
+	}
+	so.buf = append(so.buf, r)
+	so.size += r.size()
+	so.n++
+	if so.size >= sortBufferBytes {
+		return so.spill()
+	}
+	return nil
+}
+
+func cmpRec(a, b rec) int {
+	if c := bytes.Compare(a.key, b.key); c != 0 {
+		return c
+	}
+	switch {
+	case a.seq < b.seq:
+		return -1
+	case a.seq > b.seq:
+		return 1
+	}
+	return 0
+}
+
+func (so *sorter) spill() error {
+	if len(so.buf) == 0 {
+		return nil
+	}
+	slices.SortFunc(so.buf, cmpRec)
+	f, err := os.CreateTemp(so.dir, so.prefix+"-run-*.tmp")
+	if err != nil {
+		return fmt.Errorf("reload state: sort run: %w", err)
+	}
+	f.Close()
+	w, err := createRecWriter(f.Name())
+	if err != nil {
+		return err
+	}
+	for i := range so.buf {
+		if err := w.write(&so.buf[i]); err != nil {
+			w.f.Close()
+			return err
+		}
+	}
+	if err := w.w.Flush(); err != nil {
+		w.f.Close()
+		return fmt.Errorf("reload state: write %s: %w", f.Name(), err)
+	}
+	w.f.Close()
+	so.runs = append(so.runs, f.Name())
+	so.buf, so.size = so.buf[:0], 0
+	return nil
+}
+
+// iter spills what is buffered and returns the merged, de-duplicated records.
+func (so *sorter) iter() (recIter, error) {
+	if err := so.spill(); err != nil {
+		return nil, err
+	}
+	var its []recIter
+	for _, p := range so.runs {
+		rr, err := openRecReader(p)
+		if err != nil {
+			for _, it := range its {
+				it.close()
+			}
+			return nil, err
+		}
+		its = append(its, rr)
+	}
+	return newMergeIter(its, false)
+}
+
+// remove deletes the sorter's run files.
+func (so *sorter) remove() {
+	for _, p := range so.runs {
+		os.Remove(p)
+	}
+	so.runs, so.buf, so.size = nil, nil, 0
+}
+
+// mergeIter merges sorted iterators. Equal keys collapse to the record with the
+// highest seq, or, with byIndex, to the record of the highest-indexed iterator (later
+// iterators override earlier ones: overlay over base).
+type mergeIter struct {
+	h       mergeHeap
+	byIndex bool
+}
+
+type mergeItem struct {
+	r   rec
+	idx int
+	it  recIter
+}
+
+type mergeHeap []mergeItem
+
+func (h mergeHeap) Len() int { return len(h) }
+func (h mergeHeap) Less(i, j int) bool {
+	if c := cmpRec(h[i].r, h[j].r); c != 0 {
+		return c < 0
+	}
+	return h[i].idx < h[j].idx
+}
+func (h mergeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *mergeHeap) Push(x any)   { *h = append(*h, x.(mergeItem)) }
+func (h *mergeHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func newMergeIter(its []recIter, byIndex bool) (*mergeIter, error) {
+	m := &mergeIter{byIndex: byIndex}
+	for i, it := range its {
+		r, ok, err := it.next()
+		if err != nil {
+			m.close()
+			for _, rest := range its[i:] {
+				rest.close()
+			}
+			return nil, err
+		}
+		if !ok {
+			it.close()
+			continue
+		}
+		if byIndex {
+			r.seq = 0
+		}
+		m.h = append(m.h, mergeItem{r: r, idx: i, it: it})
+	}
+	heap.Init(&m.h)
+	return m, nil
+}
+
+func (m *mergeIter) pop() (rec, error) {
+	top := m.h[0]
+	r, ok, err := top.it.next()
+	if err != nil {
+		return rec{}, err
+	}
+	if ok {
+		if m.byIndex {
+			r.seq = 0
+		}
+		m.h[0].r = r
+		heap.Fix(&m.h, 0)
+	} else {
+		top.it.close()
+		heap.Pop(&m.h)
+	}
+	return top.r, nil
+}
+
+func (m *mergeIter) next() (rec, bool, error) {
+	if len(m.h) == 0 {
+		return rec{}, false, nil
+	}
+	best, err := m.pop()
+	if err != nil {
+		return rec{}, false, err
+	}
+	for len(m.h) > 0 && bytes.Equal(m.h[0].r.key, best.key) {
+		r, err := m.pop()
+		if err != nil {
+			return rec{}, false, err
+		}
+		best = r // heap order: higher seq, then higher index, comes later
+	}
+	return best, true, nil
+}
+
+func (m *mergeIter) close() {
+	for _, it := range m.h {
+		it.it.close()
+	}
+	m.h = nil
+}
+
+// emptyIter yields nothing.
+type emptyIter struct{}
+
+func (emptyIter) next() (rec, bool, error) { return rec{}, false, nil }
+func (emptyIter) close()                   {}
+
+// removeTemp deletes leftover temporary files (sort runs, window spills, event files)
+// from a crash: they are never needed after a restart.
+func removeTemp(dir string) {
+	m, _ := filepath.Glob(filepath.Join(dir, "*.tmp"))
+	for _, p := range m {
+		os.Remove(p)
+	}
+}
