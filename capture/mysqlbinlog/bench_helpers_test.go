@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"strconv"
@@ -58,14 +59,23 @@ func benchServer(b *testing.B) (*testenv.MariaDBServer, *sql.DB) {
 // benchHead returns the server's current binlog end.
 func benchHead(b *testing.B, d *sql.DB) binlogPos {
 	b.Helper()
+	p, err := benchHeadErr(d)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// benchHeadErr is benchHead for goroutines other than the benchmark's.
+func benchHeadErr(d *sql.DB) (binlogPos, error) {
 	rows, err := d.Query("SHOW MASTER STATUS")
 	if err != nil {
-		b.Fatalf("SHOW MASTER STATUS: %v", err)
+		return binlogPos{}, fmt.Errorf("SHOW MASTER STATUS: %w", err)
 	}
 	defer rows.Close()
 	cols, _ := rows.Columns()
 	if !rows.Next() {
-		b.Fatal("SHOW MASTER STATUS returned no row: binary logging is off")
+		return binlogPos{}, fmt.Errorf("SHOW MASTER STATUS returned no row: binary logging is off")
 	}
 	vals := make([]sql.NullString, len(cols))
 	ptrs := make([]any, len(cols))
@@ -73,13 +83,13 @@ func benchHead(b *testing.B, d *sql.DB) binlogPos {
 		ptrs[i] = &vals[i]
 	}
 	if err := rows.Scan(ptrs...); err != nil {
-		b.Fatalf("SHOW MASTER STATUS: %v", err)
+		return binlogPos{}, fmt.Errorf("SHOW MASTER STATUS: %w", err)
 	}
 	p, err := strconv.ParseUint(vals[1].String, 10, 32)
 	if err != nil {
-		b.Fatalf("SHOW MASTER STATUS position %q: %v", vals[1].String, err)
+		return binlogPos{}, fmt.Errorf("SHOW MASTER STATUS position %q: %w", vals[1].String, err)
 	}
-	return binlogPos{vals[0].String, uint32(p)}
+	return binlogPos{vals[0].String, uint32(p)}, nil
 }
 
 // benchOptions are the connector options a production deployment would use, apart from
