@@ -549,7 +549,7 @@ func (rm *reloadManager) pushLog(db string, op schemas.Op, before, after map[str
 func (rm *reloadManager) tick(now int64) {
 	q := int64(rm.s.opts.Reload.QuietPeriod / time.Second)
 	for _, rt := range rm.tables {
-		if w := rt.win; w != nil && !w.byPushLog && !rt.closeDue && now-w.lastWrite >= q {
+		if w := rt.win; w != nil && !w.byPushLog && !rt.closeDue && now-w.lastWrite > q {
 			rt.closeDue = true
 		}
 	}

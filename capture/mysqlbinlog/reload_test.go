@@ -1,0 +1,349 @@
+package mysqlbinlog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/shouwang/shouwang/capture"
+	"github.com/shouwang/shouwang/internal/gen"
+	"github.com/shouwang/shouwang/internal/testenv"
+	"github.com/shouwang/shouwang/schemas"
+)
+
+var reloadTables = []string{"household", "person", "measure"}
+
+// pushFixture is a small generated national database with a reload-collapsing source.
+type pushFixture struct {
+	srv  *testenv.MariaDBServer
+	db   string
+	cfg  gen.Config
+	opts Options
+	dir  string
+	// state holds what downstream has after applying every change, per table.
+	state map[string]map[string]map[string]any
+}
+
+func newPushFixture(t *testing.T, detect string) *pushFixture {
+	t.Helper()
+	srv, db := testenv.MariaDBDatabase(t)
+	cfg := gen.DefaultConfig()
+	cfg.Households = 300
+	cfg.Push.ChangeRate = 0.05
+	cfg.Push.NewHouseholdRate = 0.02
+	cfg.Push.ChunkRows = 250
+	cfg.Push.SpreadDuration = 0
+	if _, err := gen.Generate(context.Background(), cfg, gen.Options{MySQLDSN: srv.RootDSN(db)}); err != nil {
+		t.Fatalf("generate national database: %v", err)
+	}
+	opts := testOptions(t, srv, db)
+	opts.ChunkSize = 400
+	opts.Reload = ReloadOptions{Detect: detect, QuietPeriod: time.Second}
+	for _, tb := range reloadTables {
+		opts.Reload.Tables = append(opts.Reload.Tables, db+"."+tb)
+	}
+	// A few hundred households spread over the province: one removed member can be a
+	// large share of a county. The breaker has its own test.
+	opts.MassDelete = MassDeleteOptions{MaxShare: 0.5, MaxCountyShare: 1}
+	return &pushFixture{srv: srv, db: db, cfg: cfg, opts: opts, dir: t.TempDir(),
+		state: map[string]map[string]map[string]any{"household": {}, "person": {}, "measure": {}}}
+}
+
+// applyByTable folds changes into f.state and returns the (table/key → op) of the
+// reload tables' changes, failing on a key changed twice.
+func (f *pushFixture) applyByTable(t *testing.T, chs []capture.Change) map[string]string {
+	t.Helper()
+	ops := map[string]string{}
+	for _, c := range chs {
+		if c.PositionOnly || c.DeadLetter != nil {
+			continue
+		}
+		st, ok := f.state[c.Envelope.Source.Table]
+		if !ok {
+			continue
+		}
+		apply(t, st, []capture.Change{c})
+		var key string
+		for _, v := range c.Envelope.Key {
+			key = fmt.Sprint(v)
+		}
+		k := c.Envelope.Source.Table + "/" + key
+		if prev, dup := ops[k]; dup {
+			t.Errorf("%s emitted twice (%s, then %s)", k, prev, c.Envelope.Op)
+		}
+		ops[k] = string(c.Envelope.Op)
+	}
+	return ops
+}
+
+func (f *pushFixture) push(t *testing.T, week int, mode string) map[string]string {
+	t.Helper()
+	if _, err := gen.Push(context.Background(), f.cfg, gen.PushOptions{Week: week, MySQLDSN: f.srv.RootDSN(f.db), OutDir: f.dir, Mode: mode}); err != nil {
+		t.Fatalf("push week %d (%s): %v", week, mode, err)
+	}
+	raw, err := os.ReadFile(filepath.Join(f.dir, fmt.Sprintf("push-week-%d.manifest.jsonl", week)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, line := range bytes.Split(bytes.TrimSpace(raw), []byte("\n")) {
+		var l gen.ManifestLine
+		if err := json.Unmarshal(line, &l); err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := want[l.Table+"/"+l.Key]; !dup {
+			want[l.Table+"/"+l.Key] = l.Op
+		}
+	}
+	if len(want) < 10 {
+		t.Fatalf("push week %d: only %d true changes in the manifest", week, len(want))
+	}
+	return want
+}
+
+func (f *pushFixture) checkState(t *testing.T, s *Source, label string) {
+	t.Helper()
+	for _, tb := range reloadTables {
+		want := tableState(t, s.db, f.db, tb)
+		got := f.state[tb]
+		if len(want) != len(got) {
+			t.Errorf("%s: %s has %d rows, downstream %d", label, tb, len(want), len(got))
+		}
+		bad := 0
+		for k, w := range want {
+			if !jsonEqual(t, w, got[k]) {
+				if bad++; bad <= 3 {
+					g, _ := json.Marshal(got[k])
+					ws, _ := json.Marshal(w)
+					t.Errorf("%s: %s %s: source %s, downstream %s", label, tb, k, ws, g)
+				}
+			}
+		}
+	}
+}
+
+func compareOps(t *testing.T, label string, want, got map[string]string) {
+	t.Helper()
+	var diff []string
+	for k, op := range want {
+		if got[k] != op {
+			diff = append(diff, fmt.Sprintf("%s: manifest %s, emitted %q", k, op, got[k]))
+		}
+	}
+	for k, op := range got {
+		if _, ok := want[k]; !ok {
+			diff = append(diff, fmt.Sprintf("%s: emitted %s, no true change", k, op))
+		}
+	}
+	sort.Strings(diff)
+	if len(diff) > 0 {
+		if len(diff) > 10 {
+			diff = append(diff[:10], fmt.Sprintf("… %d more", len(diff)-10))
+		}
+		t.Errorf("%s: emitted changes differ from the push manifest (%d true changes):\n%s", label, len(want), strings.Join(diff, "\n"))
+	}
+}
+
+// TestReloadCollapse runs two weekly pushes in each mode, each with a different window
+// detection, and checks that exactly the true changes come out and that downstream
+// ends up equal to the tables.
+func TestReloadCollapse(t *testing.T) {
+	for _, tc := range []struct{ mode, detect string }{
+		{gen.PushTruncate, DetectTruncate},
+		{gen.PushDelete, DetectQuiet},
+		{gen.PushSpread, DetectPushLog},
+	} {
+		t.Run(tc.mode+"_"+tc.detect, func(t *testing.T) {
+			f := newPushFixture(t, tc.detect)
+			s := openSource(t, f.opts, nil)
+			d := mustDB(t, f.srv, f.db)
+			chs, _ := readUntilCaughtUp(t, s, headPos(t, d))
+			f.applyByTable(t, chs)
+			f.checkState(t, s, "after snapshot")
+			for week := 1; week <= 2; week++ {
+				want := f.push(t, week, tc.mode)
+				chs, last := readUntilCaughtUp(t, s, headPos(t, d))
+				got := f.applyByTable(t, chs)
+				compareOps(t, fmt.Sprintf("week %d", week), want, got)
+				f.checkState(t, s, fmt.Sprintf("week %d", week))
+				if len(last.Reload) != 3 || last.Reload[f.db+".household"] != uint64(week) {
+					t.Errorf("week %d: position reload epochs %v, want %d per table", week, last.Reload, week)
+				}
+				if err := s.Ack(context.Background(), last.Encode()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if r := metricValue(t, s.m.reloadWindows.WithLabelValues(f.db+".person", "closed")); r != 2 {
+				t.Errorf("person reload windows closed = %v, want 2", r)
+			}
+			if r := metricValue(t, s.m.collapseRatio.WithLabelValues(f.db + ".household")); r <= 0 || r > 0.2 {
+				t.Errorf("household collapse ratio = %v, want a small share of real changes", r)
+			}
+		})
+	}
+}
+
+// TestReloadRestartMidWindow stops the source after part of a collapse was handed out
+// but before any position after the reload was saved: the restarted source must roll
+// its state back and emit exactly the push's true changes again.
+func TestReloadRestartMidWindow(t *testing.T) {
+	f := newPushFixture(t, DetectPushLog)
+	s := openSource(t, f.opts, nil)
+	d := mustDB(t, f.srv, f.db)
+	chs, saved := readUntilCaughtUp(t, s, headPos(t, d))
+	f.applyByTable(t, chs)
+	want := f.push(t, 1, gen.PushSpread)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var acked []capture.Change // handed out up to the last position: "in Kafka"
+	var pending []capture.Change
+	collapsed := 0
+	for collapsed == 0 {
+		batch, err := s.ReadN(ctx, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range batch {
+			pending = append(pending, c)
+			if c.Position != nil {
+				acked = append(acked, pending...)
+				pending = nil
+				saved, _, _ = DecodePosition(c.Position)
+			}
+			if tb := c.Envelope.Source.Table; tb == "household" || tb == "person" {
+				collapsed++
+			}
+		}
+	}
+	s.Close() // crash: pending changes were never acknowledged
+	o := f.opts
+	o.ServerID = serverIDs.Add(1)
+	s2 := openSource(t, o, saved.Encode())
+	rest, _ := readUntilCaughtUp(t, s2, headPos(t, d))
+	got := f.applyByTable(t, append(acked, rest...))
+	compareOps(t, "after restart", want, got)
+	f.checkState(t, s2, "after restart")
+
+	// The next week collapses against the rolled-back-and-redone state.
+	want = f.push(t, 2, gen.PushSpread)
+	chs, _ = readUntilCaughtUp(t, s2, headPos(t, d))
+	compareOps(t, "week 2 after restart", want, f.applyByTable(t, chs))
+	f.checkState(t, s2, "week 2 after restart")
+}
+
+func TestMassDeleteHeldAndReleased(t *testing.T) {
+	srv, db := testenv.MariaDBDatabase(t)
+	d := mustDB(t, srv, db)
+	exec(t, d, "CREATE TABLE hh (id INT PRIMARY KEY, village_code CHAR(12), v INT)")
+	insert := func(from, to int, v string) {
+		var vals []string
+		for i := from; i <= to; i++ {
+			vc := "510104001001"
+			if i > 20 {
+				vc = "510105001001"
+			}
+			vals = append(vals, fmt.Sprintf("(%d, '%s', %s)", i, vc, strings.ReplaceAll(v, "ID", fmt.Sprint(i))))
+		}
+		exec(t, d, "INSERT INTO hh VALUES "+strings.Join(vals, ","))
+	}
+	insert(1, 40, "ID")
+	opts := testOptions(t, srv, db)
+	opts.Reload = ReloadOptions{Tables: []string{db + ".hh"}, Detect: DetectTruncate, QuietPeriod: time.Second}
+	opts.MassDelete = MassDeleteOptions{MaxShare: 0.6, MaxCountyShare: 0.5}
+	s := openSource(t, opts, nil)
+	table := db + ".hh"
+	ops := func(chs []capture.Change) string {
+		var out []string
+		for _, c := range chs {
+			if c.Envelope.Source.Table == "hh" {
+				out = append(out, fmt.Sprintf("%s%v", c.Envelope.Op, c.Envelope.Key["id"]))
+			}
+		}
+		sort.Strings(out)
+		return strings.Join(out, " ")
+	}
+	readUntilCaughtUp(t, s, headPos(t, d))
+
+	// 11 of county 510105's 20 rows vanish (55% > 50%), row 1 changes.
+	exec(t, d, "TRUNCATE TABLE hh")
+	insert(1, 29, "ID")
+	exec(t, d, "UPDATE hh SET v = 100 WHERE id = 1")
+	chs, _ := readUntilCaughtUp(t, s, headPos(t, d))
+	if got := ops(chs); got != "u1" {
+		t.Errorf("held reload emitted %q, want only u1", got)
+	}
+	if g := metricValue(t, s.m.held.WithLabelValues(table)); g != 1 {
+		t.Errorf("mass_delete_held = %v, want 1", g)
+	}
+	if err := s.ReleaseHeldDeletes(db + ".nope"); err == nil {
+		t.Error("ReleaseHeldDeletes accepted a table without reload collapse")
+	}
+	if err := s.ReleaseHeldDeletes(table); err != nil {
+		t.Fatal(err)
+	}
+	exec(t, d, "INSERT INTO hh VALUES (99, '510104001001', 0)") // something to read after the release
+	chs, _ = readUntilCaughtUp(t, s, headPos(t, d))
+	var want []string
+	for i := 30; i <= 40; i++ {
+		want = append(want, fmt.Sprintf("d%d", i))
+	}
+	want = append(want, "c99")
+	sort.Strings(want)
+	if got := ops(chs); got != strings.Join(want, " ") {
+		t.Errorf("release emitted %q, want %q", got, strings.Join(want, " "))
+	}
+	for _, c := range chs {
+		if c.Envelope.Op == schemas.OpDelete && c.Envelope.Before["village_code"] != "510105001001" {
+			t.Errorf("released delete %v has before %v, want the stored image", c.Envelope.Key, c.Envelope.Before)
+		}
+	}
+	if g := metricValue(t, s.m.held.WithLabelValues(table)); g != 0 {
+		t.Errorf("mass_delete_held after release = %v, want 0", g)
+	}
+
+	// Held again, then a later reload brings the rows back: nothing is emitted.
+	exec(t, d, "TRUNCATE TABLE hh")
+	insert(1, 5, "ID")
+	exec(t, d, "UPDATE hh SET v = 100 WHERE id = 1")
+	chs, _ = readUntilCaughtUp(t, s, headPos(t, d))
+	if got := ops(chs); got != "" {
+		t.Errorf("held reload emitted %q, want nothing", got)
+	}
+	exec(t, d, "TRUNCATE TABLE hh")
+	insert(1, 29, "ID")
+	exec(t, d, "UPDATE hh SET v = 100 WHERE id = 1", "INSERT INTO hh VALUES (99, '510104001001', 0)")
+	chs, _ = readUntilCaughtUp(t, s, headPos(t, d))
+	if got := ops(chs); got != "" {
+		t.Errorf("reload restoring the held rows emitted %q, want nothing", got)
+	}
+	if g := metricValue(t, s.m.held.WithLabelValues(table)); g != 0 {
+		t.Errorf("mass_delete_held after the rows came back = %v, want 0", g)
+	}
+}
+
+func metricValue(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case out.Gauge != nil:
+		return out.Gauge.GetValue()
+	case out.Counter != nil:
+		return out.Counter.GetValue()
+	}
+	t.Fatalf("metric %s is neither gauge nor counter", m.Desc())
+	return 0
+}
