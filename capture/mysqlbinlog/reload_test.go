@@ -186,7 +186,7 @@ func TestReloadCollapse(t *testing.T) {
 			if r := metricValue(t, s.m.reloadWindows.WithLabelValues(f.db+".person", "closed")); r != 2 {
 				t.Errorf("person reload windows closed = %v, want 2", r)
 			}
-			if r := metricValue(t, s.m.collapseRatio.WithLabelValues(f.db + ".household")); r <= 0 || r > 0.2 {
+			if r := metricValue(t, s.m.collapseRatio.WithLabelValues(f.db+".household")); r <= 0 || r > 0.2 {
 				t.Errorf("household collapse ratio = %v, want a small share of real changes", r)
 			}
 		})
