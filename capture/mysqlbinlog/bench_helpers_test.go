@@ -14,6 +14,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,8 +95,19 @@ func benchHeadErr(d *sql.DB) (binlogPos, error) {
 
 // benchOptions are the connector options a production deployment would use, apart from
 // the server address.
+// SHOUWANG_BENCH_MAX_ROW_BYTES overrides Options.MaxRowBytes (-1 turns the per-row size
+// check off) to measure what that check costs.
 func benchOptions(b *testing.B, srv *testenv.MariaDBServer, mode SnapshotMode) Options {
-	return Options{Name: "national", TopicPrefix: "sc", Host: srv.Host(), Port: srv.Port(),
+	b.Helper()
+	maxRow := 0
+	if s := os.Getenv("SHOUWANG_BENCH_MAX_ROW_BYTES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatalf("environment SHOUWANG_BENCH_MAX_ROW_BYTES=%q: want an integer (-1: no check)", s)
+		}
+		maxRow = n
+	}
+	return Options{MaxRowBytes: maxRow, Name: "national", TopicPrefix: "sc", Host: srv.Host(), Port: srv.Port(),
 		User: srv.ReplUser(), Password: srv.ReplPassword(), Flavor: srv.Flavor(),
 		ServerID: serverIDs.Add(1), Databases: []string{"bench"}, StateDir: b.TempDir(),
 		SnapshotMode: mode}
@@ -128,6 +140,7 @@ type runResult struct {
 	changes  int           // changes handed to the runner (OnBatch n)
 	messages int           // messages acknowledged by Kafka
 	elapsed  time.Duration // from Run until done() first returned true
+	cpu      time.Duration // process CPU time over the same span
 	last     Position      // last saved position
 }
 
@@ -156,6 +169,7 @@ func runUntil(b *testing.B, k *testenv.KafkaCluster, src *Source, start capture.
 	var res runResult
 	finished := false
 	var began time.Time
+	var cpu0 time.Duration
 	r, err := capture.NewRunner(capture.RunnerOptions{
 		Name: "national", TopicPrefix: "sc", Source: src, Positions: store,
 		BatchSize: benchEnvInt(b, "SHOUWANG_BENCH_BATCH", 2000),
@@ -184,6 +198,7 @@ func runUntil(b *testing.B, k *testenv.KafkaCluster, src *Source, start capture.
 			if done(p) {
 				finished = true
 				res.elapsed = time.Since(began)
+				res.cpu = processCPU(b) - cpu0
 				cancel()
 			}
 		},
@@ -191,7 +206,7 @@ func runUntil(b *testing.B, k *testenv.KafkaCluster, src *Source, start capture.
 	if err != nil {
 		b.Fatal(err)
 	}
-	began = time.Now()
+	began, cpu0 = time.Now(), processCPU(b)
 	if err := r.Run(ctx); err != nil {
 		b.Fatalf("runner: %v", err)
 	}
@@ -201,8 +216,21 @@ func runUntil(b *testing.B, k *testenv.KafkaCluster, src *Source, start capture.
 	return res
 }
 
-// timeTool runs a baseline tool with stdout to /dev/null and returns its wall time.
-func timeTool(b *testing.B, name string, args ...string) time.Duration {
+// processCPU is the CPU time (user+system) this process used so far. The machine is
+// shared, so wall-clock rates depend on what else runs; CPU per change does not (it
+// includes kfake, which runs in this process, but not the MariaDB server).
+func processCPU(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// timeTool runs a baseline tool with stdout to /dev/null and returns its wall time and
+// CPU time (user+system).
+func timeTool(b *testing.B, name string, args ...string) (wall, cpu time.Duration) {
 	b.Helper()
 	path, err := osexec.LookPath(name)
 	if err != nil {
@@ -220,7 +248,7 @@ func timeTool(b *testing.B, name string, args ...string) time.Duration {
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("%s %v: %v\n%s", name, args, err, stderr.String())
 	}
-	return time.Since(began)
+	return time.Since(began), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 // firstTool returns the first of names found on PATH (MariaDB ships mariadb-binlog and

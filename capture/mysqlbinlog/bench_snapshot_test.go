@@ -42,7 +42,7 @@ func BenchmarkSnapshotPerson(b *testing.B) {
 	chunk := benchEnvInt(b, "SHOUWANG_BENCH_CHUNK", 2000)
 
 	b.ResetTimer()
-	var ours, theirs time.Duration
+	var ours, theirs, oursCPU, theirCPU time.Duration
 	for i := 0; i < b.N; i++ {
 		k := benchKafka(b)
 		opts := benchOptions(b, srv, SnapshotInitial)
@@ -56,7 +56,10 @@ func BenchmarkSnapshotPerson(b *testing.B) {
 			b.Fatalf("Kafka acknowledged %d snapshot rows, the table holds %d", res.messages, persons)
 		}
 		ours += res.elapsed
-		theirs += timeTool(b, tool, toolArgs...)
+		oursCPU += res.cpu
+		wall, cpu := timeTool(b, tool, toolArgs...)
+		theirs += wall
+		theirCPU += cpu
 	}
 	b.StopTimer()
 	oursRate := float64(persons*b.N) / ours.Seconds()
@@ -65,4 +68,6 @@ func BenchmarkSnapshotPerson(b *testing.B) {
 	b.ReportMetric(oursRate, "rows/s")
 	b.ReportMetric(theirRate, "baseline_rows/s")
 	b.ReportMetric(oursRate/theirRate, "ratio")
+	b.ReportMetric(float64(oursCPU.Microseconds())/float64(persons*b.N), "cpu_us/row")
+	b.ReportMetric(float64(theirCPU.Microseconds())/float64(persons*b.N), "baseline_cpu_us/row")
 }

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shouwang/shouwang/capture"
 	"github.com/shouwang/shouwang/internal/gen"
+	"github.com/shouwang/shouwang/internal/testenv"
 )
 
 // BenchmarkStreamToKafka is issue #3 figure 1: already-written binlog (generated national
@@ -65,7 +67,7 @@ func BenchmarkStreamToKafka(b *testing.B) {
 	toolArgs := append([]string{"--base64-output=decode-rows", "-vv", fmt.Sprintf("--start-position=%d", start.Pos)}, files...)
 
 	b.ResetTimer()
-	var ours, theirs time.Duration
+	var ours, theirs, oursCPU, theirCPU, sourceOnly time.Duration
 	for i := 0; i < b.N; i++ {
 		k := benchKafka(b)
 		src, err := New(benchOptions(b, srv, SnapshotNever))
@@ -81,7 +83,11 @@ func BenchmarkStreamToKafka(b *testing.B) {
 			b.Fatalf("Kafka acknowledged %d messages, want %d row changes (+ up to 10 schema events)", res.messages, want)
 		}
 		ours += res.elapsed
-		theirs += timeTool(b, tool, toolArgs...)
+		oursCPU += res.cpu
+		wall, cpu := timeTool(b, tool, toolArgs...)
+		theirs += wall
+		theirCPU += cpu
+		sourceOnly += benchReadAll(b, srv, startPos, end, want)
 	}
 	b.StopTimer()
 	oursRate := float64(want*b.N) / ours.Seconds()
@@ -90,6 +96,46 @@ func BenchmarkStreamToKafka(b *testing.B) {
 	b.ReportMetric(oursRate, "changes/s")
 	b.ReportMetric(theirRate, "baseline_changes/s")
 	b.ReportMetric(oursRate/theirRate, "ratio")
+	b.ReportMetric(float64(oursCPU.Microseconds())/float64(want*b.N), "cpu_us/change")
+	b.ReportMetric(float64(theirCPU.Microseconds())/float64(want*b.N), "baseline_cpu_us/change")
+	b.ReportMetric(float64(want*b.N)/sourceOnly.Seconds(), "source_only_changes/s")
+}
+
+// benchReadAll reads the same binlog with Source.ReadN alone (decode, convert, envelope,
+// no JSON encoding for Kafka, no Kafka) and returns the time, to show where the full
+// path's time goes.
+func benchReadAll(b *testing.B, srv *testenv.MariaDBServer, start capture.Position, end binlogPos, want int) time.Duration {
+	b.Helper()
+	s, err := New(benchOptions(b, srv, SnapshotNever))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	began := time.Now()
+	if err := s.Open(ctx, start); err != nil {
+		b.Fatal(err)
+	}
+	got := 0
+	for {
+		chs, err := s.ReadN(ctx, 2000)
+		if err != nil {
+			b.Fatalf("ReadN after %d changes: %v", got, err)
+		}
+		got += len(chs)
+		for _, c := range chs {
+			if c.Position == nil {
+				continue
+			}
+			if p, ok, err := DecodePosition(c.Position); err == nil && ok && (binlogPos{p.File, p.Pos}).compare(end) >= 0 {
+				if got < want {
+					b.Fatalf("source reached the end after %d changes, want %d", got, want)
+				}
+				return time.Since(began)
+			}
+		}
+	}
 }
 
 // benchUpdatePersons writes n single-row updates of person (updated_at + 1 s, so each
