@@ -67,7 +67,7 @@ func exec(t *testing.T, d *sql.DB, stmts ...string) {
 	}
 }
 
-func headPos(t *testing.T, d *sql.DB) binlogPos {
+func headPos(t testing.TB, d *sql.DB) binlogPos {
 	t.Helper()
 	var f string
 	var p uint32
