@@ -71,6 +71,22 @@ func TestFullScale(t *testing.T) {
 	if sum.Households != FullScaleHouseholds {
 		t.Errorf("%d households, want %d", sum.Households, FullScaleHouseholds)
 	}
+	db, err := OpenMySQL(ctx, m.RootDSN("national"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// Q-001/Q-002: no ID may be shared (the generator injects no duplicate IDs; the
+	// "999999" placeholders of Q-008 are excluded as they may coincide).
+	var dupIDs, dupRows int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(n), 0) FROM (SELECT COUNT(*) n FROM person
+		WHERE id_no IS NOT NULL AND id_no <> '' AND id_no NOT LIKE '999999%' GROUP BY id_no HAVING COUNT(*) > 1) d`).Scan(&dupIDs, &dupRows); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("duplicate id_no values: %d (%d persons)", dupIDs, dupRows)
+	if dupIDs != 0 {
+		t.Errorf("%d ID numbers are shared by %d persons", dupIDs, dupRows)
+	}
 	start = time.Now()
 	res, err := Push(ctx, cfg, PushOptions{Week: 1, MySQLDSN: m.RootDSN("national"), OutDir: out, Mode: PushTruncate})
 	if err != nil {
