@@ -4,8 +4,16 @@
 // snapshot interleaved with the binlog stream, its own schema history (column names
 // come from the TableMapEvent when binlog_row_metadata=FULL, so replaying binlog
 // written before a DDL decodes rows with the columns they were written with), purged
-// binlog detection, truncate and schema-change events, and dead letters for rows it
-// cannot convert.
+// binlog detection, truncate and schema-change events, dead letters for rows it
+// cannot convert (capture.Change.DeadLetter with a bounded reason code: invalid_text,
+// zero_date, unknown_type, bad_number, oversized, no_schema), position-only
+// heartbeats on quiet or filtered streams, and the collapse of the national push's
+// weekly whole-table reloads into their real changes with a mass-delete circuit
+// breaker (reload.go).
+//
+// Only MariaDB is tested here (the machine has no MySQL server); the MySQL flavour
+// paths (GTIDEvent, gtid_purged, SHOW BINARY LOG STATUS) follow go-mysql's and
+// MySQL's documentation but have not run against a server.
 package mysqlbinlog
 
 import (

@@ -105,7 +105,6 @@ type txBuffer struct {
 	w       *bufio.Writer
 	n       int
 	deletes int64
-	off     bool // flushed already: no retroactive window for this transaction
 }
 
 type reloadTable struct {
@@ -545,7 +544,8 @@ func (rm *reloadManager) pushLog(db string, op schemas.Op, before, after map[str
 }
 
 // tick closes quiet windows: now is the binlog time of the event being read, or the
-// wall clock when the stream is idle.
+// wall clock when the stream is idle. Binlog timestamps are whole seconds, so a window
+// closes after more than QuietPeriod (up to one second more) without writes.
 func (rm *reloadManager) tick(now int64) {
 	q := int64(rm.s.opts.Reload.QuietPeriod / time.Second)
 	for _, rt := range rm.tables {

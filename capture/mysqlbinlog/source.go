@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,9 +30,10 @@ const Kind = "mysqlbinlog"
 // delete the saved position) to recover.
 var ErrBinlogPurged = errors.New("saved binlog position has been purged from the server")
 
-// Source reads one MySQL/MariaDB server. It implements capture.Source; ReadN, Ack and
-// Close must not be called concurrently with each other (RequestSnapshot may be called
-// from any goroutine).
+// Source reads one MySQL/MariaDB server. It implements capture.Source. ReadN and Close
+// must not be called concurrently with each other; Ack may run concurrently with ReadN
+// (the runner reads the next batch while it acknowledges the last), and
+// RequestSnapshot and ReleaseHeldDeletes may be called from any goroutine.
 type Source struct {
 	opts Options
 	log  *slog.Logger
