@@ -36,8 +36,9 @@ type RunnerOptions struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	// OnBatch, when set, is called after each batch was acknowledged and its position
-	// saved (progress display, tests).
-	OnBatch func(n int, saved Position)
+	// saved (progress display, tests); produced counts the messages written to Kafka
+	// (position-only changes excluded).
+	OnBatch func(produced int, saved Position)
 }
 
 // Runner drives one Source: read a batch → produce it with acks=all → save the highest
@@ -214,7 +215,7 @@ func (r *Runner) process(ctx context.Context, cs []Change) error {
 	}
 	r.lastEvent.SetToCurrentTime()
 	if r.o.OnBatch != nil {
-		r.o.OnBatch(len(cs), pos)
+		r.o.OnBatch(len(msgs), pos)
 	}
 	return nil
 }

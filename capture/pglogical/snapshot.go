@@ -202,6 +202,11 @@ func (s *Source) schemaVersion(table string) int {
 	return 1
 }
 
+// topic names the raw topic of "schema.table" by the table alone, as the other
+// connectors and the configuration (config.Source.Tables) do.
 func (s *Source) topic(table string) string {
+	if i := strings.LastIndexByte(table, '.'); i >= 0 {
+		table = table[i+1:]
+	}
 	return schemas.RawTopic(s.o.TopicPrefix, s.o.Name, table)
 }

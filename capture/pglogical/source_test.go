@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -71,7 +72,7 @@ type runEnv struct {
 func newRunEnv(t *testing.T, prefix, table string) *runEnv {
 	k := testenv.Kafka(t)
 	opts := bus.Options{Brokers: k.Brokers()}
-	topic := schemas.RawTopic(prefix, "dept", table)
+	topic := schemas.RawTopic(prefix, "dept", table[strings.LastIndexByte(table, '.')+1:])                                  // topics name the table without its schema
 	if err := bus.EnsureTopics(context.Background(), opts, bus.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: 1}, // one partition: the marker is read last
 		bus.TopicSpec{Name: schemas.DLQTopic(prefix, "capture"), Partitions: 1, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)

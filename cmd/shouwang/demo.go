@@ -16,47 +16,52 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/shouwang/shouwang/capture"
-	"github.com/shouwang/shouwang/capture/filedrop"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/shouwang/shouwang/deploy"
 	"github.com/shouwang/shouwang/internal/bus"
+	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/internal/gen"
 	"github.com/shouwang/shouwang/internal/ident"
-	"github.com/shouwang/shouwang/internal/metrics"
 	"github.com/shouwang/shouwang/internal/testenv"
 	"github.com/shouwang/shouwang/schemas"
 )
 
 func init() {
-	register("demo", "run the pipeline end to end on an embedded default (private servers, in-memory Kafka)", runDemo)
+	register("demo", "run the pipeline end to end on an embedded default (private servers, in-memory Kafka)", func(args []string) int {
+		return runDemo(args, os.Stdout)
+	})
 }
 
 // demo holds what the demo started, so every step can use it and cleanup stops it all.
 type demo struct {
-	dir        string
-	prefix     string
-	households int
-	seed       uint64
-	log        *slog.Logger
-	out        io.Writer
+	dir         string
+	households  int
+	seed        uint64
+	metricsAddr string
+	log         *slog.Logger
+	out         io.Writer
 
 	maria   *testenv.MariaDBServer
 	pg      *testenv.PostgresServer
-	kafka   *bus.Embedded
-	busOpts bus.Options
-	prod    *bus.Producer
-	metrics *metrics.Server
-	reg     interface {
-		MustRegister(...any)
-	}
 	summary *gen.Summary
+
+	w        *worker
+	cfg      *config.Config
+	stopCapt context.CancelFunc
+	captDone chan struct{}
+	mu       sync.Mutex
+	tty      bool           // stderr is a terminal: progress lines are rewritten in place
+	produced map[string]int // messages produced per connector
+	lastAt   map[string]time.Time
 }
 
-func runDemo(args []string) int {
+func runDemo(args []string, stdout io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	households := fs.Int("households", 600, "households to generate (real Sichuan villages)")
-	seed := fs.Uint64("seed", 20231, "generator seed")
+	households := fs.Int("households", 0, "households to generate (default: gen.households of the demo config)")
+	seed := fs.Uint64("seed", 0, "generator seed (default: gen.seed of the demo config)")
 	dir := fs.String("dir", "", "work directory (default: a new temporary directory, removed at the end unless --keep)")
-	keep := fs.Bool("keep", false, "keep the work directory (servers' data, generated files, manifest)")
+	keep := fs.Bool("keep", false, "keep the work directory (servers' data, generated files, manifest, state)")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "address of the demo's /metrics, /healthz and /readyz")
 	verbose := fs.Bool("v", false, "show component logs")
 	if err := fs.Parse(args); err != nil {
@@ -66,9 +71,13 @@ func runDemo(args []string) int {
 	if *verbose {
 		level = slog.LevelInfo
 	}
-	d := &demo{prefix: "demo", households: *households, seed: *seed, out: os.Stdout,
-		log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	d := &demo{households: *households, seed: *seed, metricsAddr: *metricsAddr, out: stdout,
+		log:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		produced: map[string]int{}, lastAt: map[string]time.Time{}}
 	slog.SetDefault(d.log)
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		d.tty = true
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -76,12 +85,6 @@ func runDemo(args []string) int {
 	if *dir == "" {
 		tmp, err := os.MkdirTemp("", "shouwang-demo-")
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "demo:", err)
-			return 1
-		}
-		// The servers run as their own system users (mysql, postgres) and must reach
-		// their directories below this one.
-		if err := os.Chmod(tmp, 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, "demo:", err)
 			return 1
 		}
@@ -96,6 +99,12 @@ func runDemo(args []string) int {
 		}
 		d.dir = *dir
 	}
+	// The servers run as their own system users (mysql, postgres) and must reach
+	// their directories below this one.
+	if err := os.Chmod(d.dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 1
+	}
 	defer d.close()
 
 	d.printf("守望 Shouwang demo — work directory %s\n\n", d.dir)
@@ -103,11 +112,12 @@ func runDemo(args []string) int {
 		name string
 		run  func(context.Context) error
 	}{
-		{"start private MariaDB (国办前置库, binlog ROW/FULL, GTID) and PostgreSQL (wal_level=logical)", d.startServers},
-		{"start the embedded in-memory Kafka broker and the metrics endpoint", func(ctx context.Context) error { return d.startBus(ctx, *metricsAddr) }},
+		{"start private MariaDB (国办前置库: binlog ROW/FULL, GTID) and PostgreSQL (wal_level=logical)", d.startServers},
 		{"generate a synthetic province on real Sichuan village codes", d.generate},
-		{"capture the department file deliveries (CSV UTF-8, CSV GB18030, XLSX) into Kafka", d.captureFiles},
+		{"start the capture workers of " + deploy.DemoConfigName + " (in-memory Kafka)", d.startCapture},
+		{"capture: snapshots of the national front-end and department databases, and the department file deliveries", d.waitInitial},
 		{"read the events back from the bus", d.showBus},
+		{"the national system pushes week 1 (whole-table reload, about 1% real changes)", d.push},
 	}
 	for i, s := range steps {
 		d.printf("[%d/%d] %s …\n", i+1, len(steps), s.name)
@@ -133,16 +143,12 @@ func runDemo(args []string) int {
 func (d *demo) printf(format string, a ...any) { fmt.Fprintf(d.out, format, a...) }
 
 func (d *demo) close() {
-	if d.prod != nil {
-		d.prod.Close()
+	if d.stopCapt != nil {
+		d.stopCapt()
+		<-d.captDone
 	}
-	if d.metrics != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		d.metrics.Shutdown(ctx)
-		cancel()
-	}
-	if d.kafka != nil {
-		d.kafka.Close()
+	if d.w != nil {
+		d.w.Close()
 	}
 	if d.maria != nil {
 		d.maria.Stop()
@@ -175,44 +181,49 @@ func (d *demo) startServers(ctx context.Context) error {
 		return err
 	}
 	d.printf("      MariaDB %s (%s), PostgreSQL %s %s\n", d.maria.Addr(), d.maria.Flavor(), d.pg.Version(), d.pg.Addr())
-	return nil
-}
 
-func (d *demo) startBus(ctx context.Context, addr string) error {
-	k, err := bus.StartEmbedded(ctx, bus.EmbeddedOptions{Partitions: 3})
+	// The demo configuration takes the private servers' addresses from the environment.
+	env := map[string]string{
+		"SHOUWANG_DEMO_MYSQL_DSN":    fmt.Sprintf("%s:%s@tcp(%s)/national", d.maria.ReplUser(), d.maria.ReplPassword(), d.maria.Addr()),
+		"SHOUWANG_DEMO_PG_DSN":       d.pg.ConnString("departments"),
+		"SHOUWANG_DEMO_FILES":        filepath.Join(d.dir, "gen", "files"),
+		"SHOUWANG_DEMO_STATE":        filepath.Join(d.dir, "state"),
+		"SHOUWANG_DEMO_METRICS_ADDR": d.metricsAddr,
+	}
+	lookup := func(k string) (string, bool) {
+		if v, ok := env[k]; ok {
+			return v, true
+		}
+		return os.LookupEnv(k)
+	}
+	cfg, err := config.Parse(deploy.DemoConfigName, deploy.DemoConfig, lookup)
 	if err != nil {
 		return err
 	}
-	d.kafka = k
-	reg := metrics.NewRegistry()
-	d.busOpts = bus.Options{Brokers: k.Brokers(), ClientID: "shouwang-demo", Registerer: reg, Logger: d.log}
-	if d.prod, err = bus.NewProducer(d.busOpts); err != nil {
-		return err
-	}
-	d.metrics = metrics.NewServer(addr, reg)
-	if err := d.metrics.Start(ctx); err != nil {
-		return err
-	}
-	d.metrics.SetReady("demo", true, "")
-	d.printf("      Kafka (in-memory, NOT for production) %s; metrics http://%s/metrics\n", strings.Join(k.Brokers(), ","), d.metrics.Addr())
+	d.cfg = cfg
 	return nil
 }
 
 func (d *demo) generate(ctx context.Context) error {
 	cfg := gen.DefaultConfig()
-	cfg.Seed = d.seed
-	cfg.Households = d.households
+	cfg.Seed, cfg.Households = uint64(d.cfg.Gen.Seed), d.cfg.Gen.Households
+	if d.seed != 0 {
+		cfg.Seed = d.seed
+	}
+	if d.households != 0 {
+		cfg.Households = d.households
+	}
 	opts := gen.Options{
 		MySQLDSN: d.maria.RootDSN("national"),
 		PGDSN:    d.pg.ConnString("departments"),
 		OutDir:   filepath.Join(d.dir, "gen"),
 		Formats:  []string{"csv", "gb18030", "xlsx"},
 		Progress: func(p gen.Progress) {
-			fmt.Fprintf(os.Stderr, "\r      %d/%d households, %d persons, %d rows, %s   ", p.Households, p.TotalHouseholds, p.Persons, p.Rows, p.Elapsed.Round(time.Millisecond))
+			d.status(fmt.Sprintf("%d/%d households, %d persons, %d rows, %s", p.Households, p.TotalHouseholds, p.Persons, p.Rows, p.Elapsed.Round(time.Millisecond)))
 		},
 	}
 	sum, err := gen.Generate(ctx, cfg, opts)
-	fmt.Fprintln(os.Stderr)
+	d.endStatus()
 	if err != nil {
 		return err
 	}
@@ -231,81 +242,167 @@ func (d *demo) generate(ctx context.Context) error {
 	return nil
 }
 
-// captureFiles runs one filedrop source per generated department dataset through the
-// capture runner until every delivery file was processed.
-func (d *demo) captureFiles(ctx context.Context) error {
-	var specs []bus.TopicSpec
-	specs = append(specs, bus.TopicSpec{Name: schemas.DLQTopic(d.prefix, "capture"), Partitions: 1, ReplicationFactor: 1})
-	for _, ds := range gen.Datasets {
-		specs = append(specs, bus.TopicSpec{Name: schemas.RawTopic(d.prefix, ds.Department, ds.Name), Partitions: 3, ReplicationFactor: 1})
-	}
-	if err := bus.EnsureTopics(ctx, d.busOpts, specs...); err != nil {
-		return err
-	}
-	store, err := capture.NewFileStore(filepath.Join(d.dir, "positions"))
+// startCapture runs the capture role of the demo configuration in the background,
+// exactly as `shouwang run --role capture` would.
+func (d *demo) startCapture(ctx context.Context) error {
+	w, err := newWorker(ctx, d.cfg, d.log, "")
 	if err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(gen.Datasets))
-	var inboxes []string
-	for _, ds := range gen.Datasets {
-		cols := map[string]string{}
-		for i, h := range ds.Headers {
-			cols[h] = ds.Columns[i]
-		}
-		inbox := filepath.Join(d.dir, "gen", "files", ds.Department, ds.Name)
-		inboxes = append(inboxes, inbox)
-		src, err := filedrop.New(filedrop.Config{
-			System:      ds.Department,
-			TopicPrefix: d.prefix,
-			Dataset: filedrop.DatasetOptions{
-				Name: ds.Name, Department: ds.Department, Inbox: inbox,
-				StateDir: filepath.Join(d.dir, "filedrop-state", ds.Department, ds.Name),
-				Delivery: filedrop.DeliveryFull, Key: []string{ds.Columns[0]}, Columns: cols,
-			},
-			PollInterval: 100 * time.Millisecond,
-			Logger:       d.log,
-		})
-		if err != nil {
-			return err
-		}
-		r, err := capture.NewRunner(capture.RunnerOptions{Name: ds.Department + "_" + ds.Name, TopicPrefix: d.prefix,
-			Source: src, Producer: d.prod, Positions: store, Logger: d.log})
-		if err != nil {
-			return err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.Run(runCtx); err != nil {
-				errs <- err
-				cancel()
-			}
-		}()
-	}
-	// Every delivery file leaves the inbox (archive/, rejected/ or held/) once its
-	// changes were acknowledged by Kafka.
-	deadline := time.Now().Add(5 * time.Minute)
-	for pendingFiles(inboxes) > 0 && time.Now().Before(deadline) && runCtx.Err() == nil {
-		time.Sleep(100 * time.Millisecond)
-	}
-	cancel()
-	wg.Wait()
-	close(errs)
-	if err := errors.Join(collect(errs)...); err != nil {
+	d.w = w
+	conns, err := w.connectors()
+	if err != nil {
 		return err
 	}
-	if n := pendingFiles(inboxes); n > 0 {
-		return fmt.Errorf("%d delivery files were not processed within 5 minutes", n)
+	cctx, cancel := context.WithCancel(ctx)
+	d.stopCapt, d.captDone = cancel, make(chan struct{})
+	go func() {
+		defer close(d.captDone)
+		if err := w.runCapture(cctx, conns, d.onBatch); err != nil {
+			d.log.Error("capture stopped", "err", err)
+		}
+	}()
+	d.printf("      %d connectors; Kafka (in-memory, NOT for production) %s; metrics http://%s/metrics\n",
+		len(conns), strings.Join(w.busOpts.Brokers, ","), w.server.Addr())
+	return nil
+}
+
+func (d *demo) onBatch(conn string, n int) {
+	if n == 0 {
+		return
 	}
-	for _, ds := range gen.Datasets {
-		dir := filepath.Join(d.dir, "gen", "files", ds.Department, ds.Name)
-		d.printf("      %-10s %-22s archived %d, rejected %d, held %d\n", ds.Department, ds.Name,
-			countFiles(filepath.Join(dir, "archive")), countFiles(filepath.Join(dir, "rejected")), countFiles(filepath.Join(dir, "held")))
+	d.mu.Lock()
+	d.produced[conn] += n
+	d.lastAt[conn] = time.Now()
+	d.mu.Unlock()
+}
+
+// produce returns the messages produced so far by a connector and when the last were.
+func (d *demo) progress(conn string) (int, time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.produced[conn], d.lastAt[conn]
+}
+
+// waitFor polls cond until it holds, showing progress, or fails after limit.
+func (d *demo) waitFor(ctx context.Context, what string, limit time.Duration, cond func() (bool, string)) error {
+	deadline := time.Now().Add(limit)
+	last := ""
+	for {
+		ok, status := cond()
+		if status != last {
+			d.status(status)
+			last = status
+		}
+		if ok {
+			d.endStatus()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			d.endStatus()
+			return fmt.Errorf("%s: not done after %s (%s)", what, limit, status)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.captDone:
+			return fmt.Errorf("%s: capture stopped (run with -v for the log)", what)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
+}
+
+// status shows a progress line: rewritten in place on a terminal, one line per
+// change otherwise (logs, CI).
+func (d *demo) status(line string) {
+	if d.tty {
+		fmt.Fprintf(os.Stderr, "\r      %-100s", line)
+	} else {
+		fmt.Fprintf(os.Stderr, "      %s\n", line)
+	}
+}
+
+func (d *demo) endStatus() {
+	if d.tty {
+		fmt.Fprintln(os.Stderr)
+	}
+}
+
+func (d *demo) inboxes() []string {
+	var out []string
+	for _, s := range d.cfg.Sources {
+		if s.FileDrop != nil {
+			for _, ds := range s.FileDrop.Datasets {
+				out = append(out, d.cfg.ResolvePath(ds.Inbox))
+			}
+		}
+	}
+	return out
+}
+
+func (d *demo) waitInitial(ctx context.Context) error {
+	rows := int(d.summary.Households + d.summary.Persons + d.summary.Measures)
+	var deptRows int
+	for _, n := range d.summary.DeptRows {
+		deptRows += int(n)
+	}
+	inboxes := d.inboxes()
+	err := d.waitFor(ctx, "initial capture", 5*time.Minute, func() (bool, string) {
+		n, _ := d.progress("national")
+		dn, _ := d.progress("departments")
+		left := pendingFiles(inboxes)
+		return n >= rows && dn >= deptRows && left == 0,
+			fmt.Sprintf("national: %d/%d rows in Kafka; departments (PostgreSQL): %d/%d; department files waiting: %d", n, rows, dn, deptRows, left)
+	})
+	if err != nil {
+		return err
+	}
+	for _, in := range inboxes {
+		d.printf("      %-40s archived %d, rejected %d, held %d\n", strings.TrimPrefix(in, d.dir+"/"),
+			countFiles(filepath.Join(in, "archive")), countFiles(filepath.Join(in, "rejected")), countFiles(filepath.Join(in, "held")))
+	}
+	d.printf("      (each department dataset was delivered three times — UTF-8 CSV, GB18030 CSV, XLSX — with the same rows:\n")
+	d.printf("       the second and third deliveries are diffed against the first and emit nothing)\n")
+	return nil
+}
+
+// push simulates the weekly national push and shows what capture made of it.
+func (d *demo) push(ctx context.Context) error {
+	before, _ := d.progress("national")
+	cfg := gen.DefaultConfig()
+	cfg.Seed = d.summary.Seed
+	res, err := gen.Push(ctx, cfg, gen.PushOptions{Week: 1, MySQLDSN: d.maria.RootDSN("national"),
+		OutDir: filepath.Join(d.dir, "gen"), Mode: gen.PushTruncate, Progress: func(table string, rows int64) {
+			d.status(fmt.Sprintf("reloading %s: %d rows", table, rows))
+		}})
+	d.endStatus()
+	if err != nil {
+		return err
+	}
+	var quietSince time.Time
+	err = d.waitFor(ctx, "push capture", 3*time.Minute, func() (bool, string) {
+		n, last := d.progress("national")
+		if quietSince.IsZero() || last.After(quietSince) {
+			quietSince = time.Now()
+		}
+		emitted := n - before
+		return emitted > 0 && time.Since(quietSince) > 3*time.Second, fmt.Sprintf("national: %d events since the push", emitted)
+	})
+	if err != nil {
+		return err
+	}
+	n, _ := d.progress("national")
+	var rows, changes int64
+	for _, v := range res.Rows {
+		rows += v
+	}
+	var parts []string
+	for _, k := range sortedKeys(res.Changes) {
+		changes += res.Changes[k]
+		parts = append(parts, fmt.Sprintf("%s=%d", k, res.Changes[k]))
+	}
+	d.printf("      the push rewrote %d rows; %d really changed (%s; ground truth in push-week-1.manifest.jsonl)\n", rows, changes, strings.Join(parts, " "))
+	d.printf("      capture emitted %d events for it (%.2f per true change)\n", n-before, float64(n-before)/float64(max(changes, 1)))
 	return nil
 }
 
@@ -343,12 +440,15 @@ func countFiles(dir string) int {
 // showBus reads every raw and DLQ topic from the start and prints counts per op and
 // one sample event per topic (ID numbers and phones masked).
 func (d *demo) showBus(ctx context.Context) error {
-	topics := []string{schemas.DLQTopic(d.prefix, "capture")}
-	for _, ds := range gen.Datasets {
-		topics = append(topics, schemas.RawTopic(d.prefix, ds.Department, ds.Name))
+	prefix := d.cfg.Kafka.TopicPrefix
+	topics := []string{schemas.DLQTopic(prefix, "capture")}
+	for _, src := range d.cfg.Sources {
+		for _, t := range src.Tables() {
+			topics = append(topics, schemas.RawTopic(prefix, src.Name, t))
+		}
 	}
 	for _, t := range topics {
-		counts, sample, err := readTopic(ctx, d.busOpts, t)
+		counts, sample, err := readTopic(ctx, d.w.busOpts, t)
 		if err != nil {
 			return err
 		}
@@ -358,7 +458,7 @@ func (d *demo) showBus(ctx context.Context) error {
 			parts = append(parts, fmt.Sprintf("%s=%d", op, counts[op]))
 			total += counts[op]
 		}
-		d.printf("      %-34s %6d events  %s\n", t, total, strings.Join(parts, " "))
+		d.printf("      %-38s %6d events  %s\n", t, total, strings.Join(parts, " "))
 		if sample != "" {
 			d.printf("        e.g. %s\n", sample)
 		}
@@ -366,39 +466,63 @@ func (d *demo) showBus(ctx context.Context) error {
 	return nil
 }
 
-// readTopic consumes a topic from the beginning until it is idle for a second.
+// readTopic reads a topic from the first to the last offset of every partition (the
+// end offsets are taken first, so it returns as soon as it has read them).
 func readTopic(ctx context.Context, opts bus.Options, topic string) (map[string]int, string, error) {
-	c, err := bus.NewGroupConsumer(opts, "demo-show-"+topic, []string{topic})
+	client := &kafka.Client{Addr: kafka.TCP(opts.Brokers...), Timeout: 10 * time.Second}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return nil, "", err
+		return nil, "", fmt.Errorf("read %s: %w", topic, err)
 	}
-	defer c.Close()
+	var reqs []kafka.OffsetRequest
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+	}
+	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, "", fmt.Errorf("read %s: list offsets: %w", topic, err)
+	}
 	counts := map[string]int{}
 	sample := ""
-	for {
-		fctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-		m, err := c.Fetch(fctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, "", ctx.Err()
+	for _, po := range offs.Topics[topic] {
+		if po.Error != nil {
+			return nil, "", fmt.Errorf("read %s partition %d: %w", topic, po.Partition, po.Error)
+		}
+		if po.LastOffset <= po.FirstOffset {
+			continue
+		}
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: opts.Brokers, Topic: topic, Partition: po.Partition,
+			MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond, ReadBatchTimeout: time.Second})
+		if err := r.SetOffset(po.FirstOffset); err != nil {
+			r.Close()
+			return nil, "", err
+		}
+		for off := po.FirstOffset; off < po.LastOffset; off++ {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				r.Close()
+				return nil, "", fmt.Errorf("read %s partition %d at %d: %w", topic, po.Partition, off, err)
 			}
-			return counts, sample, nil // idle: the topic is read
+			off = m.Offset
+			if strings.Contains(topic, ".dlq.") {
+				counts["dead-letter"]++
+				continue
+			}
+			e, err := schemas.UnmarshalEnvelope(m.Value)
+			if err != nil {
+				counts["undecodable"]++
+				continue
+			}
+			counts[string(e.Op)]++
+			if sample == "" && e.After != nil {
+				sample = describe(e)
+			}
 		}
-		if strings.Contains(topic, ".dlq.") {
-			counts["dead-letter"]++
-			continue
-		}
-		e, err := schemas.UnmarshalEnvelope(m.Value)
-		if err != nil {
-			counts["undecodable"]++
-			continue
-		}
-		counts[string(e.Op)]++
-		if sample == "" && e.After != nil {
-			sample = describe(e)
-		}
+		r.Close()
 	}
+	return counts, sample, nil
 }
 
 // describe renders an envelope briefly with personal identifiers masked.
@@ -421,7 +545,14 @@ func describe(e *schemas.Envelope) string {
 			break
 		}
 	}
-	return fmt.Sprintf("op=%s %s:%d {%s …}", e.Op, filepath.Base(e.Source.File), e.Source.Line, strings.Join(parts, ", "))
+	where := fmt.Sprintf("%s:%d", filepath.Base(e.Source.File), e.Source.Line)
+	switch {
+	case e.Source.BinlogFile != "":
+		where = fmt.Sprintf("%s:%d", e.Source.BinlogFile, e.Source.BinlogPos)
+	case e.Source.LSN != "":
+		where = "lsn " + e.Source.LSN
+	}
+	return fmt.Sprintf("op=%s %s {%s …}", e.Op, where, strings.Join(parts, ", "))
 }
 
 func sortedKeys[V any](m map[string]V) []string {

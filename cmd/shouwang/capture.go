@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/shouwang/shouwang/capture"
+	"github.com/shouwang/shouwang/capture/filedrop"
+	"github.com/shouwang/shouwang/capture/mysqlbinlog"
+	"github.com/shouwang/shouwang/capture/pglogical"
+	"github.com/shouwang/shouwang/capture/poll"
+	"github.com/shouwang/shouwang/internal/bus"
+	"github.com/shouwang/shouwang/internal/config"
+	"github.com/shouwang/shouwang/schemas"
+)
+
+// Snapshotter is implemented by sources that can re-read a table, or the rows of it
+// matching a condition, on demand (`shouwang snapshot`, the consistency checker).
+type Snapshotter interface {
+	RequestSnapshot(table, where string) error
+}
+
+// SnapshotSignal is the message `shouwang snapshot` and the consistency checker put on
+// the signal topic (<prefix>.signal); capture workers act on the ones for their sources.
+type SnapshotSignal struct {
+	Type   string `json:"type"` // "snapshot"
+	Source string `json:"source"`
+	Table  string `json:"table"`
+	Where  string `json:"where,omitempty"`
+	// By says who asked (operator, checker name), for the log.
+	By   string `json:"by,omitempty"`
+	TsMs int64  `json:"ts_ms"`
+}
+
+// connector is one capture loop: a factory for fresh Source instances (a failed
+// source is rebuilt from scratch and resumes from the saved position).
+type connector struct {
+	name   string // runner name: position-store key and metric label
+	source string // configured source name (signals address it)
+	build  func() (capture.Source, error)
+
+	mu      sync.Mutex
+	current capture.Source
+}
+
+// connectors turns the configured sources into capture loops.
+func (w *worker) connectors() ([]*connector, error) {
+	var out []*connector
+	var errs []error
+	for i := range w.cfg.Sources {
+		s := &w.cfg.Sources[i]
+		path := fmt.Sprintf("sources[%d]", i)
+		switch s.Kind {
+		case config.KindMySQLBinlog:
+			opts, err := w.mysqlOptions(s)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s.mysql: %w", path, err))
+				continue
+			}
+			if _, err := mysqlbinlog.New(opts); err != nil { // validate now, not at first start
+				errs = append(errs, fmt.Errorf("%s.mysql: %w", path, err))
+				continue
+			}
+			out = append(out, &connector{name: s.Name, source: s.Name, build: func() (capture.Source, error) { return mysqlbinlog.New(opts) }})
+		case config.KindPGLogical:
+			opts := w.pgOptions(s)
+			if _, err := pglogical.New(opts); err != nil {
+				errs = append(errs, fmt.Errorf("%s.postgres: %w", path, err))
+				continue
+			}
+			setup := s.Postgres.CreatePublication || s.Postgres.CreateSlot
+			out = append(out, &connector{name: s.Name, source: s.Name, build: func() (capture.Source, error) {
+				src, err := pglogical.New(opts)
+				if err != nil || !setup {
+					return src, err
+				}
+				// Creating the publication (and, outside initial snapshots, the slot)
+				// is configured explicitly; it is an idempotent, logged operation.
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				did, err := src.Setup(ctx)
+				for _, line := range did {
+					w.log.Info("pglogical setup", "source", s.Name, "action", line)
+				}
+				return src, err
+			}})
+		case config.KindPoll:
+			opts := w.pollOptions(s)
+			if _, err := poll.New(opts); err != nil {
+				errs = append(errs, fmt.Errorf("%s.poll: %w", path, err))
+				continue
+			}
+			out = append(out, &connector{name: s.Name, source: s.Name, build: func() (capture.Source, error) { return poll.New(opts) }})
+		case config.KindFileDrop:
+			metrics, err := filedrop.NewMetrics(w.reg)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for j, d := range s.FileDrop.Datasets {
+				c := filedrop.Config{System: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, Dataset: w.datasetOptions(s.Name, d),
+					Logger: w.log, Metrics: metrics}
+				if err := c.Dataset.Validate(); err != nil {
+					errs = append(errs, fmt.Errorf("%s.filedrop.datasets[%d]: %w", path, j, err))
+					continue
+				}
+				out = append(out, &connector{name: s.Name + "_" + d.Name, source: s.Name, build: func() (capture.Source, error) { return filedrop.New(c) }})
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s.kind: unknown source kind %q", path, s.Kind))
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func (w *worker) mysqlOptions(s *config.Source) (mysqlbinlog.Options, error) {
+	m := s.MySQL
+	dsn, err := mysql.ParseDSN(m.DSN)
+	if err != nil {
+		return mysqlbinlog.Options{}, fmt.Errorf("dsn (%s): %w", config.MaskDSN(m.DSN), err)
+	}
+	host, portStr, ok := cutLast(dsn.Addr, ":")
+	port, perr := strconv.Atoi(portStr)
+	if !ok || perr != nil {
+		return mysqlbinlog.Options{}, fmt.Errorf("dsn (%s): address %q is not host:port", config.MaskDSN(m.DSN), dsn.Addr)
+	}
+	o := mysqlbinlog.Options{
+		Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix,
+		Host: host, Port: port, User: dsn.User, Password: dsn.Passwd,
+		Flavor: m.Flavor, ServerID: m.ServerID, UseGTID: m.GTID, Tables: m.Tables,
+		SnapshotMode: mysqlbinlog.SnapshotMode(m.Snapshot.Mode), ChunkSize: m.Snapshot.ChunkSize, Parallel: m.Snapshot.Parallel,
+		HeartbeatInterval: m.HeartbeatInterval.D(),
+		StateDir:          filepath.Join(w.cfg.State.Dir, "mysqlbinlog", s.Name),
+		MassDelete: mysqlbinlog.MassDeleteOptions{MaxShare: m.Reload.MassDelete.MaxTableShare,
+			MaxCountyShare: m.Reload.MassDelete.MaxCountyShare},
+		Registerer: w.reg, Logger: w.log.With("source", s.Name),
+	}
+	if m.Reload.Detect != "" {
+		detect := m.Reload.Detect
+		if detect == "quiet_period" {
+			detect = mysqlbinlog.DetectQuiet
+		}
+		o.Reload = mysqlbinlog.ReloadOptions{Tables: m.Tables, Detect: detect,
+			PushLogTable: m.Reload.PushLogTable, QuietPeriod: m.Reload.QuietPeriod.D()}
+	}
+	return o, nil
+}
+
+func (w *worker) pgOptions(s *config.Source) pglogical.Options {
+	p := s.Postgres
+	return pglogical.Options{
+		Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, ConnString: p.DSN,
+		Slot: p.Slot, Publication: p.Publication, Tables: p.Tables,
+		CreateSlot: p.CreateSlot, CreatePublication: p.CreatePublication,
+		SnapshotMode: pglogical.SnapshotMode(p.Snapshot.Mode), ChunkSize: p.Snapshot.ChunkSize,
+		HeartbeatInterval: p.HeartbeatInterval.D(), StatusInterval: p.StatusInterval.D(),
+		Registerer: w.reg, Logger: w.log.With("source", s.Name),
+	}
+}
+
+func (w *worker) pollOptions(s *config.Source) poll.Options {
+	p := s.Poll
+	o := poll.Options{Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, Driver: poll.Driver(p.Driver),
+		DSN: p.DSN, StateDSN: p.StateDSN, Registerer: w.reg, Logger: w.log.With("source", s.Name)}
+	for _, q := range p.Queries {
+		qo := poll.QueryOptions{Name: q.Name, Relation: q.TableOrView, Key: q.Key, Mode: poll.Mode(q.Mode),
+			Column: q.Column, Interval: q.Interval.D(), BatchSize: q.BatchSize,
+			DeleteDetection: poll.DeleteDetection{Enabled: q.DeleteDetection.Enabled,
+				Interval: q.DeleteDetection.Interval.D(), MaxDeleteShare: q.DeleteDetection.MaxDeleteShare}}
+		if q.SafetyLag != nil {
+			qo.SafetyLag = q.SafetyLag.D()
+			if qo.SafetyLag == 0 {
+				qo.SafetyLag = -1 // "0s" in the file means no lag; 0 in poll.Options means the default
+			}
+		}
+		o.Queries = append(o.Queries, qo)
+	}
+	return o
+}
+
+func cutLast(s, sep string) (string, string, bool) {
+	for i := len(s) - len(sep); i >= 0; i-- {
+		if s[i:i+len(sep)] == sep {
+			return s[:i], s[i+len(sep):], true
+		}
+	}
+	return s, "", false
+}
+
+func (w *worker) datasetOptions(source string, d config.Dataset) filedrop.DatasetOptions {
+	o := filedrop.DatasetOptions{
+		Name: d.Name, Department: d.Department,
+		Inbox: w.cfg.ResolvePath(d.Inbox), Archive: w.cfg.ResolvePath(d.Archive), Rejected: w.cfg.ResolvePath(d.Rejected),
+		StateDir: filepath.Join(w.cfg.State.Dir, "filedrop", source, d.Name),
+		Format:   filedrop.Format(d.Format), Encoding: filedrop.Encoding(d.Encoding),
+		Delivery: filedrop.DeliveryKind(d.Delivery), Key: d.Key, Columns: d.Columns,
+		SettleAge: d.Settle.MinAge.D(), RequireDoneMarker: d.Settle.RequireDoneMarker,
+		MaxDeleteShare: d.MassDelete.MaxShare,
+	}
+	if o.Format == "auto" {
+		o.Format = filedrop.FormatAuto
+	}
+	if o.Encoding == "auto" {
+		o.Encoding = filedrop.EncodingAuto
+	}
+	if r := []rune(d.Delimiter); len(r) == 1 {
+		o.Delimiter = r[0]
+	} else if d.Delimiter == `\t` || d.Delimiter == "tab" {
+		o.Delimiter = '\t'
+	}
+	return o
+}
+
+// runCapture runs every connector until ctx is done. A connector that fails is rebuilt
+// and restarted with exponential backoff (it resumes from its saved position); the
+// failure shows on /readyz and in the log. onBatch, when set, sees every acknowledged
+// batch (progress).
+func (w *worker) runCapture(ctx context.Context, conns []*connector, onBatch func(conn string, n int)) error {
+	if err := w.ensureCaptureTopics(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.supervise(ctx, c, onBatch)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.consumeSignals(ctx, conns)
+	}()
+	wg.Wait()
+	return nil
+}
+
+func (w *worker) supervise(ctx context.Context, c *connector, onBatch func(string, int)) {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = time.Second, time.Minute, 0
+	log := w.log.With("connector", c.name)
+	for ctx.Err() == nil {
+		src, err := c.build()
+		if err == nil {
+			c.mu.Lock()
+			c.current = src
+			c.mu.Unlock()
+			var r *capture.Runner
+			r, err = capture.NewRunner(capture.RunnerOptions{Name: c.name, TopicPrefix: w.cfg.Kafka.TopicPrefix,
+				Source: src, Producer: w.producer, Positions: w.positions, Registerer: w.reg, Logger: log,
+				OnBatch: func(n int, _ capture.Position) {
+					bo.Reset()
+					if onBatch != nil {
+						onBatch(c.name, n)
+					}
+				}})
+			if err == nil {
+				w.server.SetReady("capture/"+c.name, true, "")
+				err = r.Run(ctx)
+			}
+			c.mu.Lock()
+			c.current = nil
+			c.mu.Unlock()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			err = errors.New("runner stopped without an error")
+		}
+		wait := bo.NextBackOff()
+		log.Error("capture connector failed; restarting from its saved position", "err", err, "retry_in", wait)
+		w.server.SetReady("capture/"+c.name, false, err.Error())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// consumeSignals acts on snapshot requests addressed to this worker's sources. A
+// signal is committed once handed to the source (or found not to be for us).
+func (w *worker) consumeSignals(ctx context.Context, conns []*connector) {
+	topic := schemas.SignalTopic(w.cfg.Kafka.TopicPrefix)
+	// One group per set of sources: workers running different sources each see every
+	// signal; replicas of the same worker share the work.
+	seen := map[string]bool{}
+	var names []string
+	for _, c := range conns {
+		if !seen[c.source] {
+			seen[c.source] = true
+			names = append(names, c.source)
+		}
+	}
+	sort.Strings(names)
+	group := w.cfg.Kafka.ClientID + "-capture-signals-" + strings.Join(names, "-")
+	cons, err := bus.NewGroupConsumer(w.busOpts, group, []string{topic})
+	if err != nil {
+		w.log.Error("signal consumer", "err", err)
+		return
+	}
+	defer cons.Close()
+	for {
+		m, err := cons.Fetch(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Error("signal consumer: fetch", "err", err)
+			}
+			return
+		}
+		var sig SnapshotSignal
+		if err := json.Unmarshal(m.Value, &sig); err != nil || sig.Type != "snapshot" {
+			w.log.Error("signal consumer: ignoring a message that is not a snapshot signal", "offset", m.Offset, "err", err)
+		} else {
+			w.applySignal(sig, conns)
+		}
+		if err := cons.Commit(ctx, m); err != nil && ctx.Err() == nil {
+			w.log.Error("signal consumer: commit", "err", err)
+		}
+	}
+}
+
+func (w *worker) applySignal(sig SnapshotSignal, conns []*connector) {
+	handled := false
+	for _, c := range conns {
+		if c.source != sig.Source {
+			continue
+		}
+		c.mu.Lock()
+		src := c.current
+		c.mu.Unlock()
+		sn, ok := src.(Snapshotter)
+		if !ok {
+			continue
+		}
+		if err := sn.RequestSnapshot(sig.Table, sig.Where); err != nil {
+			w.log.Error("snapshot signal refused", "source", sig.Source, "table", sig.Table, "err", err)
+		} else {
+			w.log.Info("snapshot signal accepted", "source", sig.Source, "table", sig.Table, "where", sig.Where, "by", sig.By)
+		}
+		handled = true
+	}
+	if !handled {
+		w.log.Warn("snapshot signal for a source this worker does not run (or that cannot snapshot on demand)", "source", sig.Source, "table", sig.Table)
+	}
+}

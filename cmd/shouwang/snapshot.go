@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/shouwang/shouwang/internal/bus"
+	"github.com/shouwang/shouwang/internal/config"
+	"github.com/shouwang/shouwang/schemas"
+)
+
+func init() {
+	register("snapshot", "ask a capture source to re-snapshot a table (or the rows matching --where)", func(args []string) int {
+		return runSnapshot(args, os.Stdout, os.Stderr)
+	})
+}
+
+func runSnapshot(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("snapshot", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration file (default $SHOUWANG_CONFIG)")
+	source := fs.String("source", "", "configured source name (sources[].name)")
+	table := fs.String("table", "", `table to re-read, as configured (e.g. "national.person")`)
+	where := fs.String("where", "", `optional SQL condition limiting the rows (e.g. "village_code LIKE '510104%'")`)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfgPath == "" || *source == "" || *table == "" {
+		fmt.Fprintln(stderr, "shouwang snapshot: -c FILE, --source and --table are required")
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	src, ok := cfg.SourceByName(*source)
+	if !ok {
+		fmt.Fprintf(stderr, "shouwang snapshot: --source %q is not configured in %s\n", *source, cfg.File())
+		return 2
+	}
+	known := false
+	for _, t := range append(src.Tables(), tablesOf(src)...) {
+		known = known || t == *table
+	}
+	if !known {
+		fmt.Fprintf(stderr, "shouwang snapshot: --table %q is not captured by source %q (captured: %v)\n", *table, *source, tablesOf(src))
+		return 2
+	}
+	if cfg.Kafka.Embedded || len(cfg.Kafka.Brokers) == 0 {
+		fmt.Fprintln(stderr, "shouwang snapshot: the configuration uses the embedded in-memory broker, which lives inside the running worker; signals need a real Kafka cluster (kafka.brokers)")
+		return 2
+	}
+	k := cfg.Kafka
+	opts := bus.Options{Brokers: k.Brokers, ClientID: k.ClientID, TLSEnabled: k.TLS.Enabled, CAFile: k.TLS.CAFile,
+		CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile, InsecureSkipVerify: k.TLS.InsecureSkipVerify,
+		SASLMechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := sendSnapshotSignal(ctx, opts, k.TopicPrefix, k.ReplicationFactor, SnapshotSignal{Type: "snapshot", Source: *source, Table: *table, Where: *where, By: "cli"}); err != nil {
+		fmt.Fprintf(stderr, "shouwang snapshot: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "snapshot of %s.%s requested on %s\n", *source, *table, schemas.SignalTopic(k.TopicPrefix))
+	return 0
+}
+
+// tablesOf lists the tables of a source as configured (db.table for databases).
+func tablesOf(s *config.Source) []string {
+	switch {
+	case s.MySQL != nil:
+		return s.MySQL.Tables
+	case s.Postgres != nil:
+		return s.Postgres.Tables
+	}
+	return s.Tables()
+}
+
+// sendSnapshotSignal puts one snapshot request on the signal topic (acks=all).
+func sendSnapshotSignal(ctx context.Context, opts bus.Options, prefix string, replication int, sig SnapshotSignal) error {
+	if sig.TsMs == 0 {
+		sig.TsMs = time.Now().UnixMilli()
+	}
+	b, err := json.Marshal(sig)
+	if err != nil {
+		return err
+	}
+	p, err := bus.NewProducer(opts)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	topic := schemas.SignalTopic(prefix)
+	if err := bus.EnsureTopics(ctx, opts, bus.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: replication}); err != nil {
+		return err
+	}
+	return p.Produce(ctx, bus.Message{Topic: topic, Key: []byte(sig.Source), Value: b})
+}
