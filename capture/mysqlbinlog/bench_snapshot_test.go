@@ -23,7 +23,7 @@ func BenchmarkSnapshotPerson(b *testing.B) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
 	defer cancel()
 	cfg := gen.DefaultConfig()
-	cfg.Households = max(100, target*10/35) // ≈ 3.5 persons per household
+	cfg.Households = max(100, target*100/338) // ≈ 3.38 persons per household
 	sum, err := gen.Generate(ctx, cfg, gen.Options{MySQLDSN: srv.RootDSN("bench")})
 	if err != nil {
 		b.Fatal(err)
