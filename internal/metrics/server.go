@@ -33,6 +33,9 @@ type Server struct {
 	checks map[string]CheckFunc
 	states map[string]state
 	done   chan struct{}
+	// ready mirrors SetReady as shouwang_ready{component} so that alerts can see a
+	// component that stays unready (ShouwangNotReady).
+	ready *prometheus.GaugeVec
 }
 
 type state struct {
@@ -43,6 +46,10 @@ type state struct {
 // NewServer prepares a server on addr (host:port; ":0" picks a free port) exporting reg.
 func NewServer(addr string, reg *prometheus.Registry) *Server {
 	s := &Server{addr: addr, reg: reg, checks: map[string]CheckFunc{}, states: map[string]state{}}
+	s.ready = Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "shouwang_ready",
+		Help: "1 when the component reported itself ready, 0 when not (see /readyz for the reason).",
+	}, []string{"component"}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -112,6 +119,11 @@ func (s *Server) SetReady(component string, ready bool, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.states[component] = state{ready: ready, reason: reason}
+	v := 0.0
+	if ready {
+		v = 1
+	}
+	s.ready.WithLabelValues(component).Set(v)
 }
 
 // AddCheck registers a readiness check polled on every /readyz request.

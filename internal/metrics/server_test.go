@@ -114,6 +114,12 @@ func TestReadyzFlips(t *testing.T) {
 	if code, body := get(t, base+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz after all ready = %d %s, want 200", code, body)
 	}
+	// Pushed readiness is also exported for the ShouwangNotReady alert.
+	s.SetReady("capture/national", false, "binlog purged")
+	if _, body := get(t, base+"/metrics"); !strings.Contains(body, `shouwang_ready{component="capture/national"} 0`) ||
+		!strings.Contains(body, `shouwang_ready{component="source"} 1`) {
+		t.Fatalf("/metrics lacks shouwang_ready gauges:\n%s", body)
+	}
 }
 
 func TestStartBindErrorNamesAddress(t *testing.T) {
