@@ -5,6 +5,8 @@ import (
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	shmetrics "github.com/shouwang/shouwang/internal/metrics"
 )
 
 // metrics are the connector's Prometheus series, labelled by source name.
@@ -54,14 +56,22 @@ func newMetrics(reg prometheus.Registerer, source string) *metrics {
 		schemaChanges: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shouwang_mysqlbinlog_schema_changes_total",
 			Help: "DDL statements applied to the schema history, by table.", ConstLabels: cl}, []string{"table"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.events, m.deadLetters, m.behind, m.snapshotRows, m.snapshotLeft,
-			m.purged, m.reconnects, m.reloadRows, m.held, m.schemaChanges, m.reloadWindows, m.reloadEvents, m.collapseRatio} {
-			// A second source with the same name would collide; its series then stay
-			// unregistered rather than failing the connector.
-			_ = reg.Register(c)
-		}
-	}
+	// A source rebuilt after a failure (the worker's supervisor) registers the same
+	// series again: keep using the registered collectors, or the exported values would
+	// freeze at the first instance's.
+	m.events = shmetrics.Register(reg, m.events)
+	m.deadLetters = shmetrics.Register(reg, m.deadLetters)
+	m.behind = shmetrics.Register(reg, m.behind)
+	m.snapshotRows = shmetrics.Register(reg, m.snapshotRows)
+	m.snapshotLeft = shmetrics.Register(reg, m.snapshotLeft)
+	m.purged = shmetrics.Register(reg, m.purged)
+	m.reconnects = shmetrics.Register(reg, m.reconnects)
+	m.reloadRows = shmetrics.Register(reg, m.reloadRows)
+	m.held = shmetrics.Register(reg, m.held)
+	m.schemaChanges = shmetrics.Register(reg, m.schemaChanges)
+	m.reloadWindows = shmetrics.Register(reg, m.reloadWindows)
+	m.reloadEvents = shmetrics.Register(reg, m.reloadEvents)
+	m.collapseRatio = shmetrics.Register(reg, m.collapseRatio)
 	return m
 }
 

@@ -58,6 +58,7 @@ type connector struct {
 func (w *worker) connectors() ([]*connector, error) {
 	var out []*connector
 	var errs []error
+	var fdMetrics *filedrop.Metrics // one set for every filedrop dataset of the process
 	for i := range w.cfg.Sources {
 		s := &w.cfg.Sources[i]
 		path := fmt.Sprintf("sources[%d]", i)
@@ -103,14 +104,16 @@ func (w *worker) connectors() ([]*connector, error) {
 			}
 			out = append(out, &connector{name: s.Name, source: s.Name, build: func() (capture.Source, error) { return poll.New(opts) }})
 		case config.KindFileDrop:
-			metrics, err := filedrop.NewMetrics(w.reg)
-			if err != nil {
-				errs = append(errs, err)
-				continue
+			if fdMetrics == nil {
+				var err error
+				if fdMetrics, err = filedrop.NewMetrics(w.reg); err != nil {
+					errs = append(errs, err)
+					continue
+				}
 			}
 			for j, d := range s.FileDrop.Datasets {
 				c := filedrop.Config{System: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, Dataset: w.datasetOptions(s.Name, d),
-					Logger: w.log, Metrics: metrics}
+					Logger: w.log, Metrics: fdMetrics}
 				if err := c.Dataset.Validate(); err != nil {
 					errs = append(errs, fmt.Errorf("%s.filedrop.datasets[%d]: %w", path, j, err))
 					continue
