@@ -316,22 +316,7 @@ func (m *MariaDBServer) Shutdown() error {
 // Start starts a stopped or killed server again on the same data directory and port,
 // waiting until it accepts connections (crash recovery included).
 func (m *MariaDBServer) Start(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, m.opts.StartTimeout)
-	defer cancel()
-	var err error
-	// The old process may hold the port for a moment after exit; retry a bind conflict.
-	for range 10 {
-		err = m.start(ctx)
-		if !errors.Is(err, errBindConflict) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-	return err
+	return startRetryingBindConflicts(ctx, m.opts.StartTimeout, m.start)
 }
 
 // Restart shuts the server down cleanly and starts it again on the same data.

@@ -356,21 +356,7 @@ func (p *PostgresServer) shutdownLocked() error {
 // Start starts a stopped or killed server again on the same data directory and port,
 // waiting until it accepts connections.
 func (p *PostgresServer) Start(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, p.opts.StartTimeout)
-	defer cancel()
-	var err error
-	for range 10 {
-		err = p.start(ctx)
-		if !errors.Is(err, errBindConflict) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-	return err
+	return startRetryingBindConflicts(ctx, p.opts.StartTimeout, p.start)
 }
 
 // Restart shuts the server down cleanly and starts it again on the same data.

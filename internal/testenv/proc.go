@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -412,4 +413,24 @@ func checkSocketPath(path string) error {
 		return fmt.Errorf("testenv: unix socket path %s is %d bytes, over the %d-byte limit; use a shorter TMPDIR or BaseDir", path, len(path), maxSocketPath)
 	}
 	return nil
+}
+
+// startRetryingBindConflicts runs start until it succeeds or fails for another reason
+// than errBindConflict: the old process may hold the port for a moment after it exited.
+func startRetryingBindConflicts(ctx context.Context, timeout time.Duration, start func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var err error
+	for range 10 {
+		err = start(ctx)
+		if !errors.Is(err, errBindConflict) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return err
 }
