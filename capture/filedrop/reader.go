@@ -1,7 +1,6 @@
 package filedrop
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -9,7 +8,7 @@ import (
 
 // rawRow is one data row as read from a file, before column mapping.
 type rawRow struct {
-	// Line is the row's line (CSV: first physical line of the record; XLSX: row number).
+	// Line is the row's line (CSV: first physical line of the record; XLSX and XLS: sheet row number).
 	Line int64
 	// Fields are the cell values in header order. They are only valid until the next
 	// call to Next (readers reuse buffers).
@@ -30,10 +29,6 @@ type tableReader interface {
 	Describe() string
 	Close() error
 }
-
-// ErrXLSUnsupported is returned for legacy Excel 97-2003 (.xls, BIFF8) files: the
-// module set has no XLS reader yet, so such deliveries are rejected with this message.
-var ErrXLSUnsupported = errors.New("XLS not supported yet; convert to XLSX")
 
 // formatOf decides the format of path from the configured one or its extension.
 func formatOf(path string, configured Format) (Format, error) {
@@ -63,7 +58,7 @@ func openTable(path string, ds *DatasetOptions) (tableReader, error) {
 	case FormatXLSX:
 		return openXLSX(path, ds.Sheet)
 	case FormatXLS:
-		return nil, ErrXLSUnsupported
+		return openXLS(path, ds.Sheet)
 	}
 	return nil, fmt.Errorf("format %q not supported", f)
 }

@@ -295,7 +295,7 @@ func TestXLSX(t *testing.T) {
 	h.write("old.xls", []byte{0xD0, 0xCF, 0x11, 0xE0})
 	h.none()
 	rep = readReport(t, filepath.Join(h.ds.Inbox, "rejected", "old.xls"))
-	if !strings.Contains(rep, "XLS not supported yet; convert to XLSX") {
+	if !strings.Contains(rep, "corrupt XLS: not an OLE2 compound file") {
 		t.Fatalf("report:\n%s", rep)
 	}
 }
