@@ -80,6 +80,9 @@ func TestLookups(t *testing.T) {
 		{"measure_category", "雨露计划", "06", true},
 		{"disability_grade", "2级", "2", true},
 		{"work_status", "\u200b省外务工", "1", true},
+		{"disaster_subitem", "洪涝灾害", "01", true}, // 应急管理部 names in department records
+		{"disaster_subitem", "风雹灾害", "05", true},
+		{"disaster_subitem", "地质灾害", "04", true},
 	}
 	for _, c := range cases {
 		d, err := s.Get(c.field)
