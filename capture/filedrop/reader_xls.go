@@ -84,13 +84,7 @@ type xlsGlobals struct {
 }
 
 // openXLS opens path, picks the sheet (first when empty) and reads the header row.
-// Any panic of the parsing libraries on a corrupt file becomes a rejection.
-func openXLS(p, sheet string) (x *xlsReader, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			x, err = nil, fmt.Errorf("corrupt XLS (the reader failed: %v); open and re-save it in Excel, or deliver XLSX", r)
-		}
-	}()
+func openXLS(p, sheet string) (*xlsReader, error) {
 	st, err := os.Stat(p)
 	if err != nil {
 		return nil, fmt.Errorf("open XLS: %w", err)
@@ -105,8 +99,17 @@ func openXLS(p, sheet string) (x *xlsReader, err error) {
 	return newXLSReader(data, sheet)
 }
 
-// newXLSReader parses an in-memory .xls file (the fuzz test calls it directly).
-func newXLSReader(data []byte, sheet string) (*xlsReader, error) {
+// newXLSReader parses an in-memory .xls file (the fuzz test calls it directly). Any
+// panic of the parsing library on a corrupt file becomes a rejection.
+func newXLSReader(data []byte, sheet string) (x *xlsReader, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if x != nil {
+				x.fmt.close()
+			}
+			x, err = nil, fmt.Errorf("corrupt XLS (the reader failed: %v); open and re-save it in Excel, or deliver XLSX", r)
+		}
+	}()
 	stream, err := workbookStream(data)
 	if err != nil {
 		return nil, err
@@ -144,7 +147,7 @@ func newXLSReader(data []byte, sheet string) (*xlsReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("corrupt XLS: sheet %d: %w", idx+1, err)
 	}
-	x := &xlsReader{sheet: s, sheetName: s.GetName(), nrows: s.GetNumberRows()}
+	x = &xlsReader{sheet: s, sheetName: s.GetName(), nrows: s.GetNumberRows()}
 	nums, merges, err := scanSheet(stream, g.sheets[idx])
 	if err != nil {
 		return nil, fmt.Errorf("sheet %q: %w", x.sheetName, err)
