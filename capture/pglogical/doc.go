@@ -44,6 +44,43 @@
 // streamed commit LSN, so a consumer that keeps the highest version per key
 // (version from source.lsn) lets every streamed change win over a snapshot row.
 //
+// # On-demand re-snapshot
+//
+// RequestSnapshot("schema.table", where) (`shouwang snapshot`, the consistency
+// checker) re-reads a configured table, or the rows matching where, while streaming
+// continues: ReadN alternates streamed batches with chunks of at most ChunkSize rows
+// in primary-key order. Each chunk is its own REPEATABLE READ, READ ONLY transaction
+// on a separate normal connection (pg_current_wal_lsn() at its start is recorded as
+// the request's read_lsn); rows are emitted as op "r" with source.snapshot=true.
+//
+// Ordering guarantee: snapshot rows carry source.lsn = (LSN of the last position the
+// stream had handed out when the chunk was read) - 1. Every transaction with a lower
+// commit LSN was already decoded and handed out, so it is visible to the chunk;
+// every transaction handed out afterwards has a higher commit LSN and follows the
+// rows in the topic. So with "highest version per key wins" a change committed after
+// the read always beats the snapshot row, and a change the row already contains may
+// be re-applied after it, which only moves the row forward to its true latest value.
+// (pg_current_wal_lsn() would be the natural stamp but is unsafe: a transaction
+// whose commit record precedes it may not yet be visible to the snapshot.) The one
+// theoretical gap is a commit decoded by the walsender before its backend made it
+// visible; it needs that commit to race the chunk's BEGIN within microseconds.
+//
+// Durability: the request is checked synchronously (the table must be configured and
+// have a primary key; where must be one expression, without ';' or comments, and
+// EXPLAIN must accept it) and then recorded in the Position ("resnapshot": table,
+// where, key cursor), first through a position-only change, then with every chunk;
+// streamed changes handed out meanwhile carry the list too. A restart continues
+// from the saved cursor, so at most one chunk is emitted twice. Identical pending
+// requests collapse into one. A chunk query that fails with a syntax, permission or
+// data error (class 42/22: the table changed since the request) abandons the request
+// with an error in the log instead of stopping the connector.
+//
+// Trust model for where: it is SQL supplied by an operator (whoever may write to the
+// signal topic), spliced into SELECT … WHERE (where) AND key > cursor. It runs as
+// the source's user inside a READ ONLY transaction, so it can read what that user
+// can read but not write; it is not a boundary against a hostile operator, only
+// against mistakes. Protect the signal topic with Kafka ACLs.
+//
 // # Streaming
 //
 // Relation messages are tracked per relation id; a changed column set of a captured

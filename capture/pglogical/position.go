@@ -23,6 +23,9 @@ type Position struct {
 	LSN      string         `json:"lsn"`
 	Snapshot *SnapshotState `json:"snapshot,omitempty"`
 	Schemas  map[string]int `json:"schemas,omitempty"`
+	// Resnapshot lists the on-demand re-reads not finished yet, the first one in
+	// progress (RequestSnapshot), so that a restart continues them.
+	Resnapshot []Resnapshot `json:"resnapshot,omitempty"`
 	lsn      pglogrepl.LSN  // parsed LSN
 }
 
@@ -87,6 +90,13 @@ func (p Position) clone() Position {
 			s.Tables[k] = &c
 		}
 		q.Snapshot = &s
+	}
+	if p.Resnapshot != nil {
+		q.Resnapshot = make([]Resnapshot, len(p.Resnapshot))
+		for i, r := range p.Resnapshot {
+			r.Cursor = append([]string(nil), r.Cursor...)
+			q.Resnapshot[i] = r
+		}
 	}
 	if p.Schemas != nil {
 		q.Schemas = make(map[string]int, len(p.Schemas))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,15 @@ type Source struct {
 	snap        *snapshotRun
 	streamStart pglogrepl.LSN
 	streaming   bool
+
+	// On-demand re-snapshots (resnapshot.go). handed is the last position handed out
+	// by ReadN while streaming, with the re-snapshot list as of that moment.
+	handed     Position
+	snapConn   *pgx.Conn // re-snapshot chunks, one transaction each
+	resnapSeq  int64
+	resnapTurn bool // the next ReadN reads a chunk before more streamed changes
+	reqMu      sync.Mutex
+	requests   []Resnapshot
 
 	// Shared with the stream goroutine.
 	mu      sync.Mutex
@@ -230,13 +240,27 @@ func (s *Source) ReadN(ctx context.Context, max int) ([]capture.Change, error) {
 		}
 	}
 	if !s.streaming {
+		s.handed = s.pos.clone()
+		s.handed.Resnapshot = slices.DeleteFunc(s.handed.Resnapshot, func(r Resnapshot) bool {
+			if t := s.tables[r.Table]; t == nil || !t.HasPK {
+				s.log.Error("saved re-snapshot dropped: the table is no longer captured or has no primary key", "table", r.Table)
+				return true
+			}
+			return false
+		})
 		if err := s.startStreaming(ctx); err != nil {
 			return nil, err
 		}
 	}
 	for {
+		if s.takeRequests() {
+			// Make the request durable before reading it.
+			return []capture.Change{{PositionOnly: true, Position: s.handed.clone().Encode()}}, nil
+		}
 		s.mu.Lock()
-		if n := len(s.queue); n > 0 {
+		n := len(s.queue)
+		resnap := len(s.handed.Resnapshot) > 0 && (s.resnapTurn || n == 0)
+		if n > 0 && !resnap {
 			k := min(n, max)
 			out := make([]capture.Change, k)
 			copy(out, s.queue[:k])
@@ -247,6 +271,11 @@ func (s *Source) ReadN(ctx context.Context, max int) ([]capture.Change, error) {
 			case s.drained <- struct{}{}:
 			default:
 			}
+			// Alternate with re-snapshot chunks so that neither starves the other.
+			s.resnapTurn = true
+			if err := s.stampHanded(out); err != nil {
+				return nil, err
+			}
 			return out, nil
 		}
 		if s.failure != nil {
@@ -255,6 +284,10 @@ func (s *Source) ReadN(ctx context.Context, max int) ([]capture.Change, error) {
 			return nil, err
 		}
 		s.mu.Unlock()
+		if resnap {
+			s.resnapTurn = false
+			return s.readResnapshot(ctx, max)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -302,6 +335,12 @@ func (s *Source) Close() error {
 			errs = append(errs, fmt.Errorf("pglogical %s: close replication connection: %w", s.o.Name, err))
 		}
 		s.repl = nil
+	}
+	if s.snapConn != nil {
+		if err := s.snapConn.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("pglogical %s: close re-snapshot connection: %w", s.o.Name, err))
+		}
+		s.snapConn = nil
 	}
 	if s.conn != nil {
 		if err := s.conn.Close(ctx); err != nil {
