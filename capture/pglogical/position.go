@@ -25,8 +25,8 @@ type Position struct {
 	Schemas  map[string]int `json:"schemas,omitempty"`
 	// Resnapshot lists the on-demand re-reads not finished yet, the first one in
 	// progress (RequestSnapshot), so that a restart continues them.
-	Resnapshot []Resnapshot `json:"resnapshot,omitempty"`
-	lsn      pglogrepl.LSN  // parsed LSN
+	Resnapshot []Resnapshot  `json:"resnapshot,omitempty"`
+	lsn        pglogrepl.LSN // parsed LSN
 }
 
 // SnapshotState is the resumable state of the initial load.
