@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/shouwang/shouwang/capture"
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/testenv"
@@ -115,9 +117,17 @@ func benchOptions(b *testing.B, srv *testenv.MariaDBServer, mode SnapshotMode) O
 
 // benchKafka starts kfake with the raw topics of the national tables (6 partitions, as
 // the deployment samples) plus the capture DLQ and any extra tables.
+//
+// kfake keeps every message in memory unless it has a data directory (≈ 2 KB of heap per
+// person change: a 7 M-row snapshot would need more than 16 GB), so with
+// SHOUWANG_BENCH_KAFKA_DISK=1 the segments go to files under the test's temp directory.
 func benchKafka(b *testing.B, extraTables ...string) *testenv.KafkaCluster {
 	b.Helper()
-	k := testenv.Kafka(b)
+	var opts []testenv.KafkaOption
+	if os.Getenv("SHOUWANG_BENCH_KAFKA_DISK") == "1" {
+		opts = append(opts, testenv.WithKfakeOptions(kfake.DataDir(b.TempDir())))
+	}
+	k := testenv.Kafka(b, opts...)
 	topics := []string{schemas.DLQTopic("sc", "capture")}
 	for _, t := range append([]string{"household", "person", "measure"}, extraTables...) {
 		topics = append(topics, schemas.RawTopic("sc", "national", t))
