@@ -155,3 +155,14 @@ COMMENT ON COLUMN yingji.disaster.village_code IS '村代码';
 COMMENT ON COLUMN yingji.disaster.disaster_type IS '灾害类型';
 COMMENT ON COLUMN yingji.disaster.disaster_date IS '受灾日期';
 COMMENT ON COLUMN yingji.disaster.loss_amount IS '直接经济损失(元)';
+
+-- Exchange tables published for change data capture keep complete before-images in the
+-- WAL, so that updates and deletes carry the whole previous row downstream (without this
+-- PostgreSQL logs only the key columns of the old row).
+ALTER TABLE yibao.settlement REPLICA IDENTITY FULL;
+ALTER TABLE canlian.disability_cert REPLICA IDENTITY FULL;
+ALTER TABLE zhujian.housing_appraisal REPLICA IDENTITY FULL;
+ALTER TABLE minzheng.assistance_recipient REPLICA IDENTITY FULL;
+ALTER TABLE gongan.death REPLICA IDENTITY FULL;
+ALTER TABLE jiaoyu.student REPLICA IDENTITY FULL;
+ALTER TABLE yingji.disaster REPLICA IDENTITY FULL;
