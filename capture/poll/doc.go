@@ -75,6 +75,32 @@
 // A key deleted and later re-inserted is emitted as c. The queued deletes of one scan
 // are held in memory (at most MaxDeleteShare of the keys).
 //
+// # On-demand re-snapshot
+//
+// RequestSnapshot(query, where) (`shouwang snapshot --table <query name>`) re-reads
+// every row of the query's view, or the rows matching where, in key order (keyset
+// chunks of BatchSize, alternating with the regular polls), and emits each as op r
+// with source.snapshot=true, no before image and the current values, whether or not
+// the key store says it changed. r for every row was chosen over u-if-changed so that
+// downstream can reconcile against a complete picture (and so that a row changed
+// without bumping Column, which polls cannot see, is corrected). The rows are written
+// to the key store like polled rows, so the next poll compares with them. Rows that
+// vanished are not reported by a re-snapshot: that is delete detection's job.
+//
+// Durability: the request goes into the position document ("resnapshot": query,
+// where, key cursor) through a position-only change before any row is read, and
+// every chunk's position carries the cursor, so a restart continues after the last
+// acknowledged chunk (at most one chunk twice). Identical pending requests collapse.
+// A chunk query that fails (the view changed) abandons the request with an error in
+// the log; the source keeps running.
+//
+// Trust model for where: operator-supplied SQL (whoever may write the signal topic)
+// spliced into SELECT … WHERE (where) AND key > cursor; it is refused when it holds
+// ';', "--", "/*" or "#", and checked synchronously with SELECT 1 … LIMIT 0 so typos
+// are refused at once. It runs with the poller's (normally read-only) account; the
+// checks guard against mistakes, not against a hostile operator: protect the signal
+// topic with Kafka ACLs.
+//
 // # Values
 //
 // Values become JSON-able: integers stay numbers, NUMERIC/DECIMAL become strings,

@@ -23,6 +23,9 @@ type positionDoc struct {
 	V       int                  `json:"v"`
 	Seq     int64                `json:"seq"`
 	Queries map[string]*queryPos `json:"queries"`
+	// Resnapshot lists the requested re-reads not finished yet, the first one in
+	// progress (RequestSnapshot).
+	Resnapshot []resnapPos `json:"resnapshot,omitempty"`
 }
 
 // queryPos is the progress of one query.
@@ -66,6 +69,10 @@ func (d positionDoc) clone() positionDoc {
 		q := *v
 		q.Key = append([]any(nil), v.Key...)
 		c.Queries[k] = &q
+	}
+	for _, r := range d.Resnapshot {
+		r.Key = append([]any(nil), r.Key...)
+		c.Resnapshot = append(c.Resnapshot, r)
 	}
 	return c
 }

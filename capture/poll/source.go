@@ -43,6 +43,13 @@ type Source struct {
 	overlay map[string]*entry // query+"\x00"+key → newest not-yet-acknowledged state
 	pending []batch           // batches handed out, not yet acknowledged
 
+	// On-demand re-reads (resnapshot.go): requests not yet taken by ReadN, and whose
+	// turn it is (a re-read chunk alternates with polls so neither starves).
+	reqMu      sync.Mutex
+	requests   []resnapPos
+	resnapTurn bool
+	wake       chan struct{} // a request arrived: stop sleeping
+
 	// onIdle, when set (tests), is called when ReadN is about to sleep because nothing
 	// is due, so a test can stop waiting without a timer.
 	onIdle func()
@@ -89,7 +96,7 @@ func New(o Options) (*Source, error) {
 		o.Logger = slog.Default()
 	}
 	s := &Source{o: o, log: o.Logger.With("source", o.Name, "kind", Kind), m: newMetrics(o.Registerer),
-		overlay: map[string]*entry{}}
+		overlay: map[string]*entry{}, wake: make(chan struct{}, 1)}
 	for _, q := range o.Queries {
 		q = q.withDefaults()
 		s.qs = append(s.qs, &query{QueryOptions: q, rel: s.quoteRelation(q.Relation),
@@ -255,6 +262,14 @@ func (s *Source) ReadN(ctx context.Context, max int) ([]capture.Change, error) {
 		max = 1
 	}
 	for {
+		if s.takeRequests() {
+			return s.positionOnly()
+		}
+		if len(s.pos.Resnapshot) > 0 && s.resnapTurn {
+			s.resnapTurn = false
+			return s.resnapshot(ctx, max)
+		}
+		s.resnapTurn = true
 		for _, q := range s.qs {
 			if len(q.deletes) > 0 {
 				return s.emitDeletes(q, max)
@@ -272,6 +287,9 @@ func (s *Source) ReadN(ctx context.Context, max int) ([]capture.Change, error) {
 			if len(cs) > 0 {
 				return cs, nil
 			}
+		}
+		if len(s.pos.Resnapshot) > 0 {
+			continue // nothing else due: read the next re-snapshot chunk now
 		}
 		for _, q := range s.qs {
 			if !q.DeleteDetection.Enabled || now.Before(q.nextScan) {
@@ -303,6 +321,8 @@ func (s *Source) ReadN(ctx context.Context, max int) ([]capture.Change, error) {
 				t.Stop()
 				return nil, ctx.Err()
 			case <-t.C:
+			case <-s.wake:
+				t.Stop()
 			}
 		} else if err := ctx.Err(); err != nil {
 			return nil, err
