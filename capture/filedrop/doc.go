@@ -30,5 +30,19 @@
 // the runner sends to the capture DLQ topic, while the good rows flow; a bad row whose
 // key is readable keeps its previous version in the state instead of being deleted.
 //
+// On-demand re-snapshot: RequestSnapshot(dataset, "") re-emits the dataset's accepted
+// state (the state file: the rows of the last accepted delivery, after any held or
+// rejected file was set aside) as op r with source.snapshot=true, in key order, with
+// source.file naming the delivery the state came from. A condition is refused
+// (ErrWhereUnsupported: files have no SQL), as is another dataset's name (every
+// dataset of a source sees the signal; only the named one accepts it). The request is
+// written at once to "<dataset>.resnapshot" in the state folder, so it survives a
+// restart even before it started; it runs when no delivery is in progress, and the
+// next delivery waits until it is done. Its positions are {…, "resnapshot": true,
+// "sha256": <state identity>, "line": rows re-emitted}; a restart resumes after the
+// last acknowledged row when the state is unchanged (else starts over). Acknowledging
+// the last row removes the marker, unless a newer request replaced it, which then
+// re-emits the state once more.
+//
 // Legacy .xls (BIFF8) files are rejected with ErrXLSUnsupported for now.
 package filedrop

@@ -22,6 +22,10 @@ type position struct {
 	SHA256  string `json:"sha256"`
 	Line    int64  `json:"line"`
 	End     bool   `json:"end,omitempty"`
+	// Resnapshot marks a position inside an on-demand re-emission of the accepted
+	// state (RequestSnapshot): File is empty, SHA256 holds the state's identity and
+	// Line counts the re-emitted rows.
+	Resnapshot bool `json:"resnapshot,omitempty"`
 }
 
 func (p position) encode() capture.Position {

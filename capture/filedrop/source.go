@@ -43,6 +43,7 @@ type Source struct {
 
 	mu        sync.Mutex
 	cur       *delivery
+	rs        *reemission // on-demand re-emission of the state (resnapshot.go)
 	resume    *position
 	seen      map[string]observation
 	committed chan struct{}
@@ -140,6 +141,29 @@ func (s *Source) ReadN(ctx context.Context, max int) ([]capture.Change, error) {
 			}
 			continue
 		}
+		if rs := s.rs; rs != nil {
+			if rs.emitted < rs.total {
+				out, err := s.emitReemission(rs, max)
+				s.mu.Unlock()
+				return out, err
+			}
+			s.mu.Unlock()
+			// Every row re-emitted: wait for the final ack before the next delivery.
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-s.committed:
+			}
+			continue
+		}
+		started, err := s.startReemission()
+		if err != nil || started {
+			s.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
 		s.mu.Unlock()
 		name, ok, err := s.nextSettled()
 		if err != nil {
@@ -168,6 +192,12 @@ func (s *Source) Ack(ctx context.Context, upTo capture.Position) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if p.Resnapshot {
+		if rs := s.rs; rs != nil && p.End && p.SHA256 == rs.id && rs.emitted >= rs.total {
+			return s.finishReemission(rs)
+		}
+		return nil
+	}
 	d := s.cur
 	if d == nil || p.File != d.name || p.SHA256 != d.sha || p.Line < d.total || d.emitted < d.total {
 		return nil
@@ -179,6 +209,10 @@ func (s *Source) Ack(ctx context.Context, upTo capture.Position) error {
 func (s *Source) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.rs != nil {
+		s.rs.r.close()
+		s.rs = nil
+	}
 	if s.cur != nil && s.cur.spoolF != nil {
 		err := s.cur.spoolF.Close()
 		s.cur = nil
