@@ -76,8 +76,9 @@ type Options struct {
 	SnapshotMode SnapshotMode
 	// ChunkSize is the number of rows per snapshot chunk (default 2000).
 	ChunkSize int
-	// Parallel is reserved for parallel chunk reads within a table; only 1 is
-	// implemented (values above 1 are accepted and treated as 1).
+	// Parallel is how many chunks of the same table are read at once, each on its own
+	// connection between one pair of watermarks (default 1). Tables are still
+	// snapshotted one after the other; a table without a primary key is read whole.
 	Parallel int
 	// HeartbeatInterval is the replication heartbeat period the server is asked for,
 	// so that a dead connection is noticed on a quiet source and the lag gauge drops
@@ -233,6 +234,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ChunkSize < 1 {
 		add("chunk_size", "%d: must be at least 1", o.ChunkSize)
+	}
+	if o.Parallel < 1 || o.Parallel > 64 {
+		add("parallel", "%d: want 1..64 concurrent chunk reads", o.Parallel)
 	}
 	if o.StateDir == "" {
 		add("state_dir", "required (holds the schema history needed to replay old binlog)")

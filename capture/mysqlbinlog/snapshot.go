@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shouwang/shouwang/capture"
@@ -22,7 +24,17 @@ import (
 // When the stream reaches the high watermark the remaining rows are emitted as op r
 // (snapshot=true), so they always precede the changes made after the SELECT. The
 // cursor of the last emitted chunk is part of the Position, so a crash repeats at
-// most one chunk.
+// most one chunk group.
+//
+// With Options.Parallel = N > 1 one window covers a group of up to N chunks of the
+// same table: the N-1 boundary keys are found first (each the ChunkSize-th key after
+// the previous one, an index-only OFFSET scan), then the chunks are SELECTed and
+// converted concurrently, each on its own connection, between one low and one high
+// watermark. Chunks other than the last are key ranges (lower, boundary], so rows
+// inserted or deleted after the boundaries were found are still covered exactly once
+// (by the SELECT or by the stream); the last one is the next ChunkSize rows after the
+// last boundary. The group's chunks are emitted in key order, each stamped with the
+// cursor it completes, so every Position still names a correct resume point.
 
 type snapRow struct {
 	key    []byte
@@ -30,16 +42,31 @@ type snapRow struct {
 	row    map[string]any
 }
 
+// badRow is a snapshot row that could not be converted; it goes to the DLQ.
+type badRow struct {
+	key    map[string]any
+	row    map[string]any
+	code   string
+	reason string
+}
+
+// chunkPart is one chunk of a group: its rows and the cursor reached after it.
+type chunkPart struct {
+	rows []snapRow
+	bad  []badRow
+	last []json.RawMessage // the table cursor once this part is emitted
+	done bool              // the table has no rows after this part
+}
+
+// chunk is a group of chunkParts of one table read between the same two watermarks.
 type chunk struct {
 	table     string
 	where     string
 	low, high binlogPos
 	version   int
-	rows      []snapRow
+	parts     []*chunkPart
 	dropped   map[string]bool
 	cleared   bool // a TRUNCATE happened inside the window
-	last      []json.RawMessage
-	done      bool // the table has no rows after this chunk
 	started   time.Time
 }
 
@@ -104,85 +131,128 @@ func (sn *snapshotter) tick(ctx context.Context) (bool, error) {
 	return true, sn.finish()
 }
 
-// start reads the next chunk of the first pending table between two watermarks.
-func (sn *snapshotter) start(ctx context.Context) error {
-	s := sn.s
-	tc := s.committed.Snapshot[0]
-	db, tb, _ := strings.Cut(tc.Table, ".")
-	ver, err := readTableSchema(ctx, s.db, db, tb)
-	if err != nil {
-		s.log.Warn("snapshot skipped: table unreadable", "table", tc.Table, "error", err)
-		s.committed.Snapshot = s.committed.Snapshot[1:]
-		return nil
-	}
-	specs := make([]colSpec, len(ver.Columns))
-	cols := make([]string, len(ver.Columns))
-	pkSpecs := map[string]colSpec{}
-	for i, c := range ver.Columns {
-		specs[i] = specFromColumn(c)
-		cols[i] = quoteIdent(c.Name)
-		pkSpecs[c.Name] = specs[i]
-	}
+// chunkQuery builds the queries of one table's snapshot.
+type chunkQuery struct {
+	table   string // db.table, for messages
+	from    string // quoted db.table
+	cols    string // quoted select list
+	specs   []colSpec
+	pk      []string
+	pkSpecs []colSpec
+	qpk     string // quoted, comma-separated primary key
+	where   string
+	chunk   int
+}
+
+// cond returns the WHERE clause (with its arguments) for keys after lower (nil: from
+// the start) and at most upper (nil: no upper bound).
+func (q *chunkQuery) cond(lower, upper []json.RawMessage) (string, []any, error) {
 	var conds []string
 	var args []any
-	if len(ver.PK) > 0 && tc.Cursor != nil {
-		if len(tc.Cursor) != len(ver.PK) {
-			return fmt.Errorf("capture %s: snapshot cursor of %s has %d values, the primary key (%s) has %d: clear the snapshot from the saved position", s.opts.Name, tc.Table, len(tc.Cursor), strings.Join(ver.PK, ","), len(ver.PK))
+	for _, b := range []struct {
+		cur []json.RawMessage
+		op  string
+	}{{lower, ">"}, {upper, "<="}} {
+		if b.cur == nil {
+			continue
 		}
-		ph := make([]string, len(ver.PK))
-		qpk := make([]string, len(ver.PK))
-		for i, k := range ver.PK {
-			ph[i], qpk[i] = "?", quoteIdent(k)
-			v, err := cursorArg(pkSpecs[k], tc.Cursor[i])
+		ph := make([]string, len(q.pk))
+		for i := range q.pk {
+			ph[i] = "?"
+			v, err := cursorArg(q.pkSpecs[i], b.cur[i])
 			if err != nil {
-				return fmt.Errorf("capture %s: snapshot cursor of %s column %s: %w", s.opts.Name, tc.Table, k, err)
+				return "", nil, fmt.Errorf("snapshot cursor of %s column %s value %s: %w", q.table, q.pk[i], b.cur[i], err)
 			}
 			args = append(args, v)
 		}
-		conds = append(conds, fmt.Sprintf("(%s) > (%s)", strings.Join(qpk, ","), strings.Join(ph, ",")))
+		conds = append(conds, fmt.Sprintf("(%s) %s (%s)", q.qpk, b.op, strings.Join(ph, ",")))
 	}
-	if tc.Where != "" {
-		conds = append(conds, "("+tc.Where+")")
+	if q.where != "" {
+		conds = append(conds, "("+q.where+")")
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s.%s", strings.Join(cols, ","), quoteIdent(db), quoteIdent(tb))
-	if len(conds) > 0 {
-		q += " WHERE " + strings.Join(conds, " AND ")
+	if len(conds) == 0 {
+		return "", nil, nil
 	}
-	if len(ver.PK) > 0 {
-		qpk := make([]string, len(ver.PK))
-		for i, k := range ver.PK {
-			qpk[i] = quoteIdent(k)
-		}
-		q += fmt.Sprintf(" ORDER BY %s LIMIT %d", strings.Join(qpk, ","), s.opts.ChunkSize)
-	}
+	return " WHERE " + strings.Join(conds, " AND "), args, nil
+}
 
-	low, err := s.masterStatus(ctx)
+// boundary returns the ChunkSize-th primary key after lower, or nil when fewer rows
+// follow it.
+func (q *chunkQuery) boundary(ctx context.Context, db *sql.DB, lower []json.RawMessage) ([]json.RawMessage, error) {
+	where, args, err := q.cond(lower, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c := &chunk{table: tc.Table, where: tc.Where, low: binlogPos{low.File, low.Pos}, dropped: map[string]bool{}, started: time.Now()}
-	if hv := s.hist.latest(tc.Table); hv != nil {
-		c.version = hv.Version
-	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return fmt.Errorf("capture %s: snapshot of %s: %s: %w", s.opts.Name, tc.Table, q, err)
-	}
-	raw := make([]sql.RawBytes, len(cols))
-	ptrs := make([]any, len(cols))
+	stmt := fmt.Sprintf("SELECT %s FROM %s%s ORDER BY %s LIMIT 1 OFFSET %d", q.qpk, q.from, where, q.qpk, q.chunk-1)
+	raw := make([]sql.RawBytes, len(q.pk))
+	ptrs := make([]any, len(raw))
 	for i := range raw {
 		ptrs[i] = &raw[i]
 	}
+	rows, err := db.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot boundary of %s: %s: %w", q.table, stmt, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("snapshot boundary of %s: %w", q.table, err)
+		}
+		return nil, nil
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return nil, fmt.Errorf("snapshot boundary of %s: scan: %w", q.table, err)
+	}
+	cur := make([]json.RawMessage, len(q.pk))
+	for i, sp := range q.pkSpecs {
+		if raw[i] == nil {
+			return nil, fmt.Errorf("snapshot boundary of %s: primary key column %s is NULL", q.table, sp.name)
+		}
+		v, err := sqlValue(sp, append([]byte{}, raw[i]...))
+		if err != nil {
+			return nil, fmt.Errorf("snapshot boundary of %s: primary key column %s: %w (snapshot with parallel 1)", q.table, sp.name, err)
+		}
+		if cur[i], err = json.Marshal(v); err != nil {
+			return nil, fmt.Errorf("snapshot boundary of %s: primary key column %s: %w", q.table, sp.name, err)
+		}
+	}
+	return cur, rows.Err()
+}
+
+// read SELECTs the rows after lower up to upper (nil upper: the next ChunkSize rows)
+// and converts them.
+func (q *chunkQuery) read(ctx context.Context, db *sql.DB, lower, upper []json.RawMessage) (*chunkPart, error) {
+	where, args, err := q.cond(lower, upper)
+	if err != nil {
+		return nil, err
+	}
+	stmt := fmt.Sprintf("SELECT %s FROM %s%s", q.cols, q.from, where)
+	if len(q.pk) > 0 {
+		stmt += " ORDER BY " + q.qpk
+		if upper == nil {
+			stmt += fmt.Sprintf(" LIMIT %d", q.chunk)
+		}
+	}
+	rows, err := db.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %s: %w", q.table, stmt, err)
+	}
+	defer rows.Close()
+	raw := make([]sql.RawBytes, len(q.specs))
+	ptrs := make([]any, len(raw))
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	p := &chunkPart{last: lower}
 	n := 0
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
-			rows.Close()
-			return fmt.Errorf("capture %s: snapshot of %s: scan: %w", s.opts.Name, tc.Table, err)
+			return nil, fmt.Errorf("snapshot of %s: scan: %w", q.table, err)
 		}
 		n++
-		row := make(map[string]any, len(specs))
+		row := make(map[string]any, len(q.specs))
 		var bad, badCodes []string
-		for i, sp := range specs {
+		for i, sp := range q.specs {
 			var b []byte
 			if raw[i] != nil {
 				b = append([]byte{}, raw[i]...)
@@ -195,27 +265,118 @@ func (sn *snapshotter) start(ctx context.Context) error {
 			}
 			row[sp.name] = v
 		}
-		key := keyOf(ver.PK, row)
-		if len(ver.PK) > 0 {
-			c.last = make([]json.RawMessage, len(ver.PK))
-			for i, k := range ver.PK {
-				c.last[i], _ = json.Marshal(row[k])
+		key := keyOf(q.pk, row)
+		if len(q.pk) > 0 && upper == nil {
+			p.last = make([]json.RawMessage, len(q.pk))
+			for i, k := range q.pk {
+				p.last[i], _ = json.Marshal(row[k])
 			}
 		}
 		if len(bad) > 0 {
-			env := sn.envelope(c, schemas.OpRead, 0)
-			env.After, env.Key = row, key
-			s.out = append(s.out, s.deadLetterChange(tc.Table, env, badCodes[0], strings.Join(bad, "; ")))
+			p.bad = append(p.bad, badRow{key: key, row: row, code: badCodes[0], reason: strings.Join(bad, "; ")})
 			continue
 		}
-		c.rows = append(c.rows, snapRow{key: encodeKey(key), keyMap: key, row: row})
+		p.rows = append(p.rows, snapRow{key: encodeKey(key), keyMap: key, row: row})
 	}
 	if err := rows.Err(); err != nil {
-		rows.Close()
-		return fmt.Errorf("capture %s: snapshot of %s: %w", s.opts.Name, tc.Table, err)
+		return nil, fmt.Errorf("snapshot of %s: %w", q.table, err)
 	}
-	rows.Close()
-	c.done = len(ver.PK) == 0 || n < s.opts.ChunkSize
+	if upper != nil {
+		p.last = upper
+	} else {
+		p.done = len(q.pk) == 0 || n < q.chunk
+	}
+	return p, nil
+}
+
+// start reads the next chunk group of the first pending table between two watermarks.
+func (sn *snapshotter) start(ctx context.Context) error {
+	s := sn.s
+	tc := s.committed.Snapshot[0]
+	db, tb, _ := strings.Cut(tc.Table, ".")
+	ver, err := readTableSchema(ctx, s.db, db, tb)
+	if err != nil {
+		s.log.Warn("snapshot skipped: table unreadable", "table", tc.Table, "error", err)
+		s.committed.Snapshot = s.committed.Snapshot[1:]
+		return nil
+	}
+	q := &chunkQuery{table: tc.Table, from: quoteIdent(db) + "." + quoteIdent(tb), pk: ver.PK, where: tc.Where, chunk: s.opts.ChunkSize}
+	q.specs = make([]colSpec, len(ver.Columns))
+	cols := make([]string, len(ver.Columns))
+	bySpec := map[string]colSpec{}
+	for i, c := range ver.Columns {
+		q.specs[i] = specFromColumn(c)
+		cols[i] = quoteIdent(c.Name)
+		bySpec[c.Name] = q.specs[i]
+	}
+	q.cols = strings.Join(cols, ",")
+	qpk := make([]string, len(ver.PK))
+	for i, k := range ver.PK {
+		qpk[i] = quoteIdent(k)
+		q.pkSpecs = append(q.pkSpecs, bySpec[k])
+	}
+	q.qpk = strings.Join(qpk, ",")
+	if len(ver.PK) > 0 && tc.Cursor != nil && len(tc.Cursor) != len(ver.PK) {
+		return fmt.Errorf("capture %s: snapshot cursor of %s has %d values, the primary key (%s) has %d: clear the snapshot from the saved position", s.opts.Name, tc.Table, len(tc.Cursor), strings.Join(ver.PK, ","), len(ver.PK))
+	}
+	lower := tc.Cursor
+	if len(ver.PK) == 0 {
+		lower = nil
+	}
+
+	// The boundaries are found before the low watermark: the ranges they define are
+	// exact whatever happens to the rows afterwards.
+	bounds := [][]json.RawMessage{}
+	if len(ver.PK) > 0 {
+		for from := lower; len(bounds) < s.opts.Parallel-1; {
+			b, err := q.boundary(ctx, s.db, from)
+			if err != nil {
+				return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+			}
+			if b == nil {
+				break
+			}
+			bounds = append(bounds, b)
+			from = b
+		}
+	}
+
+	low, err := s.masterStatus(ctx)
+	if err != nil {
+		return err
+	}
+	c := &chunk{table: tc.Table, where: tc.Where, low: binlogPos{low.File, low.Pos}, dropped: map[string]bool{}, started: time.Now()}
+	if hv := s.hist.latest(tc.Table); hv != nil {
+		c.version = hv.Version
+	}
+	c.parts = make([]*chunkPart, len(bounds)+1)
+	errs := make([]error, len(c.parts))
+	var wg sync.WaitGroup
+	for i := range c.parts {
+		from, to := lower, []json.RawMessage(nil)
+		if i > 0 {
+			from = bounds[i-1]
+		}
+		if i < len(bounds) {
+			to = bounds[i]
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.parts[i], errs[i] = q.read(ctx, s.db, from, to)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+	}
+	for _, p := range c.parts {
+		for _, b := range p.bad {
+			env := sn.envelope(c, schemas.OpRead, 0)
+			env.After, env.Key = b.row, b.key
+			s.out = append(s.out, s.deadLetterChange(tc.Table, env, b.code, b.reason))
+		}
+	}
 	high, err := s.masterStatus(ctx)
 	if err != nil {
 		return err
@@ -237,7 +398,8 @@ func (sn *snapshotter) envelope(c *chunk, op schemas.Op, seq int64) schemas.Enve
 	}
 }
 
-// finish emits the chunk's surviving rows and advances the table's cursor.
+// finish emits the surviving rows of the group's chunks in key order, each chunk's
+// last change carrying the position with the cursor that chunk completes.
 func (sn *snapshotter) finish() error {
 	s := sn.s
 	c := sn.pending
@@ -246,49 +408,54 @@ func (sn *snapshotter) finish() error {
 		s.out = append(s.out, *s.held)
 		s.held = nil
 	}
-	if c.done {
-		s.committed.Snapshot = s.committed.Snapshot[1:]
-		s.log.Info("table snapshot finished", "table", c.table, "where", c.where)
-	} else {
-		s.committed.Snapshot[0].Cursor = c.last
-	}
-	s.m.snapshotLeft.Set(float64(len(s.committed.Snapshot)))
-	first := len(s.out)
-	var seq int64
 	rt := s.reload.table(c.table)
-	if !c.cleared {
-		for _, r := range c.rows {
-			if c.dropped[string(r.key)] {
-				continue
-			}
-			if rt != nil {
-				pk := sortedCols(r.keyMap)
-				var err error
-				if rt.win != nil {
-					// The table is being reloaded: the row is part of its new content.
-					err = s.reload.windowRow(rt, schemas.OpRead, pk, nil, r.row, 0)
-				} else {
-					err = s.reload.record(rt, schemas.OpRead, pk, nil, r.row)
-				}
-				if err != nil {
-					return fmt.Errorf("capture %s: %w", s.opts.Name, err)
-				}
-				if rt.win != nil {
+	emitted, partEmitted := 0, 0
+	var seq int64
+	for _, p := range c.parts {
+		if p.done {
+			s.committed.Snapshot = s.committed.Snapshot[1:]
+			s.log.Info("table snapshot finished", "table", c.table, "where", c.where)
+		} else {
+			s.committed.Snapshot[0].Cursor = p.last
+		}
+		first := len(s.out)
+		if !c.cleared {
+			for _, r := range p.rows {
+				if c.dropped[string(r.key)] {
 					continue
 				}
+				if rt != nil {
+					pk := sortedCols(r.keyMap)
+					var err error
+					if rt.win != nil {
+						// The table is being reloaded: the row is part of its new content.
+						err = s.reload.windowRow(rt, schemas.OpRead, pk, nil, r.row, 0)
+					} else {
+						err = s.reload.record(rt, schemas.OpRead, pk, nil, r.row)
+					}
+					if err != nil {
+						return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+					}
+					if rt.win != nil {
+						continue
+					}
+				}
+				seq++
+				env := sn.envelope(c, schemas.OpRead, seq)
+				env.Key, env.After = r.keyMap, r.row
+				s.out = append(s.out, capture.Change{Topic: s.topic(c.table), Key: r.key, Envelope: env})
 			}
-			seq++
-			env := sn.envelope(c, schemas.OpRead, seq)
-			env.Key, env.After = r.keyMap, r.row
-			s.out = append(s.out, capture.Change{Topic: s.topic(c.table), Key: r.key, Envelope: env})
+		}
+		partEmitted = len(s.out) - first
+		emitted += partEmitted
+		if partEmitted > 0 && s.positionAllowed() {
+			s.out[len(s.out)-1].Position = s.committed.Encode()
 		}
 	}
-	emitted := len(s.out) - first
+	s.m.snapshotLeft.Set(float64(len(s.committed.Snapshot)))
 	s.m.snapshotRows.WithLabelValues(c.table).Add(float64(emitted))
 	s.m.events.WithLabelValues(c.table, string(schemas.OpRead)).Add(float64(emitted))
-	if emitted > 0 && s.positionAllowed() {
-		s.out[len(s.out)-1].Position = s.committed.Encode()
-	} else {
+	if partEmitted == 0 {
 		s.positionOnly(c.started.UnixMilli())
 	}
 	return nil

@@ -103,7 +103,8 @@ func (s *Source) Open(ctx context.Context, last capture.Position) error {
 		return fmt.Errorf("capture %s: mysql connector for %s: %w", s.opts.Name, cfg.Addr, err)
 	}
 	s.db = sql.OpenDB(conn)
-	s.db.SetMaxOpenConns(4)
+	// One connection per parallel chunk read, plus one for the watermarks and schema.
+	s.db.SetMaxOpenConns(max(4, s.opts.Parallel+1))
 	if err := s.db.PingContext(ctx); err != nil {
 		return fmt.Errorf("capture %s: connect to %s as %s: %w", s.opts.Name, cfg.Addr, s.opts.User, err)
 	}

@@ -186,68 +186,91 @@ func jsonEqual(t *testing.T, want, got any) bool {
 	return string(a) == string(b)
 }
 
+// Parallel 4 reads four chunks of the table per watermark window (ChunkSize 7).
 func TestSnapshotAndStreamReproduceFinalState(t *testing.T) {
-	srv, db := testenv.MariaDBDatabase(t)
-	d := mustDB(t, srv, db)
-	exec(t, d, `CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, income DECIMAL(12,2), village_code CHAR(12), born DATE, updated DATETIME(3))`)
-	for i := 1; i <= 200; i++ {
-		exec(t, d, fmt.Sprintf("INSERT INTO person VALUES (%d, '姓名%d', %d.50, '510104%06d', '1980-01-%02d', '2024-03-01 10:00:00.123')", i, i, i*100, i, i%28+1))
-	}
-	opts := testOptions(t, srv, db)
-	s := openSource(t, opts, nil)
+	for _, par := range []int{1, 4} {
+		t.Run(fmt.Sprintf("parallel=%d", par), func(t *testing.T) {
+			srv, db := testenv.MariaDBDatabase(t)
+			d := mustDB(t, srv, db)
+			exec(t, d, `CREATE TABLE person (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL, income DECIMAL(12,2), village_code CHAR(12), born DATE, updated DATETIME(3))`)
+			for i := 1; i <= 200; i++ {
+				exec(t, d, fmt.Sprintf("INSERT INTO person VALUES (%d, '姓名%d', %d.50, '510104%06d', '1980-01-%02d', '2024-03-01 10:00:00.123')", i, i, i*100, i, i%28+1))
+			}
+			opts := testOptions(t, srv, db)
+			opts.Parallel = par
+			s := openSource(t, opts, nil)
 
-	// Concurrent writer: random inserts, updates (some changing the key) and deletes.
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r := rand.New(rand.NewPCG(1, 2))
-		for i := 0; i < 300; i++ {
-			id := r.IntN(260) + 1
-			var q string
-			switch r.IntN(4) {
-			case 0:
-				q = fmt.Sprintf("INSERT IGNORE INTO person VALUES (%d, 'new%d', 1.00, '510105000001', NULL, NOW(3))", id, i)
-			case 1:
-				q = fmt.Sprintf("DELETE FROM person WHERE id = %d", id)
-			case 2:
-				q = fmt.Sprintf("UPDATE IGNORE person SET id = id + 1000 WHERE id = %d", id)
-			default:
-				q = fmt.Sprintf("UPDATE person SET name = 'upd%d', income = income + 1 WHERE id = %d", i, id)
+			// Concurrent writer: random inserts, updates (some changing the key) and deletes.
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				r := rand.New(rand.NewPCG(1, 2))
+				for i := 0; i < 300; i++ {
+					id := r.IntN(260) + 1
+					var q string
+					switch r.IntN(4) {
+					case 0:
+						q = fmt.Sprintf("INSERT IGNORE INTO person VALUES (%d, 'new%d', 1.00, '510105000001', NULL, NOW(3))", id, i)
+					case 1:
+						q = fmt.Sprintf("DELETE FROM person WHERE id = %d", id)
+					case 2:
+						q = fmt.Sprintf("UPDATE IGNORE person SET id = id + 1000 WHERE id = %d", id)
+					default:
+						q = fmt.Sprintf("UPDATE person SET name = 'upd%d', income = income + 1 WHERE id = %d", i, id)
+					}
+					if _, err := d.Exec(q); err != nil {
+						t.Errorf("%s: %v", q, err)
+						return
+					}
+				}
+			}()
+			state := map[string]map[string]any{}
+			var all []capture.Change
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			for {
+				select {
+				case <-done:
+				default:
+					chs, err := s.ReadN(ctx, 50)
+					if err != nil {
+						t.Fatal(err)
+					}
+					apply(t, state, chs)
+					all = append(all, chs...)
+					continue
+				}
+				break
 			}
-			if _, err := d.Exec(q); err != nil {
-				t.Errorf("%s: %v", q, err)
-				return
-			}
-		}
-	}()
-	state := map[string]map[string]any{}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		select {
-		case <-done:
-		default:
-			chs, err := s.ReadN(ctx, 50)
-			if err != nil {
-				t.Fatal(err)
-			}
+			chs, _ := readUntilCaughtUp(t, s, headPos(t, d))
 			apply(t, state, chs)
-			continue
-		}
-		break
-	}
-	chs, _ := readUntilCaughtUp(t, s, headPos(t, d))
-	apply(t, state, chs)
-	want := tableState(t, s.db, db, "person")
-	if len(want) != len(state) {
-		t.Errorf("rows: source has %d, replayed stream has %d", len(want), len(state))
-	}
-	for k, w := range want {
-		if !jsonEqual(t, w, state[k]) {
-			g, _ := json.Marshal(state[k])
-			ws, _ := json.Marshal(w)
-			t.Errorf("key %s: source %s, stream %s", k, ws, g)
-		}
+			all = append(all, chs...)
+			// How much of the stream ran inside the snapshot: changes read before the
+			// last snapshot row.
+			interleaved, streamed := 0, 0
+			for _, c := range all {
+				if c.PositionOnly || c.DeadLetter != nil {
+					continue
+				}
+				if c.Envelope.Source.Snapshot {
+					interleaved = streamed
+				} else {
+					streamed++
+				}
+			}
+			t.Logf("%d stream changes, %d of them before the last snapshot row", streamed, interleaved)
+			want := tableState(t, s.db, db, "person")
+			if len(want) != len(state) {
+				t.Errorf("rows: source has %d, replayed stream has %d", len(want), len(state))
+			}
+			for k, w := range want {
+				if !jsonEqual(t, w, state[k]) {
+					g, _ := json.Marshal(state[k])
+					ws, _ := json.Marshal(w)
+					t.Errorf("key %s: source %s, stream %s", k, ws, g)
+				}
+			}
+		})
 	}
 }
 
@@ -504,56 +527,66 @@ func TestServerKilledMidStreamReconnectsWithoutGap(t *testing.T) {
 	}
 }
 
+// With parallel 4 the cut falls after the first chunk of a four-chunk group, so the
+// restart resumes from the middle of a group.
 func TestSnapshotResumesFromChunkCursor(t *testing.T) {
-	srv, db := testenv.MariaDBDatabase(t)
-	d := mustDB(t, srv, db)
-	exec(t, d, "CREATE TABLE t (a INT, b VARCHAR(5), PRIMARY KEY (a, b))")
-	for i := 1; i <= 30; i++ {
-		exec(t, d, fmt.Sprintf("INSERT INTO t VALUES (%d, 'x'), (%d, 'y')", i, i))
-	}
-	opts := testOptions(t, srv, db)
-	s := openSource(t, opts, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	seen := map[string]int{}
-	var cut capture.Position
-	for cut == nil {
-		chs, err := s.ReadN(ctx, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Changes after the cut are "lost in the crash": only count up to it.
-		for _, c := range chs {
-			if !c.PositionOnly {
-				seen[string(c.Key)]++
+	for _, par := range []int{1, 4} {
+		t.Run(fmt.Sprintf("parallel=%d", par), func(t *testing.T) {
+			srv, db := testenv.MariaDBDatabase(t)
+			d := mustDB(t, srv, db)
+			exec(t, d, "CREATE TABLE t (a INT, b VARCHAR(5), PRIMARY KEY (a, b))")
+			for i := 1; i <= 30; i++ {
+				exec(t, d, fmt.Sprintf("INSERT INTO t VALUES (%d, 'x'), (%d, 'y')", i, i))
 			}
-			if c.Position != nil {
-				p, _, _ := DecodePosition(c.Position)
-				if len(p.Snapshot) == 1 && p.Snapshot[0].Cursor != nil {
-					cut = c.Position
-					break
+			opts := testOptions(t, srv, db)
+			opts.Parallel = par
+			s := openSource(t, opts, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			seen := map[string]int{}
+			var cut capture.Position
+			for cut == nil {
+				chs, err := s.ReadN(ctx, 3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Changes after the cut are "lost in the crash": only count up to it.
+				for _, c := range chs {
+					if !c.PositionOnly {
+						seen[string(c.Key)]++
+					}
+					if c.Position != nil {
+						p, _, _ := DecodePosition(c.Position)
+						if len(p.Snapshot) == 1 && p.Snapshot[0].Cursor != nil {
+							cut = c.Position
+							break
+						}
+					}
 				}
 			}
-		}
-	}
-	s.Close() // "crash" after the first chunk was acknowledged
-	o := opts
-	o.ServerID = serverIDs.Add(1)
-	s2 := openSource(t, o, cut)
-	chs, _ := readUntilCaughtUp(t, s2, headPos(t, d))
-	for _, c := range chs {
-		if c.Envelope.Op != schemas.OpRead || !c.Envelope.Source.Snapshot {
-			t.Errorf("op %s snapshot=%v, want r from the snapshot", c.Envelope.Op, c.Envelope.Source.Snapshot)
-		}
-		seen[string(c.Key)]++
-	}
-	if len(seen) != 60 {
-		t.Errorf("%d distinct rows, want 60", len(seen))
-	}
-	for k, n := range seen {
-		if n != 1 {
-			t.Errorf("row %s emitted %d times across the restart, want once", k, n)
-		}
+			if len(seen) != opts.ChunkSize {
+				t.Errorf("the first position with a cursor came after %d rows, want one chunk (%d)", len(seen), opts.ChunkSize)
+			}
+			s.Close() // "crash" after the first chunk was acknowledged
+			o := opts
+			o.ServerID = serverIDs.Add(1)
+			s2 := openSource(t, o, cut)
+			chs, _ := readUntilCaughtUp(t, s2, headPos(t, d))
+			for _, c := range chs {
+				if c.Envelope.Op != schemas.OpRead || !c.Envelope.Source.Snapshot {
+					t.Errorf("op %s snapshot=%v, want r from the snapshot", c.Envelope.Op, c.Envelope.Source.Snapshot)
+				}
+				seen[string(c.Key)]++
+			}
+			if len(seen) != 60 {
+				t.Errorf("%d distinct rows, want 60", len(seen))
+			}
+			for k, n := range seen {
+				if n != 1 {
+					t.Errorf("row %s emitted %d times across the restart, want once", k, n)
+				}
+			}
+		})
 	}
 }
 
