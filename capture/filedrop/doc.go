@@ -1,6 +1,6 @@
 // Package filedrop captures department file deliveries (医保, 残联, 民政 …): monthly CSV
-// (UTF-8 or GB18030/GBK, delimiter , ; tab |) or XLSX files dropped into one inbox
-// folder per dataset, possibly on a mounted SFTP share.
+// (UTF-8 or GB18030/GBK, delimiter , ; tab |), XLSX or legacy XLS (Excel 97-2003)
+// files dropped into one inbox folder per dataset, possibly on a mounted SFTP share.
 //
 // Each settled file (size and mtime unchanged for SettleAge, or a "<file>.done" marker)
 // becomes an ordered sequence of change envelopes (source.kind "filedrop", source.file
@@ -19,7 +19,7 @@
 // committed (state swap, then move to archive/) only when its last change is acked, so
 // a crash re-produces the same changes (at-least-once, deterministic) and the position
 // {v, dataset, file, sha256, line} resumes mid-file ("line" counts the changes of the
-// delivery already emitted). Broken files (wrong delimiter, empty, corrupt XLSX,
+// delivery already emitted). Broken files (wrong delimiter, empty, corrupt XLSX or XLS,
 // missing or unknown columns, merged header cells, duplicate keys) move to rejected/
 // with "<file>.report.txt"; a full delivery deleting more than MaxDeleteShare of the
 // previous rows moves to held/ until Release is called.
@@ -44,5 +44,13 @@
 // the last row removes the marker, unless a newer request replaced it, which then
 // re-emits the state once more.
 //
-// Legacy .xls (BIFF8) files are rejected with ErrXLSUnsupported for now.
+// Spreadsheets: line numbers are sheet row numbers; empty rows are skipped; numbers
+// and dates are shown through the cell's number format by excelize, so a date cell
+// reads the same from XLSX and XLS (e.g. "2023-05-17" for format YYYY-MM-DD). Legacy
+// .xls files are read whole in memory (a BIFF8 sheet has at most 65,536 rows) with
+// github.com/shakinm/xlsReader for text cells plus our own BIFF record scanner for
+// numbers, formula results (cached values), merged header cells and the 1904 date
+// system; the compound file's sector chains are checked before the library sees
+// them, and library panics become a "corrupt XLS" rejection. Excel 95 and older
+// (BIFF5) and password-protected .xls files are rejected with ErrXLSUnsupported.
 package filedrop

@@ -305,6 +305,9 @@ func workbookStream(data []byte) ([]byte, error) {
 	if len(data) < 8 || !bytes.Equal(data[:8], []byte{0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1}) {
 		return nil, errors.New("corrupt XLS: not an OLE2 compound file (an XLSX or CSV renamed to .xls?)")
 	}
+	if err := checkCFBChains(data); err != nil {
+		return nil, err
+	}
 	c, err := cfb.OpenReader(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("corrupt or truncated XLS: %w", err)

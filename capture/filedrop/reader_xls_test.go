@@ -358,3 +358,41 @@ func FuzzXLSReader(f *testing.F) {
 		}
 	})
 }
+
+// TestXLSCyclicChains makes every sector of a fixture point to itself in the FAT:
+// each such file must be refused (the XLS library alone would loop appending
+// sectors until memory runs out).
+func TestXLSCyclicChains(t *testing.T) {
+	orig := fixture(t, "full1.xls")
+	le := binary.LittleEndian
+	fatOff := (int(le.Uint32(orig[0x4C:])) + 1) * 512
+	nSectors := len(orig)/512 - 1
+	loops := 0
+	for sid := 0; sid < nSectors; sid++ {
+		d := append([]byte(nil), orig...)
+		entry := d[fatOff+4*sid:]
+		if v := le.Uint32(entry); v >= 0xFFFFFFFD {
+			continue // free, FAT or DIFAT sector: not part of a stream chain
+		}
+		le.PutUint32(entry, uint32(sid))
+		x, err := newXLSReader(d, "")
+		if err == nil {
+			x.Close()
+			t.Errorf("sector %d pointing to itself: accepted", sid)
+			continue
+		}
+		if strings.Contains(err.Error(), "loops") {
+			loops++
+		}
+	}
+	if loops == 0 {
+		t.Fatal("no cyclic chain was reported as looping")
+	}
+	// The directory chain looping is named as such.
+	d := append([]byte(nil), orig...)
+	dir := le.Uint32(d[0x30:])
+	le.PutUint32(d[fatOff+4*int(dir):], dir)
+	if _, err := newXLSReader(d, ""); err == nil || !strings.Contains(err.Error(), "directory chain loops") {
+		t.Fatalf("directory chain loop: %v", err)
+	}
+}
