@@ -65,7 +65,8 @@
 // theoretical gap is a commit decoded by the walsender before its backend made it
 // visible; it needs that commit to race the chunk's BEGIN within microseconds.
 //
-// Durability: the request is checked synchronously (the table must be configured and
+// Durability: the request is checked synchronously (the table must be configured, by
+// "schema.table" or by the table alone when unambiguous, and
 // have a primary key; where must be one expression, without ';' or comments, and
 // EXPLAIN must accept it) and then recorded in the Position ("resnapshot": table,
 // where, key cursor), first through a position-only change, then with every chunk;

@@ -33,15 +33,29 @@ type Resnapshot struct {
 // ErrBadCondition marks a RequestSnapshot condition the connector refuses.
 var ErrBadCondition = errors.New("invalid snapshot condition")
 
-// RequestSnapshot asks for a re-read of one configured table ("schema.table"),
+// RequestSnapshot asks for a re-read of one configured table ("schema.table", or the
+// table alone when that is unambiguous, as topics name it),
 // optionally only the rows matching where (an SQL boolean expression on that table,
 // e.g. "village_code LIKE '510104%'"). The rows are emitted as op r with
 // source.snapshot=true in primary-key chunks while streaming continues. The request
-// is checked now (configured table, one expression without ';' or comments, and
-// EXPLAIN on a short-lived connection so that unknown columns and syntax errors are
-// refused here, not later) and becomes durable with the next saved position. Safe to
+// is checked now on a short-lived connection (configured table with a primary key,
+// one expression without ';' or comments that EXPLAIN accepts, so that unknown
+// columns and syntax errors are refused here, not later) and becomes durable with the next saved position. Safe to
 // call from any goroutine.
 func (s *Source) RequestSnapshot(tableName, where string) error {
+	if !strings.Contains(tableName, ".") {
+		// The configuration names raw topics by the table alone: accept that name
+		// when it is unambiguous.
+		var match []string
+		for _, t := range s.o.Tables {
+			if _, rel, _ := strings.Cut(t, "."); rel == tableName {
+				match = append(match, t)
+			}
+		}
+		if len(match) == 1 {
+			tableName = match[0]
+		}
+	}
 	if !slices.Contains(s.o.Tables, tableName) {
 		return fmt.Errorf("pglogical %s: request snapshot: table %q is not captured (configured: %v)", s.o.Name, tableName, s.o.Tables)
 	}
@@ -49,17 +63,24 @@ func (s *Source) RequestSnapshot(tableName, where string) error {
 	if err := checkCondition(where); err != nil {
 		return fmt.Errorf("pglogical %s: request snapshot of %s: %w", s.o.Name, tableName, err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := s.connect(ctx)
+	if err != nil {
+		return fmt.Errorf("pglogical %s: request snapshot of %s: check the table: %w", s.o.Name, tableName, err)
+	}
+	defer conn.Close(context.Background())
+	schema, rel, _ := strings.Cut(tableName, ".")
+	quoted := pgx.Identifier{schema, rel}.Sanitize()
+	var pk bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = $1::regclass AND indisprimary)`, quoted).Scan(&pk); err != nil {
+		return fmt.Errorf("pglogical %s: request snapshot of %s: look up its primary key: %w", s.o.Name, tableName, err)
+	}
+	if !pk {
+		return fmt.Errorf("pglogical %s: request snapshot of %s: the table has no primary key to read it in chunks beside the stream; re-create the slot's initial snapshot instead", s.o.Name, tableName)
+	}
 	if where != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := s.connect(ctx)
-		if err != nil {
-			return fmt.Errorf("pglogical %s: request snapshot of %s: check condition: %w", s.o.Name, tableName, err)
-		}
-		defer conn.Close(context.Background())
-		schema, rel, _ := strings.Cut(tableName, ".")
-		q := "EXPLAIN SELECT 1 FROM " + pgx.Identifier{schema, rel}.Sanitize() + " WHERE (" + where + ")"
-		if _, err := conn.Exec(ctx, q); err != nil {
+		if _, err := conn.Exec(ctx, "EXPLAIN SELECT 1 FROM "+quoted+" WHERE ("+where+")"); err != nil {
 			return fmt.Errorf("pglogical %s: request snapshot of %s: condition %q: %w: %w", s.o.Name, tableName, where, ErrBadCondition, err)
 		}
 	}

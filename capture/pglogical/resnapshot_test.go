@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,7 +47,8 @@ func TestRequestSnapshot(t *testing.T) {
 	e := newPG(t)
 	e.exec(t, accountsDDL)
 	seedAccounts(t, e, 30)
-	o := e.options("public.accounts")
+	e.exec(t, `CREATE TABLE public.nokey (a int, b text)`, `ALTER TABLE public.nokey REPLICA IDENTITY FULL`)
+	o := e.options("public.accounts", "public.nokey")
 	o.ChunkSize = 4
 	src := openSource(t, o, nil)
 	defer func() { src.Close() }()
@@ -69,7 +71,10 @@ func TestRequestSnapshot(t *testing.T) {
 		t.Errorf("unknown column: got %v, want ErrBadCondition", err)
 	}
 
-	if err := src.RequestSnapshot("public.accounts", "id <= 10"); err != nil {
+	if err := src.RequestSnapshot("public.nokey", ""); err == nil || !strings.Contains(err.Error(), "no primary key") {
+		t.Errorf("keyless table: %v, want a refusal naming the missing primary key", err)
+	}
+	if err := src.RequestSnapshot("accounts", "id <= 10"); err != nil { // the topic's table name
 		t.Fatal(err)
 	}
 	e.exec(t, `UPDATE accounts SET name = 'during' WHERE id = 20`)
