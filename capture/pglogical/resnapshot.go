@@ -108,11 +108,17 @@ func checkCondition(where string) error {
 // takeRequests moves requests made by RequestSnapshot into the position's list (a
 // request identical to one not yet started is dropped). It reports whether the list
 // changed, so that ReadN hands out a position-only change making it durable.
-func (s *Source) takeRequests() bool {
+func (s *Source) takeRequests() (bool, error) {
 	s.reqMu.Lock()
 	reqs := s.requests
 	s.requests = nil
 	s.reqMu.Unlock()
+	if len(reqs) == 0 {
+		return false, nil
+	}
+	if err := s.syncHanded(); err != nil {
+		return false, err
+	}
 	changed := false
 	for _, r := range reqs {
 		dup := slices.ContainsFunc(s.handed.Resnapshot, func(o Resnapshot) bool {
@@ -129,14 +135,20 @@ func (s *Source) takeRequests() bool {
 		s.log.Info("snapshot requested", "table", r.Table, "where", r.Where)
 		changed = true
 	}
-	return changed
+	return changed, nil
 }
 
 // stampHanded gives streamed changes' positions the current re-snapshot list (the
 // stream goroutine does not know it) and remembers the last position handed out.
+// Without a re-snapshot pending it only keeps the last position's bytes (decoded
+// lazily by syncHanded), so streaming pays nothing for the feature.
 func (s *Source) stampHanded(cs []capture.Change) error {
 	for i := range cs {
 		if cs[i].Position == nil {
+			continue
+		}
+		if len(s.handed.Resnapshot) == 0 {
+			s.handedRaw = cs[i].Position
 			continue
 		}
 		p, _, err := DecodePosition(cs[i].Position)
@@ -145,10 +157,24 @@ func (s *Source) stampHanded(cs []capture.Change) error {
 		}
 		p.Resnapshot = s.handed.Resnapshot
 		s.handed = p.clone()
-		if len(p.Resnapshot) > 0 {
-			cs[i].Position = p.Encode()
-		}
+		s.handedRaw = nil
+		cs[i].Position = p.Encode()
 	}
+	return nil
+}
+
+// syncHanded decodes the last handed-out position kept as bytes by stampHanded.
+func (s *Source) syncHanded() error {
+	if s.handedRaw == nil {
+		return nil
+	}
+	p, _, err := DecodePosition(s.handedRaw)
+	if err != nil {
+		return fmt.Errorf("pglogical %s: last handed-out position: %w", s.o.Name, err)
+	}
+	p.Resnapshot = s.handed.Resnapshot
+	s.handed = p
+	s.handedRaw = nil
 	return nil
 }
 

@@ -44,7 +44,8 @@ type Source struct {
 	// On-demand re-snapshots (resnapshot.go). handed is the last position handed out
 	// by ReadN while streaming, with the re-snapshot list as of that moment.
 	handed     Position
-	snapConn   *pgx.Conn // re-snapshot chunks, one transaction each
+	handedRaw  capture.Position // newer than handed, not decoded yet (see stampHanded)
+	snapConn   *pgx.Conn        // re-snapshot chunks, one transaction each
 	resnapSeq  int64
 	resnapTurn bool // the next ReadN reads a chunk before more streamed changes
 	reqMu      sync.Mutex
@@ -253,7 +254,9 @@ func (s *Source) ReadN(ctx context.Context, max int) ([]capture.Change, error) {
 		}
 	}
 	for {
-		if s.takeRequests() {
+		if added, err := s.takeRequests(); err != nil {
+			return nil, err
+		} else if added {
 			// Make the request durable before reading it.
 			return []capture.Change{{PositionOnly: true, Position: s.handed.clone().Encode()}}, nil
 		}
