@@ -608,7 +608,7 @@ func (x *xlsFormatter) format(n xlsNum) (string, error) {
 		fmtIdx = int(x.g.xfs[n.xf])
 	}
 	if x.f == nil {
-		x.f = excelize.NewFile()
+		x.f = excelize.NewFile(spreadsheetOptions)
 		x.styles = map[uint16]int{}
 	}
 	style, ok := x.styles[n.xf]

@@ -24,9 +24,16 @@ type xlsxReader struct {
 	fields []string
 }
 
+// spreadsheetOptions renders date cells the same way for XLSX and XLS files: the
+// system short date (built-in format 14, what Chinese Excel shows as 2023/5/17) as
+// ISO 2006-01-02, and the built-in Chinese date formats (27–36, 50–58, e.g.
+// 2023年5月17日) as such rather than as raw serial numbers.
+var spreadsheetOptions = excelize.Options{ShortDatePattern: "yyyy-mm-dd", LongTimePattern: "hh:mm:ss",
+	CultureInfo: excelize.CultureNameZhCN}
+
 // openXLSX opens path, checks that the header row has no merged cells and reads it.
 func openXLSX(p, sheet string) (*xlsxReader, error) {
-	f, err := excelize.OpenFile(p)
+	f, err := excelize.OpenFile(p, spreadsheetOptions)
 	if err != nil {
 		return nil, fmt.Errorf("open XLSX (corrupt or truncated?): %w", err)
 	}
