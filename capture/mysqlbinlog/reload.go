@@ -148,6 +148,8 @@ type reloadManager struct {
 	order  []string
 	drains []*drain
 	dirty  bool // overlay records written since the last sync
+	// scratch is putRec's encoding buffer; each record keeps an exact-size copy.
+	scratch []byte
 
 	mu       sync.Mutex
 	acked    map[string]uint64
@@ -424,10 +426,12 @@ func (rm *reloadManager) countyOf(row map[string]any) []byte {
 }
 
 func (rm *reloadManager) putRec(key []byte, row map[string]any) (rec, error) {
-	b, err := json.Marshal(row)
+	b, err := appendRowJSON(rm.scratch[:0], row)
 	if err != nil {
 		return rec{}, fmt.Errorf("encode row %s: %w", key, err)
 	}
+	rm.scratch = b
+	b = bytes.Clone(b)
 	return rec{key: key, county: rm.countyOf(row), hash: rowHash(b), row: b}, nil
 }
 
