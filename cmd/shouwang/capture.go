@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -46,9 +44,10 @@ type SnapshotSignal struct {
 // connector is one capture loop: a factory for fresh Source instances (a failed
 // source is rebuilt from scratch and resumes from the saved position).
 type connector struct {
-	name   string // runner name: position-store key and metric label
-	source string // configured source name (signals address it)
-	build  func() (capture.Source, error)
+	name    string // runner name: position-store key and metric label
+	source  string // configured source name (signals address it)
+	dataset string // filedrop: the one dataset this connector reads
+	build   func() (capture.Source, error)
 
 	mu      sync.Mutex
 	current capture.Source
@@ -118,7 +117,8 @@ func (w *worker) connectors() ([]*connector, error) {
 					errs = append(errs, fmt.Errorf("%s.filedrop.datasets[%d]: %w", path, j, err))
 					continue
 				}
-				out = append(out, &connector{name: s.Name + "_" + d.Name, source: s.Name, build: func() (capture.Source, error) { return filedrop.New(c) }})
+				out = append(out, &connector{name: s.Name + "_" + d.Name, source: s.Name, dataset: d.Name,
+					build: func() (capture.Source, error) { return filedrop.New(c) }})
 			}
 		default:
 			errs = append(errs, fmt.Errorf("%s.kind: unknown source kind %q", path, s.Kind))
@@ -294,25 +294,32 @@ func (w *worker) supervise(ctx context.Context, c *connector, onBatch func(strin
 	}
 }
 
-// consumeSignals acts on snapshot requests addressed to this worker's sources. A
-// signal is committed once handed to the source (or found not to be for us).
+// consumeSignals acts on snapshot requests addressed to this worker's sources: one
+// consumer group per source (<client_id>-signals-<source>), so a worker sees every
+// signal of its sources, replicas of it share them, and adding a source to a worker
+// never replays other sources' old signals. A signal is committed once handed to the
+// source (or found not to be for it).
 func (w *worker) consumeSignals(ctx context.Context, conns []*connector) {
-	topic := schemas.SignalTopic(w.cfg.Kafka.TopicPrefix)
-	// One group per set of sources: workers running different sources each see every
-	// signal; replicas of the same worker share the work.
-	seen := map[string]bool{}
-	var names []string
+	bySource := map[string][]*connector{}
 	for _, c := range conns {
-		if !seen[c.source] {
-			seen[c.source] = true
-			names = append(names, c.source)
-		}
+		bySource[c.source] = append(bySource[c.source], c)
 	}
-	sort.Strings(names)
-	group := w.cfg.Kafka.ClientID + "-capture-signals-" + strings.Join(names, "-")
-	cons, err := bus.NewGroupConsumer(w.busOpts, group, []string{topic})
+	var wg sync.WaitGroup
+	for source, cs := range bySource {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.consumeSourceSignals(ctx, source, cs)
+		}()
+	}
+	wg.Wait()
+}
+
+func (w *worker) consumeSourceSignals(ctx context.Context, source string, conns []*connector) {
+	topic := schemas.SignalTopic(w.cfg.Kafka.TopicPrefix)
+	cons, err := bus.NewGroupConsumer(w.busOpts, w.cfg.Kafka.ClientID+"-signals-"+source, []string{topic})
 	if err != nil {
-		w.log.Error("signal consumer", "err", err)
+		w.log.Error("signal consumer", "source", source, "err", err)
 		return
 	}
 	defer cons.Close()
@@ -320,14 +327,14 @@ func (w *worker) consumeSignals(ctx context.Context, conns []*connector) {
 		m, err := cons.Fetch(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				w.log.Error("signal consumer: fetch", "err", err)
+				w.log.Error("signal consumer: fetch", "source", source, "err", err)
 			}
 			return
 		}
 		var sig SnapshotSignal
 		if err := json.Unmarshal(m.Value, &sig); err != nil || sig.Type != "snapshot" {
 			w.log.Error("signal consumer: ignoring a message that is not a snapshot signal", "offset", m.Offset, "err", err)
-		} else {
+		} else if sig.Source == source {
 			w.applySignal(sig, conns)
 		}
 		if err := cons.Commit(ctx, m); err != nil && ctx.Err() == nil {
@@ -339,8 +346,8 @@ func (w *worker) consumeSignals(ctx context.Context, conns []*connector) {
 func (w *worker) applySignal(sig SnapshotSignal, conns []*connector) {
 	handled := false
 	for _, c := range conns {
-		if c.source != sig.Source {
-			continue
+		if c.source != sig.Source || (c.dataset != "" && c.dataset != sig.Table) {
+			continue // another source, or another dataset of a filedrop source
 		}
 		c.mu.Lock()
 		src := c.current

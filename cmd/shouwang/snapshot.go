@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/shouwang/shouwang/internal/bus"
@@ -44,12 +45,9 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shouwang snapshot: --source %q is not configured in %s\n", *source, cfg.File())
 		return 2
 	}
-	known := false
-	for _, t := range append(src.Tables(), tablesOf(src)...) {
-		known = known || t == *table
-	}
-	if !known {
-		fmt.Fprintf(stderr, "shouwang snapshot: --table %q is not captured by source %q (captured: %v)\n", *table, *source, tablesOf(src))
+	full, err := resolveTable(src, *table)
+	if err != nil {
+		fmt.Fprintf(stderr, "shouwang snapshot: --table: %v\n", err)
 		return 2
 	}
 	if cfg.Kafka.Embedded || len(cfg.Kafka.Brokers) == 0 {
@@ -62,23 +60,43 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 		SASLMechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := sendSnapshotSignal(ctx, opts, k.TopicPrefix, k.ReplicationFactor, SnapshotSignal{Type: "snapshot", Source: *source, Table: *table, Where: *where, By: "cli"}); err != nil {
+	if err := sendSnapshotSignal(ctx, opts, k.TopicPrefix, k.ReplicationFactor, SnapshotSignal{Type: "snapshot", Source: *source, Table: full, Where: *where, By: "cli"}); err != nil {
 		fmt.Fprintf(stderr, "shouwang snapshot: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "snapshot of %s.%s requested on %s\n", *source, *table, schemas.SignalTopic(k.TopicPrefix))
+	fmt.Fprintf(stdout, "snapshot of %s %s requested on %s\n", *source, full, schemas.SignalTopic(k.TopicPrefix))
 	return 0
 }
 
-// tablesOf lists the tables of a source as configured (db.table for databases).
-func tablesOf(s *config.Source) []string {
+// resolveTable returns the name the source knows the table by: "db.table" for
+// database sources (a bare table name is accepted when it is unambiguous), the query
+// or dataset name for poll and filedrop sources.
+func resolveTable(s *config.Source, table string) (string, error) {
+	var full []string
 	switch {
 	case s.MySQL != nil:
-		return s.MySQL.Tables
+		full = s.MySQL.Tables
 	case s.Postgres != nil:
-		return s.Postgres.Tables
+		full = s.Postgres.Tables
+	default:
+		full = s.Tables()
 	}
-	return s.Tables()
+	var matches []string
+	for _, f := range full {
+		if f == table {
+			return f, nil
+		}
+		if i := strings.LastIndexByte(f, '.'); i >= 0 && f[i+1:] == table {
+			matches = append(matches, f)
+		}
+	}
+	switch len(matches) {
+	case 1:
+		return matches[0], nil
+	case 0:
+		return "", fmt.Errorf("%q is not captured by source %q (captured: %s)", table, s.Name, strings.Join(full, ", "))
+	}
+	return "", fmt.Errorf("%q is ambiguous in source %q: write one of %s", table, s.Name, strings.Join(matches, ", "))
 }
 
 // sendSnapshotSignal puts one snapshot request on the signal topic (acks=all).
