@@ -407,7 +407,7 @@ func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent
 		}
 		env := s.envelope(op, table, h, version)
 		env.Key, env.Before, env.After = key, before, after
-		if s.opts.MaxRowBytes > 0 {
+		if bound, ok := envelopeJSONBound(&env); s.opts.MaxRowBytes > 0 && (!ok || bound > s.opts.MaxRowBytes) {
 			if b, err := json.Marshal(env); err == nil && len(b) > s.opts.MaxRowBytes {
 				s.deadLetter(table, h, version, key, nil, nil, "oversized", fmt.Sprintf("row of %d bytes exceeds max_row_bytes %d", len(b), s.opts.MaxRowBytes))
 				continue

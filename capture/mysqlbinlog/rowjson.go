@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/shouwang/shouwang/schemas"
 )
 
 // appendRowJSON appends the JSON encoding of row to dst, byte for byte what
@@ -120,4 +122,49 @@ func appendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// rowJSONBound returns an upper bound of the length of row's JSON encoding, and
+// false when row holds a value type it cannot bound cheaply. Every byte of a string
+// becomes at most 6 (\u00XX, or \ufffd for an invalid byte).
+func rowJSONBound(row map[string]any) (int, bool) {
+	n := 2
+	for k, v := range row {
+		n += 6*len(k) + 4 // quotes, colon, comma
+		switch x := v.(type) {
+		case nil, bool:
+			n += 5
+		case string:
+			n += 6*len(x) + 2
+		case int64, uint64, int, int32, uint32, int16, uint16, int8, uint8:
+			n += 20
+		case float32, float64:
+			n += 32
+		case []byte:
+			n += base64.StdEncoding.EncodedLen(len(x)) + 2
+		default:
+			return 0, false
+		}
+	}
+	return n, true
+}
+
+// envelopeJSONBound returns an upper bound of the length of env's JSON encoding
+// (false: unknown; encode it to know). It lets the per-row MaxRowBytes check skip the
+// full json.Marshal for the ordinary row, far below the limit.
+func envelopeJSONBound(env *schemas.Envelope) (int, bool) {
+	n := 1024 // field names, numbers, punctuation
+	src := &env.Source
+	for _, s := range []string{string(env.Op), src.System, src.Kind, src.DB, src.Table, src.BinlogFile, src.GTID,
+		src.LSN, src.File, src.Watermark, env.Schema.Name, env.DDL} {
+		n += 6 * len(s)
+	}
+	for _, row := range []map[string]any{env.Key, env.Before, env.After} {
+		b, ok := rowJSONBound(row)
+		if !ok {
+			return 0, false
+		}
+		n += b
+	}
+	return n, true
 }

@@ -3,7 +3,11 @@ package mysqlbinlog
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
+
+	"github.com/shouwang/shouwang/internal/testenv"
+	"github.com/shouwang/shouwang/schemas"
 )
 
 // The reload state compares rows by their encoding, so appendRowJSON must give the
@@ -55,7 +59,75 @@ func FuzzAppendRowJSON(f *testing.F) {
 		if string(got) != string(want) {
 			t.Errorf("appendRowJSON = %q, json.Marshal = %q", got, want)
 		}
+		if bound, ok := rowJSONBound(row); !ok || bound < len(want) {
+			t.Errorf("rowJSONBound = %d, %v; the encoding has %d bytes", bound, ok, len(want))
+		}
 	})
+}
+
+func TestEnvelopeJSONBound(t *testing.T) {
+	worst := strings.Repeat("\x00<\u2028\xff", 50)
+	for _, tc := range []struct {
+		name string
+		env  schemas.Envelope
+		ok   bool
+	}{
+		{"empty", schemas.Envelope{}, true},
+		{"update", schemas.Envelope{V: 1, Op: schemas.OpUpdate, Source: schemas.Source{System: worst, Kind: Kind, DB: "d", Table: worst,
+			BinlogFile: "binlog.000001", BinlogPos: 4294967295, GTID: worst, CommitMs: 1 << 62, Seq: 1 << 62},
+			Key: map[string]any{"id": int64(-1 << 63)}, Before: benchRow(), After: map[string]any{worst: worst, "b": []byte(worst), "f": -1.2345678901234567e-300},
+			Schema: schemas.SchemaRef{Name: worst, Version: 1 << 30}, TsMs: 1 << 62}, true},
+		{"unknown type", schemas.Envelope{After: map[string]any{"m": map[string]any{}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := json.Marshal(tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bound, ok := envelopeJSONBound(&tc.env)
+			if ok != tc.ok {
+				t.Fatalf("envelopeJSONBound ok = %v, want %v", ok, tc.ok)
+			}
+			if ok && bound < len(b) {
+				t.Errorf("bound %d below the encoding's %d bytes", bound, len(b))
+			}
+		})
+	}
+}
+
+// A row whose envelope exceeds MaxRowBytes goes to the DLQ as oversized; the bound
+// must not let it through, nor stop an ordinary row.
+func TestOversizedRowDeadLettered(t *testing.T) {
+	srv, db := testenv.MariaDBDatabase(t)
+	d := mustDB(t, srv, db)
+	exec(t, d, "CREATE TABLE t (id INT PRIMARY KEY, note TEXT)")
+	opts := testOptions(t, srv, db)
+	opts.SnapshotMode, opts.MaxRowBytes = SnapshotNever, 4000
+	s := openSource(t, opts, nil)
+	exec(t, d, "INSERT INTO t VALUES (1, 'small')", "INSERT INTO t VALUES (2, REPEAT('x', 5000))", "INSERT INTO t VALUES (3, REPEAT('<', 1000))")
+	chs, _ := readUntilCaughtUp(t, s, headPos(t, d))
+	got := map[int64]string{}
+	for _, c := range chs {
+		var id int64
+		if c.DeadLetter != nil {
+			if !strings.Contains(c.DeadLetter.Reason, "max_row_bytes") {
+				t.Errorf("dead letter reason %q, want the size limit", c.DeadLetter.Reason)
+			}
+			id = 2
+			if strings.Contains(c.DeadLetter.Key, "3") {
+				id = 3
+			}
+			got[id] = "dlq"
+			continue
+		}
+		id = c.Envelope.After["id"].(int64)
+		got[id] = "emitted"
+	}
+	// Row 3 is 1000 bytes in the table but 6000 in JSON (\u003c each).
+	want := map[int64]string{1: "emitted", 2: "dlq", 3: "dlq"}
+	if !jsonEqual(t, want, got) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
 }
 
 func benchRow() map[string]any {
