@@ -16,7 +16,8 @@ import (
 // /dev/null, timed in the same function; ratio = our rows/s ÷ the tool's.
 //
 // Size: SHOUWANG_BENCH_SNAPSHOT_ROWS persons (default 20000; full scale is ≈ 7 M).
-// Chunk size: SHOUWANG_BENCH_CHUNK (default 2000, the production default).
+// Chunk size: SHOUWANG_BENCH_CHUNK (default 2000, the production default); chunks read
+// at once: SHOUWANG_BENCH_PARALLEL (default 1, the production default).
 func BenchmarkSnapshotPerson(b *testing.B) {
 	target := benchEnvInt(b, "SHOUWANG_BENCH_SNAPSHOT_ROWS", 20000)
 	srv, d := benchServer(b)
@@ -40,13 +41,14 @@ func BenchmarkSnapshotPerson(b *testing.B) {
 	toolArgs := []string{"--no-defaults", "-h", srv.Host(), "-P", strconv.Itoa(srv.Port()), "-u", "root",
 		"--single-transaction", "bench", "person"}
 	chunk := benchEnvInt(b, "SHOUWANG_BENCH_CHUNK", 2000)
+	parallel := benchEnvInt(b, "SHOUWANG_BENCH_PARALLEL", 1)
 
 	b.ResetTimer()
 	var ours, theirs, oursCPU, theirCPU time.Duration
 	for i := 0; i < b.N; i++ {
 		k := benchKafka(b)
 		opts := benchOptions(b, srv, SnapshotInitial)
-		opts.Databases, opts.Tables, opts.ChunkSize = nil, []string{"bench.person"}, chunk
+		opts.Databases, opts.Tables, opts.ChunkSize, opts.Parallel = nil, []string{"bench.person"}, chunk, parallel
 		src, err := New(opts)
 		if err != nil {
 			b.Fatal(err)
