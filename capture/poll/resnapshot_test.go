@@ -13,8 +13,14 @@ import (
 	"github.com/shouwang/shouwang/schemas"
 )
 
-func TestRequestSnapshotPostgres(t *testing.T) { b, state := pgBackend(t); testRequestSnapshot(t, b, state) }
-func TestRequestSnapshotMariaDB(t *testing.T)  { b, state := mariaBackend(t); testRequestSnapshot(t, b, state) }
+func TestRequestSnapshotPostgres(t *testing.T) {
+	b, state := pgBackend(t)
+	testRequestSnapshot(t, b, state)
+}
+func TestRequestSnapshotMariaDB(t *testing.T) {
+	b, state := mariaBackend(t)
+	testRequestSnapshot(t, b, state)
+}
 
 // readIDs returns the key ids of the changes with op, in order.
 func readIDs(cs []capture.Change, op schemas.Op) []string {
