@@ -2,7 +2,6 @@ package mysqlbinlog
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -403,9 +402,9 @@ func sqlValue(s colSpec, raw []byte) (any, error) {
 }
 
 // encodeKey is the Kafka message key: the JSON object of the primary-key columns
-// (encoding/json sorts map keys, so the encoding is stable).
+// (keys sorted, byte for byte json.Marshal's encoding, so the encoding is stable).
 func encodeKey(key map[string]any) []byte {
-	b, err := json.Marshal(key)
+	b, err := appendRowJSON(nil, key)
 	if err != nil {
 		return []byte(fmt.Sprint(key))
 	}

@@ -150,6 +150,7 @@ type reloadManager struct {
 	dirty  bool // overlay records written since the last sync
 	// scratch is putRec's encoding buffer; each record keeps an exact-size copy.
 	scratch []byte
+	enc     rowEncoder
 
 	mu       sync.Mutex
 	acked    map[string]uint64
@@ -426,7 +427,7 @@ func (rm *reloadManager) countyOf(row map[string]any) []byte {
 }
 
 func (rm *reloadManager) putRec(key []byte, row map[string]any) (rec, error) {
-	b, err := appendRowJSON(rm.scratch[:0], row)
+	b, err := rm.enc.append(rm.scratch[:0], row)
 	if err != nil {
 		return rec{}, fmt.Errorf("encode row %s: %w", key, err)
 	}

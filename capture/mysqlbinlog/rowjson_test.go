@@ -13,6 +13,7 @@ import (
 // The reload state compares rows by their encoding, so appendRowJSON must give the
 // very bytes json.Marshal gives (state written by older builds stays comparable).
 func TestAppendRowJSONMatchesMarshal(t *testing.T) {
+	var enc rowEncoder
 	for _, tc := range []struct {
 		name string
 		row  map[string]any
@@ -22,6 +23,7 @@ func TestAppendRowJSONMatchesMarshal(t *testing.T) {
 		{"person", map[string]any{"id_no": "510104199001011234", "name": "张三", "income": "12345.50", "age": int64(34), "hh": uint64(18446744073709551615), "photo": []byte{0, 1, 254, 255}, "note": nil}},
 		{"escapes", map[string]any{"s": "a\"b\\c\n\r\t\b\f\x00\x1f<>&\x7f\u2028\u2029 é 😀", "bad": "\xff\xfe ok \xc3"}},
 		{"odd keys", map[string]any{"<k>": 1, "b\"": true, "": false, "é": -1}},
+		{"same count, other keys", map[string]any{"<k>": 1, "b\"": true, "x": false, "é": -1}},
 		{"other types", map[string]any{"f32": float32(1.1), "f64": 1e21, "small": 1e-7, "neg": math.Copysign(0, -1), "i32": int32(-5), "m": map[string]any{"x": 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -35,6 +37,13 @@ func TestAppendRowJSONMatchesMarshal(t *testing.T) {
 			}
 			if string(got) != "prefix"+string(want) {
 				t.Errorf("appendRowJSON = %s\njson.Marshal  = %s", got[6:], want)
+			}
+			// The shared encoder saw the previous case's keys: it must notice the
+			// change, and reuse the order on the second call.
+			for range 2 {
+				if got, err = enc.append(nil, tc.row); err != nil || string(got) != string(want) {
+					t.Errorf("rowEncoder = %s, %v\njson.Marshal = %s", got, err, want)
+				}
 			}
 		})
 	}
@@ -156,6 +165,16 @@ func BenchmarkRowEncoding(b *testing.B) {
 		for b.Loop() {
 			var err error
 			if buf, err = appendRowJSON(buf[:0], row); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("rowEncoder", func(b *testing.B) {
+		var buf []byte
+		var enc rowEncoder
+		for b.Loop() {
+			var err error
+			if buf, err = enc.append(buf[:0], row); err != nil {
 				b.Fatal(err)
 			}
 		}
