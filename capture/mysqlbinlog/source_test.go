@@ -590,31 +590,37 @@ func TestSnapshotResumesFromChunkCursor(t *testing.T) {
 	}
 }
 
+// With parallel 4 the condition also applies to the chunk boundaries (ChunkSize 7).
 func TestRequestSnapshotWithCondition(t *testing.T) {
-	srv, db := testenv.MariaDBDatabase(t)
-	d := mustDB(t, srv, db)
-	exec(t, d, "CREATE TABLE household (id INT PRIMARY KEY, village_code CHAR(12))")
-	for i := 1; i <= 20; i++ {
-		exec(t, d, fmt.Sprintf("INSERT INTO household VALUES (%d, '%s')", i, []string{"510104001001", "510105001001"}[i%2]))
-	}
-	opts := testOptions(t, srv, db)
-	opts.SnapshotMode = SnapshotNever
-	s := openSource(t, opts, nil)
-	if err := s.RequestSnapshot(db+".household", "village_code LIKE '510104%'"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RequestSnapshot("household", ""); err == nil {
-		t.Error("RequestSnapshot accepted a table without database")
-	}
-	chs, _ := readUntilCaughtUp(t, s, headPos(t, d))
-	var ids []int64
-	for _, c := range chs {
-		if c.Envelope.Op != schemas.OpRead || c.Envelope.After["village_code"] != "510104001001" {
-			t.Errorf("unexpected change %s %v", c.Envelope.Op, c.Envelope.After)
-		}
-		ids = append(ids, c.Envelope.After["id"].(int64))
-	}
-	if len(ids) != 10 {
-		t.Errorf("re-snapshot emitted ids %v, want the 10 even ids", ids)
+	for _, par := range []int{1, 4} {
+		t.Run(fmt.Sprintf("parallel=%d", par), func(t *testing.T) {
+			srv, db := testenv.MariaDBDatabase(t)
+			d := mustDB(t, srv, db)
+			exec(t, d, "CREATE TABLE household (id INT PRIMARY KEY, village_code CHAR(12))")
+			for i := 1; i <= 20; i++ {
+				exec(t, d, fmt.Sprintf("INSERT INTO household VALUES (%d, '%s')", i, []string{"510104001001", "510105001001"}[i%2]))
+			}
+			opts := testOptions(t, srv, db)
+			opts.SnapshotMode = SnapshotNever
+			opts.Parallel = par
+			s := openSource(t, opts, nil)
+			if err := s.RequestSnapshot(db+".household", "village_code LIKE '510104%'"); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.RequestSnapshot("household", ""); err == nil {
+				t.Error("RequestSnapshot accepted a table without database")
+			}
+			chs, _ := readUntilCaughtUp(t, s, headPos(t, d))
+			var ids []int64
+			for _, c := range chs {
+				if c.Envelope.Op != schemas.OpRead || c.Envelope.After["village_code"] != "510104001001" {
+					t.Errorf("unexpected change %s %v", c.Envelope.Op, c.Envelope.After)
+				}
+				ids = append(ids, c.Envelope.After["id"].(int64))
+			}
+			if len(ids) != 10 {
+				t.Errorf("re-snapshot emitted ids %v, want the 10 even ids", ids)
+			}
+		})
 	}
 }
