@@ -122,9 +122,6 @@ func (e *Envelope) Validate() error {
 	return nil
 }
 
-// Marshal encodes the envelope as JSON.
-func (e *Envelope) Marshal() ([]byte, error) { return json.Marshal(e) }
-
 // UnmarshalEnvelope decodes and validates one envelope. Numbers are kept as
 // json.Number so that large integers and decimals survive unchanged.
 func UnmarshalEnvelope(b []byte) (*Envelope, error) {
