@@ -214,9 +214,9 @@ func prepare(ctx context.Context, ds *DatasetOptions, tmpDir, path, sha string, 
 			return nil, err
 		}
 	}
-	if d.rows == 0 {
-		return d.reject("empty file: a header but no data rows"), nil
-	}
+	// A header-only file is a real delivery ("no records this month"): incremental, it
+	// changes nothing; full, it deletes every previous row, which the mass-delete
+	// breaker below holds for an operator whenever there were any.
 	if float64(d.badRows) > ds.MaxBadRowShare*float64(d.rows) {
 		return d.reject(fmt.Sprintf("%d of %d rows are bad (more than %.0f%%): wrong layout, delimiter or encoding? (read as %s)", d.badRows, d.rows, ds.MaxBadRowShare*100, tr.Describe())), nil
 	}

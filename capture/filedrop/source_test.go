@@ -395,7 +395,6 @@ func TestRejectedFiles(t *testing.T) {
 	}{
 		{"sniffed-pipe-ok-but-not-here.csv", "身份证号|姓名|残疾等级\n1|a|b\n", []string{"wrong delimiter", "delimiter ','"}},
 		{"empty.csv", "", []string{"empty file"}},
-		{"header-only.csv", "身份证号,姓名,残疾等级\n", []string{"empty file: a header but no data rows"}},
 		{"wrong-delim.csv", "身份证号 姓名 残疾等级\n1 a b\n", []string{"verdict: rejected", "single column", "wrong delimiter"}},
 		{"missing-key.csv", "姓名,残疾等级\n张三,一级\n", []string{`line 1, column "身份证号": required column (field id_number) missing`}},
 		{"unknown.csv", "身份证号,姓名,残疾等级,备注\n1,a,b,c\n", []string{`column "备注": unknown column`}},
@@ -424,6 +423,27 @@ func TestRejectedFiles(t *testing.T) {
 				t.Errorf("rejected file still in the inbox")
 			}
 		})
+	}
+}
+
+// A department with nothing to report sends a header-only file: accepted and silent
+// when there was nothing before, held by the breaker when it would delete everything.
+func TestHeaderOnlyDelivery(t *testing.T) {
+	h := newHarness(t, baseDataset(t))
+	h.write("none.csv", csvUTF8BOM("身份证号,姓名,残疾等级"))
+	h.none()
+	if _, err := os.Stat(filepath.Join(h.ds.Inbox, "archive", "none.csv")); err != nil {
+		t.Fatalf("header-only first delivery not archived: %v", err)
+	}
+	h.write("one.csv", csvUTF8BOM("身份证号,姓名,残疾等级", "510101199001010001,p1,一级"))
+	if cs := h.delivery(); len(cs) != 1 || cs[0].Envelope.Op != schemas.OpCreate {
+		t.Fatalf("delivery after the empty one: %d changes", len(cs))
+	}
+	// Not byte-identical to none.csv (no BOM): an identical file would be a re-delivery.
+	h.write("none-again.csv", []byte("身份证号,姓名,残疾等级\n"))
+	h.none()
+	if _, err := os.Stat(filepath.Join(h.ds.Inbox, "held", "none-again.csv")); err != nil {
+		t.Fatalf("header-only delivery deleting every row not held: %v", err)
 	}
 }
 
