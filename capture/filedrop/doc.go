@@ -15,11 +15,14 @@
 // which holds the last accepted rows sorted by key. Changes are spooled to disk in their
 // final order: dead letters in file order, then the diff in key order.
 //
-// Safety: a re-delivered identical file (same SHA-256) emits nothing; a delivery is
+// Safety: a re-delivered identical file (same SHA-256 as any of the last 1000 accepted
+// deliveries, so an old file sent again by mistake cannot revert later ones) emits
+// nothing; a delivery is
 // committed (state swap, then move to archive/) only when its last change is acked, so
 // a crash re-produces the same changes (at-least-once, deterministic) and the position
 // {v, dataset, file, sha256, line} resumes mid-file ("line" counts the changes of the
-// delivery already emitted). Broken files (wrong delimiter, empty, corrupt XLSX or XLS,
+// delivery already emitted). A header-only file is a delivery with no rows. Broken
+// files (wrong delimiter, no header at all, corrupt XLSX or XLS,
 // missing or unknown columns, merged header cells, duplicate keys) move to rejected/
 // with "<file>.report.txt"; a full delivery deleting more than MaxDeleteShare of the
 // previous rows moves to held/ until Release is called.
