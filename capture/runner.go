@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +34,11 @@ type RunnerOptions struct {
 	Positions   PositionStore
 	// BatchSize is the most changes read and produced at once (default 2000).
 	BatchSize int
+	// MaxInFlight is how many batches may be waiting for Kafka's acknowledgement at
+	// once (default DefaultMaxInFlight; 1 produces strictly one batch after another).
+	// Positions are still saved and acknowledged strictly in order. See Runner for
+	// what more than one costs in per-key order after a produce retry.
+	MaxInFlight int
 	// Registerer receives the runner's metrics (nil: not exported).
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -41,13 +48,37 @@ type RunnerOptions struct {
 	OnBatch func(produced int, saved Position)
 }
 
+// DefaultMaxInFlight is RunnerOptions.MaxInFlight's default. Waiting for acks=all one
+// batch at a time left the pglogical connector at a third of its decode rate; a few
+// batches in flight keep kafka-go's per-partition writers busy.
+const DefaultMaxInFlight = 4
+
 // Runner drives one Source: read a batch → produce it with acks=all → save the highest
-// position reached → Source.Ack. Reading the next batch overlaps producing the current
-// one, but batches are produced strictly one after another, so per-key order and the
-// "save only what Kafka acknowledged" rule hold without an out-of-order tracker. A
-// produce failure (after the bus's own bounded retries) or a failed save/ack stops the
-// runner with an error and nothing past the last saved position is ever treated as
-// done; restarting replays from there (consumers drop the repeats by version).
+// position reached → Source.Ack. Reading runs ahead of producing, and up to MaxInFlight
+// Produce calls run at once, but a batch's position is saved and acknowledged only after
+// that batch and every earlier one were acknowledged by Kafka (an in-order queue of
+// in-flight batches: completions are taken from its head only). A produce failure
+// (after the bus's own bounded retries), a failed encode, read, save or ack stops the
+// runner with an error: earlier batches still in flight are awaited and committed if
+// they succeed, later ones are cancelled and never committed, so nothing past the
+// failed batch is ever treated as done; restarting replays from the last saved
+// position (consumers drop the repeats by version).
+//
+// Per-key order in Kafka. kafka-go keeps one writer goroutine per partition that sends
+// that partition's batches one at a time in the order messages were handed to it,
+// retrying a failed batch (Options.MaxAttempts) before sending the next, so messages of
+// concurrent Produce calls keep their call order within a partition as long as no batch
+// exhausts those attempts. When one does, kafka-go moves on to later batches, and
+// bus.Producer's own retry re-sends only the unacknowledged messages, so they land after
+// later messages of the same partition. With MaxInFlight 1 that can only reorder
+// messages within one batch; with more, an older change of a key from batch k can land
+// after a newer change of the same key from batch k+1 (both are acknowledged and
+// committed, the runner does not stop). If batch k fails for good, batches after it may
+// already be in Kafka and the restart replays k, k+1, ... after them. In every case the
+// newest change of a key is also the last copy of it in the topic or is followed only by
+// older or equal versions, which the consumers' monotonic version check drops: final
+// state is right, but a consumer can see a key's changes out of order and must not treat
+// an older version as news (DESIGN: idempotent by version).
 type Runner struct {
 	o   RunnerOptions
 	log *slog.Logger
@@ -56,6 +87,11 @@ type Runner struct {
 	dlq       *prometheus.CounterVec
 	behind    prometheus.Gauge
 	lastEvent prometheus.Gauge
+
+	// keysInFlight counts, per hash of topic+key, the messages of batches not yet
+	// retired (owned by Run's goroutine).
+	keysInFlight map[uint64]int
+	seed         maphash.Seed
 }
 
 // NewRunner validates opts.
@@ -76,6 +112,9 @@ func NewRunner(o RunnerOptions) (*Runner, error) {
 	if o.BatchSize <= 0 {
 		o.BatchSize = 2000
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -83,7 +122,7 @@ func NewRunner(o RunnerOptions) (*Runner, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry() // counted but not exported
 	}
-	r := &Runner{o: o, log: o.Logger.With("source", o.Name)}
+	r := &Runner{o: o, log: o.Logger.With("source", o.Name), keysInFlight: map[uint64]int{}, seed: maphash.MakeSeed()}
 	r.events = metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "shouwang_capture_events_total",
 		Help: "Change events acknowledged by Kafka, by source, table and op.",
@@ -106,6 +145,19 @@ type batchOrErr struct {
 	changes []Change
 	err     error
 }
+
+// inFlight is one batch handed to the producer; done is closed when its Produce calls
+// returned.
+type inFlight struct {
+	changes []Change
+	msgs    int
+	keys    []uint64 // hashes of the batch's topic+key pairs, counted in Runner.keysInFlight
+	done    chan struct{}
+	err     error // set before done is closed
+}
+
+// closedDone stands for a batch with nothing to produce (heartbeats only).
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Run opens the source at the saved position and loops until ctx is done (returns nil)
 // or something fails (returns the error; the source is closed either way).
@@ -131,7 +183,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
-	batches := make(chan batchOrErr, 1) // one batch read ahead while the previous is produced
+	batches := make(chan batchOrErr, 1) // one batch read ahead while others are produced
 	go func() {
 		defer close(batches)
 		for {
@@ -147,25 +199,87 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		}
 	}()
 
-	for b := range batches {
-		if b.err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("capture %s: read: %w", r.o.Name, b.err)
+	// Produce calls are cancelled when the runner stops; a batch after a failed one
+	// must not keep retrying for nothing.
+	produceCtx, stopProducing := context.WithCancel(ctx)
+	var producers sync.WaitGroup
+	defer func() {
+		stopProducing()
+		producers.Wait()
+	}()
+
+	var (
+		queue      []*inFlight // in read order; only the head is ever committed
+		stopErr    error       // the first failure; no new batches are started after it
+		failed     bool        // a batch failed or a commit failed: commit nothing more
+		readerDone bool
+	)
+	stop := func(err error, poisoned bool) {
+		if stopErr == nil {
+			stopErr = err
 		}
-		if err := r.process(ctx, b.changes); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+		stopReading()
+		if poisoned {
+			failed = true
+			stopProducing()
 		}
 	}
-	return nil
+	for len(queue) > 0 || (stopErr == nil && !readerDone) {
+		var head <-chan struct{}
+		if len(queue) > 0 {
+			head = queue[0].done
+		}
+		var next <-chan batchOrErr
+		if stopErr == nil && !readerDone && len(queue) < r.o.MaxInFlight {
+			next = batches
+		}
+		select {
+		case <-head:
+			f := queue[0]
+			queue[0] = nil
+			queue = queue[1:]
+			r.retire(f)
+			if failed {
+				continue // after a failed batch, later ones are never committed
+			}
+			if f.err != nil {
+				stop(fmt.Errorf("capture %s: produce %d changes (position not advanced; a restart replays them): %w", r.o.Name, f.msgs, f.err), true)
+				continue
+			}
+			if err := r.commit(ctx, f); err != nil {
+				stop(err, true)
+			}
+		case b, ok := <-next:
+			if !ok {
+				readerDone = true
+				continue
+			}
+			if b.err != nil {
+				stop(fmt.Errorf("capture %s: read: %w", r.o.Name, b.err), false)
+				continue
+			}
+			f, err := r.start(produceCtx, &producers, b.changes, queue)
+			if err != nil {
+				stop(err, false)
+				continue
+			}
+			queue = append(queue, f)
+		}
+	}
+	clear(r.keysInFlight)
+	if stopErr != nil && ctx.Err() != nil {
+		return nil // cancelled: whatever failed failed because of it
+	}
+	return stopErr
 }
 
-// process produces one batch and commits its position.
-func (r *Runner) process(ctx context.Context, cs []Change) error {
+// start encodes one batch and hands it to the producer in its own goroutine. Messages
+// whose topic+key also occurs in a batch still in flight (earlier ones) are held back
+// and produced only after every earlier batch was acknowledged; the rest go at once.
+// The order in which concurrent Produce calls reach kafka-go's partition writers is up
+// to the scheduler, so this is what keeps the changes of one key in read order across
+// batches. Hashes stand for the pairs: a collision only holds a message back needlessly.
+func (r *Runner) start(ctx context.Context, wg *sync.WaitGroup, cs []Change, earlier []*inFlight) (*inFlight, error) {
 	msgs := make([]bus.Message, 0, len(cs))
 	now := time.Now()
 	for i := range cs {
@@ -174,15 +288,106 @@ func (r *Runner) process(ctx context.Context, cs []Change) error {
 		}
 		m, err := r.message(&cs[i], now)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		msgs = append(msgs, m)
 	}
+	f := &inFlight{changes: cs, msgs: len(msgs)}
 	if len(msgs) == 0 {
-		// Only position-carrying changes (heartbeats): nothing to acknowledge.
-	} else if err := r.o.Producer.Produce(ctx, msgs...); err != nil {
-		return fmt.Errorf("capture %s: produce %d changes (position not advanced; a restart replays them): %w", r.o.Name, len(msgs), err)
+		// Only position-carrying changes (heartbeats): nothing to acknowledge, but the
+		// position still waits for every earlier batch.
+		f.done = closedDone
+		return f, nil
 	}
+	var held []bus.Message
+	free := msgs
+	if len(earlier) > 0 {
+		// Keys seen in flight are held back together with every later message of the
+		// same key in this batch (a key is either all held or all free).
+		heldKeys := map[uint64]bool{}
+		free = make([]bus.Message, 0, len(msgs))
+		for _, m := range msgs {
+			if len(m.Key) == 0 {
+				free = append(free, m) // keyless: no order to keep
+				continue
+			}
+			h := r.keyHash(&m)
+			if heldKeys[h] || r.keysInFlight[h] > 0 {
+				heldKeys[h] = true
+				held = append(held, m)
+				continue
+			}
+			free = append(free, m)
+		}
+	}
+	f.keys = make([]uint64, 0, len(msgs))
+	for i := range msgs {
+		if len(msgs[i].Key) > 0 {
+			h := r.keyHash(&msgs[i])
+			f.keys = append(f.keys, h)
+			r.keysInFlight[h]++
+		}
+	}
+	waitFor := make([]*inFlight, len(earlier))
+	copy(waitFor, earlier)
+	f.done = make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(f.done)
+		var freeErr error
+		var sent sync.WaitGroup
+		if len(free) > 0 {
+			sent.Add(1)
+			go func() {
+				defer sent.Done()
+				freeErr = r.o.Producer.Produce(ctx, free...)
+			}()
+		}
+		var heldErr error
+		if len(held) > 0 {
+			for _, e := range waitFor {
+				<-e.done
+				if e.err != nil {
+					heldErr = fmt.Errorf("%d messages held back behind an earlier batch that failed", len(held))
+					break
+				}
+			}
+			if heldErr == nil {
+				heldErr = r.o.Producer.Produce(ctx, held...)
+			}
+		}
+		sent.Wait()
+		f.err = errors.Join(freeErr, heldErr)
+	}()
+	return f, nil
+}
+
+// keyHash identifies a message's topic and key for the in-flight key count.
+func (r *Runner) keyHash(m *bus.Message) uint64 {
+	var h maphash.Hash
+	h.SetSeed(r.seed)
+	h.WriteString(m.Topic)
+	h.WriteByte(0)
+	h.Write(m.Key)
+	return h.Sum64()
+}
+
+// retire removes a finished batch's keys from the in-flight count.
+func (r *Runner) retire(f *inFlight) {
+	for _, h := range f.keys {
+		if n := r.keysInFlight[h]; n > 1 {
+			r.keysInFlight[h] = n - 1
+		} else {
+			delete(r.keysInFlight, h)
+		}
+	}
+}
+
+// commit records one acknowledged batch whose predecessors are all committed: metrics,
+// position save, Source.Ack, OnBatch.
+func (r *Runner) commit(ctx context.Context, f *inFlight) error {
+	cs := f.changes
 	var pos Position
 	var commitMs int64
 	for i := range cs {
@@ -215,7 +420,7 @@ func (r *Runner) process(ctx context.Context, cs []Change) error {
 	}
 	r.lastEvent.SetToCurrentTime()
 	if r.o.OnBatch != nil {
-		r.o.OnBatch(len(msgs), pos)
+		r.o.OnBatch(f.msgs, pos)
 	}
 	return nil
 }

@@ -139,6 +139,12 @@ func consumeAll(t *testing.T, opts bus.Options, topic string, n int) []bus.Messa
 }
 
 func TestRunnerProducesCommitsAndResumes(t *testing.T) {
+	for _, inFlight := range []int{1, 0} {
+		t.Run(fmt.Sprintf("max_in_flight_%d", inFlight), func(t *testing.T) { testRunnerProducesCommitsAndResumes(t, inFlight) })
+	}
+}
+
+func testRunnerProducesCommitsAndResumes(t *testing.T, maxInFlight int) {
 	k := testenv.Kafka(t)
 	prefix := "rt"
 	raw, dlq := schemas.RawTopic(prefix, "src", "t"), schemas.DLQTopic(prefix, "capture")
@@ -148,18 +154,20 @@ func TestRunnerProducesCommitsAndResumes(t *testing.T) {
 		bus.TopicSpec{Name: dlq, Partitions: 1, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
-	prod, err := bus.NewProducer(opts)
+	realProd, err := bus.NewProducer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer prod.Close()
+	defer realProd.Close()
+	prod := &testProducer{p: realProd}
 	store, err := NewFileStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	src := newScripted(50, 8, prefix)
 	reg := prometheus.NewRegistry()
-	r, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: prefix, Source: src, Producer: prod, Positions: store, BatchSize: 8, Registerer: reg})
+	r, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: prefix, Source: src, Producer: prod, Positions: store, BatchSize: 8,
+		Registerer: reg, MaxInFlight: maxInFlight})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,10 +212,14 @@ func TestRunnerProducesCommitsAndResumes(t *testing.T) {
 	if got := src.acked[len(src.acked)-1]; got != "49" {
 		t.Fatalf("last ack %s, want 49", got)
 	}
+	if maxInFlight == 1 && prod.maxConcurrent.Load() != 1 {
+		t.Fatalf("MaxInFlight 1 let %d Produce calls run at once", prod.maxConcurrent.Load())
+	}
 
 	// A new runner over the same store resumes after the saved position.
 	src2 := newScripted(60, 8, prefix)
-	r2, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: prefix, Source: src2, Producer: prod, Positions: store, BatchSize: 8})
+	r2, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: prefix, Source: src2, Producer: prod, Positions: store, BatchSize: 8,
+		MaxInFlight: maxInFlight})
 	if err != nil {
 		t.Fatal(err)
 	}
