@@ -160,7 +160,9 @@ type inFlight struct {
 var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Run opens the source at the saved position and loops until ctx is done (returns nil)
-// or something fails (returns the error; the source is closed either way).
+// or something fails (returns the error; the source is closed either way). It returns
+// only after every Produce call it started has returned. A Runner runs one Run at a
+// time.
 func (r *Runner) Run(ctx context.Context) (err error) {
 	last, found, err := r.o.Positions.Load(ctx, r.o.Name)
 	if err != nil {
@@ -217,6 +219,8 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 	stop := func(err error, poisoned bool) {
 		if stopErr == nil {
 			stopErr = err
+		} else if ctx.Err() == nil {
+			r.log.Warn("capture: another failure while stopping", "err", err)
 		}
 		stopReading()
 		if poisoned {

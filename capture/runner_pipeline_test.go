@@ -344,3 +344,32 @@ func TestRunnerHoldsBackKeysOfEarlierBatches(t *testing.T) {
 		t.Fatalf("changes of the shared key arrived as %v, want [1 9 12]", order)
 	}
 }
+
+// TestRunnerReadFailureCommitsEarlierBatches fails the source's third read while the
+// first two batches are still in flight: the runner waits for them, commits both and
+// then returns the read error.
+func TestRunnerReadFailureCommitsEarlierBatches(t *testing.T) {
+	prefix := "rf"
+	_, prod, store := pipelineSetup(t, prefix, nil)
+	release := make(chan struct{})
+	tp := &testProducer{p: prod, hold: map[int64]chan struct{}{0: release}, acked: make(chan int64, 16)}
+	src := uniqueKeys(newScripted(24, 8, prefix))
+	src.failAt = 16 // batches 0-7 and 8-15, then the read fails
+	var saved savedLog
+	r, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: prefix, Source: src, Producer: tp, Positions: store,
+		BatchSize: 8, OnBatch: saved.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	waitAcked(t, tp.acked, 8)
+	close(release)
+	err = <-done
+	if err == nil || !strings.Contains(err.Error(), "scripted read failure at change 16") {
+		t.Fatalf("Run = %v, want the read error", err)
+	}
+	if got := saved.get(); !slices.Equal(got, []string{"7", "15"}) {
+		t.Fatalf("committed %v, want [7 15] (both batches read before the failure)", got)
+	}
+}

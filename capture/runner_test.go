@@ -29,6 +29,7 @@ type scriptedSource struct {
 	openedAt Position
 	acked    []string
 	perRead  int
+	failAt   int // when > 0: ReadN fails once every change before this index was read
 }
 
 func newScripted(n, perRead int, prefix string) *scriptedSource {
@@ -70,6 +71,10 @@ func (s *scriptedSource) Open(_ context.Context, last Position) error {
 
 func (s *scriptedSource) ReadN(ctx context.Context, max int) ([]Change, error) {
 	s.mu.Lock()
+	if s.failAt > 0 && s.next >= s.failAt {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("scripted read failure at change %d", s.next)
+	}
 	if s.next >= len(s.changes) {
 		s.mu.Unlock()
 		<-ctx.Done()
