@@ -36,8 +36,8 @@ type RunnerOptions struct {
 	BatchSize int
 	// MaxInFlight is how many batches may be waiting for Kafka's acknowledgement at
 	// once (default DefaultMaxInFlight; 1 produces strictly one batch after another).
-	// Positions are still saved and acknowledged strictly in order. See Runner for
-	// what more than one costs in per-key order after a produce retry.
+	// Positions are still saved and acknowledged strictly in order, and per-key order
+	// is kept; what more than one gives up is described on Runner.
 	MaxInFlight int
 	// Registerer receives the runner's metrics (nil: not exported).
 	Registerer prometheus.Registerer
@@ -48,10 +48,11 @@ type RunnerOptions struct {
 	OnBatch func(produced int, saved Position)
 }
 
-// DefaultMaxInFlight is RunnerOptions.MaxInFlight's default. Waiting for acks=all one
-// batch at a time left the pglogical connector at a third of its decode rate; a few
-// batches in flight keep kafka-go's per-partition writers busy.
-const DefaultMaxInFlight = 4
+// DefaultMaxInFlight is RunnerOptions.MaxInFlight's default: one batch at a time. More
+// gives up the prefix property (see Runner), which existing consumers and tests rely
+// on, and measured little on a 2-core machine once encoding got cheap (issue #3/#4
+// notes); deployments that need it against a remote cluster can raise it.
+const DefaultMaxInFlight = 1
 
 // Runner drives one Source: read a batch → produce it with acks=all → save the highest
 // position reached → Source.Ack. Reading runs ahead of producing, and up to MaxInFlight
@@ -64,21 +65,23 @@ const DefaultMaxInFlight = 4
 // failed batch is ever treated as done; restarting replays from the last saved
 // position (consumers drop the repeats by version).
 //
-// Per-key order in Kafka. kafka-go keeps one writer goroutine per partition that sends
-// that partition's batches one at a time in the order messages were handed to it,
-// retrying a failed batch (Options.MaxAttempts) before sending the next, so messages of
-// concurrent Produce calls keep their call order within a partition as long as no batch
-// exhausts those attempts. When one does, kafka-go moves on to later batches, and
-// bus.Producer's own retry re-sends only the unacknowledged messages, so they land after
-// later messages of the same partition. With MaxInFlight 1 that can only reorder
-// messages within one batch; with more, an older change of a key from batch k can land
-// after a newer change of the same key from batch k+1 (both are acknowledged and
-// committed, the runner does not stop). If batch k fails for good, batches after it may
-// already be in Kafka and the restart replays k, k+1, ... after them. In every case the
-// newest change of a key is also the last copy of it in the topic or is followed only by
-// older or equal versions, which the consumers' monotonic version check drops: final
-// state is right, but a consumer can see a key's changes out of order and must not treat
-// an older version as news (DESIGN: idempotent by version).
+// Per-key order in Kafka. Concurrent Produce calls reach kafka-go's per-partition
+// writers in whatever order the scheduler runs them, so the runner itself keeps a key's
+// changes in read order: a message whose topic+key occurs in a batch still in flight is
+// held back until every earlier batch was acknowledged; the batch's other messages go
+// at once. Hence no two Produce calls in flight share a key, and kafka-go's retries
+// (Options.MaxAttempts, order-preserving per partition) and bus.Producer's re-sending of
+// unacknowledged messages can reorder a key only within one batch, as with MaxInFlight
+// 1 (see bus.Producer.Produce). After a failure of batch k, later batches may already be
+// in Kafka; the restart replays k, k+1, ... after them, so a key can show an older
+// version after a newer one (also true with MaxInFlight 1 after a crash between ack and
+// save); consumers drop those by version (DESIGN: idempotent by version).
+//
+// The prefix property. With MaxInFlight 1, once any change of batch k is in Kafka,
+// every change read before batch k is too. With more, changes of different keys can
+// become visible out of read order (also within one partition), so a consumer that
+// sees a marker row must not conclude that everything written before it on the source
+// has arrived, and a single-partition topic is no longer in read order across keys.
 type Runner struct {
 	o   RunnerOptions
 	log *slog.Logger

@@ -295,7 +295,7 @@ func TestRunnerHoldsBackKeysOfEarlierBatches(t *testing.T) {
 	src.changes[12].Key = src.changes[1].Key
 	var saved savedLog
 	r, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: prefix, Source: src, Producer: tp, Positions: store,
-		BatchSize: 8, OnBatch: saved.add})
+		BatchSize: 8, MaxInFlight: 4, OnBatch: saved.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestRunnerReadFailureCommitsEarlierBatches(t *testing.T) {
 	src.failAt = 16 // batches 0-7 and 8-15, then the read fails
 	var saved savedLog
 	r, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: prefix, Source: src, Producer: tp, Positions: store,
-		BatchSize: 8, OnBatch: saved.add})
+		BatchSize: 8, MaxInFlight: 4, OnBatch: saved.add})
 	if err != nil {
 		t.Fatal(err)
 	}
