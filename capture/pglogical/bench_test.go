@@ -45,7 +45,7 @@ func BenchmarkDecodeToKafka(b *testing.B) {
 
 		k := testenv.Kafka(b)
 		opts := bus.Options{Brokers: k.Brokers()}
-		topic := schemas.RawTopic("bp", "dept", "public.bench")
+		topic := schemas.RawTopic("bp", "dept", "bench") // topics name the table without its schema
 		if err := bus.EnsureTopics(ctx, opts, bus.TopicSpec{Name: topic, Partitions: 6, ReplicationFactor: 1},
 			bus.TopicSpec{Name: schemas.DLQTopic("bp", "capture"), Partitions: 1, ReplicationFactor: 1}); err != nil {
 			b.Fatal(err)
