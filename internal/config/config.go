@@ -226,8 +226,8 @@ type Snapshot struct {
 	Mode string `yaml:"mode"`
 	// ChunkSize is the rows read per primary-key range query (default 10000).
 	ChunkSize int `yaml:"chunk_size"`
-	// Parallel is how many tables are snapshotted at once (default 1): each one holds a
-	// connection to the source, which departments ration.
+	// Parallel is how many chunks of one table are read at once, each on its own
+	// source connection (default 1; 1..64). It helps when the source has idle cores.
 	Parallel int `yaml:"parallel"`
 }
 
