@@ -2,7 +2,6 @@ package schemas
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 )
 
@@ -20,11 +19,33 @@ import (
 // Names use only [a-z0-9_], so source and table names are lower-cased and any other
 // character becomes "_".
 
-var unsafeTopicChars = regexp.MustCompile(`[^a-z0-9_]+`)
-
-// TopicPart lower-cases s and replaces characters Kafka or our naming disallow.
+// TopicPart lower-cases s and replaces each run of characters other than [a-z0-9_]
+// with one "_". It runs once per captured change, so it avoids regexp and allocates
+// nothing when s is already a valid part.
 func TopicPart(s string) string {
-	return unsafeTopicChars.ReplaceAllString(strings.ToLower(s), "_")
+	valid := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			valid = false
+			break
+		}
+	}
+	if valid {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	inRun := false
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' {
+			b.WriteRune(r)
+			inRun = false
+		} else if !inRun {
+			b.WriteByte('_')
+			inRun = true
+		}
+	}
+	return b.String()
 }
 
 // RawTopic is the topic of one captured source table.
