@@ -23,8 +23,9 @@ import (
 // from the chunk, because the stream already carries a newer image of that row.
 // When the stream reaches the high watermark the remaining rows are emitted as op r
 // (snapshot=true), so they always precede the changes made after the SELECT. The
-// cursor of the last emitted chunk is part of the Position, so a crash repeats at
-// most one chunk group.
+// cursor of the last emitted chunk is part of the Position, so a crash repeats only
+// what the runner had not saved yet: at most one runner batch (RunnerOptions.BatchSize
+// changes) or one chunk group, whichever is larger.
 //
 // With Options.Parallel = N > 1 one window covers a group of up to N chunks of the
 // same table: the N-1 boundary keys are found first (each the ChunkSize-th key after

@@ -71,7 +71,8 @@
 // EXPLAIN must accept it) and then recorded in the Position ("resnapshot": table,
 // where, key cursor), first through a position-only change, then with every chunk;
 // streamed changes handed out meanwhile carry the list too. A restart continues
-// from the saved cursor, so at most one chunk is emitted twice. Identical pending
+// from the saved cursor, so at most one chunk (or one runner batch, if larger) is
+// emitted twice. Identical pending
 // requests collapse into one. A chunk query that fails with a syntax, permission or
 // data error (class 42/22: the table changed since the request) abandons the request
 // with an error in the log instead of stopping the connector.

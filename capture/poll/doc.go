@@ -90,7 +90,8 @@
 // Durability: the request goes into the position document ("resnapshot": query,
 // where, key cursor) through a position-only change before any row is read, and
 // every chunk's position carries the cursor, so a restart continues after the last
-// acknowledged chunk (at most one chunk twice). Identical pending requests collapse.
+// acknowledged chunk (what repeats is at most one chunk or one runner batch, whichever
+// is larger). Identical pending requests collapse.
 // A chunk query that fails (the view changed) abandons the request with an error in
 // the log; the source keeps running.
 //
