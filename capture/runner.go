@@ -180,16 +180,20 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		r.o.Source.Close()
 		return fmt.Errorf("capture %s: open: %w", r.o.Name, err)
 	}
+	readCtx, stopReading := context.WithCancel(ctx)
+	readerExited := make(chan struct{})
 	defer func() {
+		// Close only after the reading goroutine has left ReadN: a source is not
+		// required to support Close concurrently with ReadN.
+		stopReading()
+		<-readerExited
 		if cerr := r.o.Source.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("capture %s: close: %w", r.o.Name, cerr)
 		}
 	}()
-
-	readCtx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
 	batches := make(chan batchOrErr, 1) // one batch read ahead while others are produced
 	go func() {
+		defer close(readerExited)
 		defer close(batches)
 		for {
 			cs, err := r.o.Source.ReadN(readCtx, r.o.BatchSize)
