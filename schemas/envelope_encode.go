@@ -479,3 +479,24 @@ func validNumber(s string) bool {
 	}
 	return s == ""
 }
+
+// MarshalMap encodes m exactly as json.Marshal(m) would (sorted keys, the same
+// escaping and number formats), without reflection. Connectors use it for Kafka message
+// keys, which are encoded once per captured change.
+func MarshalMap(m map[string]any) ([]byte, error) {
+	enc := encoderPool.Get().(*envEncoder)
+	b, err := enc.appendNested(enc.buf[:0], m, 0)
+	var out []byte
+	if err == nil {
+		out = make([]byte, len(b))
+		copy(out, b)
+	}
+	if cap(b) <= 1<<20 {
+		enc.buf = b[:0]
+	}
+	encoderPool.Put(enc)
+	if err != nil {
+		return json.Marshal(m) // too deep, NaN, an invalid json.Number: encoding/json decides
+	}
+	return out, nil
+}

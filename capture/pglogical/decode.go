@@ -26,7 +26,7 @@ func (s *Source) rowChange(keyCols []string, env schemas.Envelope, bad error, ra
 		}
 	}
 	env.Key = key
-	kb, err := json.Marshal(key)
+	kb, err := schemas.MarshalMap(key)
 	if err != nil {
 		kb = []byte(fmt.Sprint(key))
 	}
