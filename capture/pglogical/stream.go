@@ -490,7 +490,11 @@ func (st *streamState) finish(t *txn, commit, end pglogrepl.LSN, at time.Time) {
 	st.enqueuedEnd = end
 	s.m.behind.Set(max(0, time.Since(at).Seconds()))
 	s.mu.Lock()
-	s.queue = append(s.queue, t.changes...)
+	if len(s.queue) == 0 {
+		s.queue = t.changes // the transaction is finished: hand its slice over, no copy
+	} else {
+		s.queue = append(s.queue, t.changes...)
+	}
 	s.mu.Unlock()
 	select {
 	case s.notify <- struct{}{}:
