@@ -55,9 +55,7 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	k := cfg.Kafka
-	opts := bus.Options{Brokers: k.Brokers, ClientID: k.ClientID, TLSEnabled: k.TLS.Enabled, CAFile: k.TLS.CAFile,
-		CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile, InsecureSkipVerify: k.TLS.InsecureSkipVerify,
-		SASLMechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}
+	opts := busOptions(k)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := sendSnapshotSignal(ctx, opts, k.TopicPrefix, k.ReplicationFactor, SnapshotSignal{Type: "snapshot", Source: *source, Table: full, Where: *where, By: "cli"}); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,17 +47,14 @@ func newWorker(ctx context.Context, cfg *config.Config, log *slog.Logger, metric
 	if err := w.server.Start(ctx); err != nil {
 		return nil, err
 	}
-	k := cfg.Kafka
-	w.busOpts = bus.Options{Brokers: k.Brokers, ClientID: k.ClientID, Registerer: w.reg, Logger: log,
-		TLSEnabled: k.TLS.Enabled, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
-		InsecureSkipVerify: k.TLS.InsecureSkipVerify,
-		SASLMechanism:      k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}
-	if k.Embedded || (cfg.Demo && len(k.Brokers) == 0) {
-		if w.embedded, err = bus.StartEmbedded(ctx, bus.EmbeddedOptions{Partitions: k.Partitions}); err != nil {
+	w.busOpts = busOptions(cfg.Kafka)
+	w.busOpts.Registerer, w.busOpts.Logger = w.reg, log
+	if cfg.Kafka.Embedded || (cfg.Demo && len(cfg.Kafka.Brokers) == 0) {
+		if w.embedded, err = bus.StartEmbedded(ctx, bus.EmbeddedOptions{Partitions: cfg.Kafka.Partitions}); err != nil {
 			return nil, err
 		}
-		w.busOpts.Brokers = w.embedded.Brokers()
-		w.busOpts.TLS, w.busOpts.TLSEnabled = (*tls.Config)(nil), false
+		// The in-process broker speaks plain Kafka: no TLS, no SASL.
+		w.busOpts = bus.Options{Brokers: w.embedded.Brokers(), ClientID: cfg.Kafka.ClientID, Registerer: w.reg, Logger: log}
 	}
 	if w.producer, err = bus.NewProducer(w.busOpts); err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
@@ -79,7 +75,15 @@ func newWorker(ctx context.Context, cfg *config.Config, log *slog.Logger, metric
 	return w, nil
 }
 
-// topic creates the topics the configured sources write to, with the configured
+// busOptions maps the kafka section of the configuration onto the bus.
+func busOptions(k config.Kafka) bus.Options {
+	return bus.Options{Brokers: k.Brokers, ClientID: k.ClientID,
+		TLSEnabled: k.TLS.Enabled, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
+		InsecureSkipVerify: k.TLS.InsecureSkipVerify,
+		SASLMechanism:      k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}
+}
+
+// ensureCaptureTopics creates the topics the configured sources write to, with the configured
 // partition count and replication factor.
 func (w *worker) ensureCaptureTopics(ctx context.Context) error {
 	k := w.cfg.Kafka
