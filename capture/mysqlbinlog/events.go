@@ -400,7 +400,7 @@ func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent
 		}
 		s.snap.observe(table, kb)
 		if rt != nil && rt.win != nil {
-			if err := s.reload.windowRow(rt, op, pk, before, after, h.Timestamp); err != nil {
+			if err := s.reload.windowRowKey(rt, op, pk, kb, before, after, h.Timestamp); err != nil {
 				return fmt.Errorf("capture %s: %w", s.opts.Name, err)
 			}
 			continue

@@ -416,24 +416,40 @@ func (rm *reloadManager) closeFiles() {
 	rm.drains = nil
 }
 
-// countyOf returns the first 6 characters of the first county column present.
-func (rm *reloadManager) countyOf(row map[string]any) []byte {
+// countyStr returns the first 6 characters of the first county column present, or
+// "" when the row has none.
+func (rm *reloadManager) countyStr(row map[string]any) string {
 	for _, c := range rm.s.countyCols {
 		if v, ok := row[c].(string); ok && len(v) >= 6 {
-			return []byte(v[:6])
+			return v[:6]
 		}
 	}
-	return nil
+	return ""
 }
 
 func (rm *reloadManager) putRec(key []byte, row map[string]any) (rec, error) {
+	r, err := rm.putRecLater(key, row)
+	r.hash, r.hashLater = rowHash(r.row), false
+	return r, err
+}
+
+// putRecLater is putRec leaving the hash to the sorter's run writer.
+func (rm *reloadManager) putRecLater(key []byte, row map[string]any) (rec, error) {
 	b, err := rm.enc.append(rm.scratch[:0], row)
 	if err != nil {
 		return rec{}, fmt.Errorf("encode row %s: %w", key, err)
 	}
 	rm.scratch = b
-	b = bytes.Clone(b)
-	return rec{key: key, county: rm.countyOf(row), hash: rowHash(b), row: b}, nil
+	// One allocation holds the row and its county code.
+	county := rm.countyStr(row)
+	buf := make([]byte, len(b)+len(county))
+	copy(buf, b)
+	copy(buf[len(b):], county)
+	r := rec{key: key, row: buf[:len(b):len(b)], hashLater: true}
+	if county != "" {
+		r.county = buf[len(b):]
+	}
+	return r, nil
 }
 
 // record applies an emitted change of a reload table to its state overlay.
@@ -479,13 +495,20 @@ func (rm *reloadManager) openWindow(rt *reloadTable, reason string, byPushLog bo
 		return
 	}
 	rt.closeDue = false
-	rt.win = &window{opened: rm.s.cur, reason: reason, byPushLog: byPushLog, spill: newSorter(rt.dir, "window"), lastWrite: int64(ts)}
+	rt.win = &window{opened: rm.s.cur, reason: reason, byPushLog: byPushLog, spill: newWindowSorter(rt.dir), lastWrite: int64(ts)}
 	rm.s.m.reloadWindows.WithLabelValues(rt.name, "opened").Inc()
 	rm.s.log.Info("reload window opened", "table", rt.name, "reason", reason, "position", fmt.Sprintf("%s:%d", rm.s.cur.File, rm.s.cur.Pos))
 }
 
 // windowRow feeds one row change inside an open window.
 func (rm *reloadManager) windowRow(rt *reloadTable, op schemas.Op, pk []string, before, after map[string]any, ts uint32) error {
+	return rm.windowRowKey(rt, op, pk, nil, before, after, ts)
+}
+
+// windowRowKey is windowRow with the row's encoded key (of after, or of before for a
+// delete) when the caller already has it (nil: computed here); it is kept by the
+// spill, so the caller must not change it.
+func (rm *reloadManager) windowRowKey(rt *reloadTable, op schemas.Op, pk []string, kb []byte, before, after map[string]any, ts uint32) error {
 	w := rt.win
 	if ts > 0 {
 		w.lastWrite = int64(ts)
@@ -493,13 +516,19 @@ func (rm *reloadManager) windowRow(rt *reloadTable, op schemas.Op, pk []string, 
 	switch op {
 	case schemas.OpCreate, schemas.OpUpdate, schemas.OpRead:
 		if op == schemas.OpUpdate && before != nil && w.inserted > 0 {
-			if ok := encodeKey(keyOf(pk, before)); !bytes.Equal(ok, encodeKey(keyOf(pk, after))) {
+			if kb == nil {
+				kb = encodeKey(keyOf(pk, after))
+			}
+			if ok := encodeKey(keyOf(pk, before)); !bytes.Equal(ok, kb) {
 				if err := w.spill.add(rec{key: ok, flags: recTomb}); err != nil {
 					return err
 				}
 			}
 		}
-		r, err := rm.putRec(encodeKey(keyOf(pk, after)), after)
+		if kb == nil {
+			kb = encodeKey(keyOf(pk, after))
+		}
+		r, err := rm.putRecLater(kb, after)
 		if err != nil {
 			return fmt.Errorf("reload window of %s: %w", rt.name, err)
 		}
@@ -509,7 +538,10 @@ func (rm *reloadManager) windowRow(rt *reloadTable, op schemas.Op, pk []string, 
 		// Deleting what the window has not inserted is the reload emptying the
 		// table; deleting a row inserted in this window really removes it.
 		if w.inserted > 0 {
-			return w.spill.add(rec{key: encodeKey(keyOf(pk, before)), flags: recTomb})
+			if kb == nil {
+				kb = encodeKey(keyOf(pk, before))
+			}
+			return w.spill.add(rec{key: kb, flags: recTomb})
 		}
 	}
 	return nil
@@ -520,7 +552,7 @@ func (rm *reloadManager) windowRow(rt *reloadTable, op schemas.Op, pk []string, 
 func (rm *reloadManager) truncated(rt *reloadTable, ts uint32) {
 	if rt.win != nil {
 		rt.win.spill.remove()
-		rt.win.spill = newSorter(rt.dir, "window")
+		rt.win.spill = newWindowSorter(rt.dir)
 		rt.win.inserted = 0
 		rt.win.lastWrite = int64(ts)
 		return
@@ -925,16 +957,19 @@ func (rm *reloadManager) closeWindow(ctx context.Context, rt *reloadTable) error
 	defer w.spill.remove()
 	began := time.Now()
 	old := rt.cur()
-	oldIt, cleanup, err := rm.view(rt, old)
+	oldView, cleanup, err := rm.view(rt, old)
 	if err != nil {
 		return fmt.Errorf("capture %s: %w", s.opts.Name, err)
 	}
 	defer cleanup()
+	// Both streams are decoded and merged a batch ahead on another goroutine.
+	oldIt := newPrefetchIter(oldView)
+	defer oldIt.close()
 	winIt, err := w.spill.iter()
 	if err != nil {
 		return fmt.Errorf("capture %s: %w", s.opts.Name, err)
 	}
-	newIt := liveRows{winIt}
+	newIt := newPrefetchIter(liveRows{winIt})
 	defer newIt.close()
 
 	epoch := old.Epoch + 1

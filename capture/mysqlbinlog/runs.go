@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -40,12 +39,20 @@ type rec struct {
 	county []byte
 	hash   uint64
 	row    []byte
+	// hashLater: hash is not computed yet; writeRun computes it (off the reading
+	// goroutine for a background sorter).
+	hashLater bool
 }
 
+// rowHash is FNV-1a (64 bit) of row, written out so that it needs no hash.Hash.
 func rowHash(row []byte) uint64 {
-	h := fnv.New64a()
-	h.Write(row)
-	return h.Sum64()
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for _, c := range row {
+		h ^= uint64(c)
+		h *= prime64
+	}
+	return h
 }
 
 func (r *rec) size() int { return len(r.key) + len(r.county) + len(r.row) + 48 }
@@ -204,9 +211,18 @@ type sorter struct {
 	runs        []string
 	seq         uint64
 	n           int64
+	// background spills sorted runs on a goroutine while records keep coming (the
+	// window's spill: sorting, hashing and writing overlap reading the binlog).
+	background bool
+	pending    chan spillResult
 }
 
 func newSorter(dir, prefix string) *sorter { return &sorter{dir: dir, prefix: prefix} }
+
+// newWindowSorter is the background sorter of a reload window's rows.
+func newWindowSorter(dir string) *sorter {
+	return &sorter{dir: dir, prefix: "window", background: true}
+}
 
 // add takes ownership of r's slices; a zero seq gets the next sequence number.
 func (so *sorter) add(r rec) error {
@@ -236,39 +252,95 @@ func cmpRec(a, b rec) int {
 	return 0
 }
 
+// spill writes the buffer as a sorted run: on a goroutine for a background sorter
+// (the previous run is waited for first, so at most two buffers are in memory).
 func (so *sorter) spill() error {
 	if len(so.buf) == 0 {
 		return nil
 	}
-	slices.SortFunc(so.buf, cmpRec)
-	f, err := os.CreateTemp(so.dir, so.prefix+"-run-*.tmp")
+	if !so.background {
+		p, err := writeRun(so.dir, so.prefix, so.buf)
+		if err != nil {
+			return err
+		}
+		so.runs = append(so.runs, p)
+		so.buf, so.size = so.buf[:0], 0
+		return nil
+	}
+	if err := so.wait(); err != nil {
+		return err
+	}
+	buf := so.buf
+	so.buf, so.size = make([]rec, 0, len(buf)), 0
+	ch := make(chan spillResult, 1)
+	so.pending = ch
+	go func() {
+		p, err := writeRun(so.dir, so.prefix, buf)
+		ch <- spillResult{path: p, err: err}
+	}()
+	return nil
+}
+
+type spillResult struct {
+	path string
+	err  error
+}
+
+// wait collects the run being written in the background, if any.
+func (so *sorter) wait() error {
+	if so.pending == nil {
+		return nil
+	}
+	r := <-so.pending
+	so.pending = nil
+	if r.err != nil {
+		return r.err
+	}
+	so.runs = append(so.runs, r.path)
+	return nil
+}
+
+// writeRun hashes the rows added without a hash, sorts buf and writes it to a new
+// run file in dir.
+func writeRun(dir, prefix string, buf []rec) (string, error) {
+	for i := range buf {
+		if buf[i].hashLater {
+			buf[i].hash, buf[i].hashLater = rowHash(buf[i].row), false
+		}
+	}
+	slices.SortFunc(buf, cmpRec)
+	f, err := os.CreateTemp(dir, prefix+"-run-*.tmp")
 	if err != nil {
-		return fmt.Errorf("reload state: sort run: %w", err)
+		return "", fmt.Errorf("reload state: sort run: %w", err)
 	}
 	f.Close()
 	w, err := createRecWriter(f.Name())
 	if err != nil {
-		return err
+		os.Remove(f.Name())
+		return "", err
 	}
-	for i := range so.buf {
-		if err := w.write(&so.buf[i]); err != nil {
+	for i := range buf {
+		if err := w.write(&buf[i]); err != nil {
 			w.f.Close()
-			return err
+			os.Remove(f.Name())
+			return "", err
 		}
 	}
 	if err := w.w.Flush(); err != nil {
 		w.f.Close()
-		return fmt.Errorf("reload state: write %s: %w", f.Name(), err)
+		os.Remove(f.Name())
+		return "", fmt.Errorf("reload state: write %s: %w", f.Name(), err)
 	}
 	w.f.Close()
-	so.runs = append(so.runs, f.Name())
-	so.buf, so.size = so.buf[:0], 0
-	return nil
+	return f.Name(), nil
 }
 
 // iter spills what is buffered and returns the merged, de-duplicated records.
 func (so *sorter) iter() (recIter, error) {
 	if err := so.spill(); err != nil {
+		return nil, err
+	}
+	if err := so.wait(); err != nil {
 		return nil, err
 	}
 	var its []recIter
@@ -287,6 +359,7 @@ func (so *sorter) iter() (recIter, error) {
 
 // remove deletes the sorter's run files.
 func (so *sorter) remove() {
+	so.wait()
 	for _, p := range so.runs {
 		os.Remove(p)
 	}

@@ -1,0 +1,144 @@
+package mysqlbinlog
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"testing"
+)
+
+// sliceIter yields recs, then err (if any).
+type sliceIter struct {
+	recs   []rec
+	err    error
+	closed bool
+}
+
+func (s *sliceIter) next() (rec, bool, error) {
+	if len(s.recs) == 0 {
+		return rec{}, false, s.err
+	}
+	r := s.recs[0]
+	s.recs = s.recs[1:]
+	return r, true, nil
+}
+func (s *sliceIter) close() { s.closed = true }
+
+func TestPrefetchIter(t *testing.T) {
+	boom := errors.New("boom")
+	for _, tc := range []struct {
+		n   int
+		err error
+	}{{0, nil}, {1, nil}, {prefetchBatch, nil}, {3*prefetchBatch + 7, nil}, {0, boom}, {prefetchBatch + 1, boom}} {
+		t.Run(fmt.Sprintf("%d_%v", tc.n, tc.err), func(t *testing.T) {
+			src := &sliceIter{err: tc.err}
+			for i := range tc.n {
+				src.recs = append(src.recs, rec{key: fmt.Appendf(nil, "%08d", i), seq: uint64(i)})
+			}
+			p := newPrefetchIter(src)
+			got := 0
+			var err error
+			for {
+				r, ok, e := p.next()
+				if e != nil || !ok {
+					err = e
+					break
+				}
+				if want := fmt.Sprintf("%08d", got); string(r.key) != want || r.seq != uint64(got) {
+					t.Fatalf("record %d: key %q seq %d, want %q", got, r.key, r.seq, want)
+				}
+				got++
+			}
+			if got != tc.n || !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
+				t.Fatalf("got %d records and error %v, want %d and %v", got, err, tc.n, tc.err)
+			}
+			p.close()
+			if !src.closed {
+				t.Fatal("source not closed")
+			}
+		})
+	}
+}
+
+// A prefetchIter closed before it is read to the end stops its goroutine and closes
+// the source.
+func TestPrefetchIterEarlyClose(t *testing.T) {
+	src := &sliceIter{}
+	for i := range 10 * prefetchBatch {
+		src.recs = append(src.recs, rec{key: fmt.Appendf(nil, "%08d", i)})
+	}
+	p := newPrefetchIter(src)
+	if _, ok, err := p.next(); !ok || err != nil {
+		t.Fatalf("first record: ok %v, err %v", ok, err)
+	}
+	p.close()
+	p.close()
+	if !src.closed {
+		t.Fatal("source not closed")
+	}
+}
+
+func TestRowHashIsFNV1a(t *testing.T) {
+	for _, s := range []string{"", "a", `{"id":"1","name":"张三"}`} {
+		h := fnv.New64a()
+		h.Write([]byte(s))
+		if got, want := rowHash([]byte(s)), h.Sum64(); got != want {
+			t.Errorf("rowHash(%q) = %x, want %x", s, got, want)
+		}
+	}
+}
+
+// The window's background sorter yields the same records, hashes filled in, as the
+// foreground one, across several spilled runs.
+func TestBackgroundSorterMatchesForeground(t *testing.T) {
+	dir := t.TempDir()
+	fg, bg := newSorter(dir, "fg"), newWindowSorter(dir)
+	defer fg.remove()
+	defer bg.remove()
+	row := make([]byte, 4<<10)
+	n := 3*sortBufferBytes/len(row) + 11
+	for i := range n {
+		k := fmt.Appendf(nil, "%08d", (i*7919)%(n/2+1)) // repeated keys: the last wins
+		r := fmt.Appendf(append([]byte(nil), row...), "%d", i)
+		if err := fg.add(rec{key: k, row: r, hash: rowHash(r)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := bg.add(rec{key: k, row: r, hashLater: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(bg.runs) < 2 {
+		t.Fatalf("background sorter wrote %d runs, want several", len(bg.runs))
+	}
+	fi, err := fg.iter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fi.close()
+	bi, err := bg.iter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bi.close()
+	count := 0
+	for {
+		a, aok, aerr := fi.next()
+		b, bok, berr := bi.next()
+		if aerr != nil || berr != nil {
+			t.Fatal(aerr, berr)
+		}
+		if aok != bok {
+			t.Fatalf("record %d: foreground ok %v, background ok %v", count, aok, bok)
+		}
+		if !aok {
+			break
+		}
+		if string(a.key) != string(b.key) || string(a.row) != string(b.row) || a.hash != b.hash || b.hash != rowHash(b.row) {
+			t.Fatalf("record %d: foreground %q/%x, background %q/%x", count, a.key, a.hash, b.key, b.hash)
+		}
+		count++
+	}
+	if count != n/2+1 {
+		t.Fatalf("%d distinct keys, want %d", count, n/2+1)
+	}
+}
