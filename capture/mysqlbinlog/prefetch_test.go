@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"path/filepath"
 	"testing"
 )
 
@@ -140,5 +141,57 @@ func TestBackgroundSorterMatchesForeground(t *testing.T) {
 	}
 	if count != n/2+1 {
 		t.Fatalf("%d distinct keys, want %d", count, n/2+1)
+	}
+}
+
+// view merges a base with sorted overlays (read as they are) and unsorted ones
+// (sorted first): later overlays win, and within one the later record of a key.
+func TestViewSortedAndUnsortedOverlays(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, recs ...rec) {
+		t.Helper()
+		w, err := createRecWriter(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range recs {
+			if err := w.write(&recs[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	row := func(k, v string) rec { return rec{key: []byte(k), row: []byte(v), hash: rowHash([]byte(v))} }
+	tomb := func(k string) rec { return rec{key: []byte(k), flags: recTomb} }
+	write("base", row("a", "a0"), row("b", "b0"), row("c", "c0"), row("d", "d0"), rec{key: []byte("v"), row: []byte("v0"), flags: recVanished})
+	write("o1", row("b", "b1"), tomb("c"), row("e", "e1"))                                 // sorted
+	write("o2", row("e", "e2"), tomb("d"), row("a", "a2"), row("a", "a3"), row("c", "c2")) // unsorted, a twice
+	write("o3", row("f", "f3"))
+	for _, tc := range []struct {
+		held bool
+		want string
+	}{{false, "a=a3 b=b1 c=c2 e=e2 f=f3 "}, {true, "a=a3 b=b1 c=c2 e=e2 f=f3 v=v0 "}} {
+		g := &generation{Base: "base", Overlays: []string{"o1", "o2", "missing", "o3"}, Held: tc.held}
+		it, cleanup, err := (&reloadManager{}).view(&reloadTable{name: "t", dir: dir}, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for {
+			r, ok, err := it.next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			got += fmt.Sprintf("%s=%s ", r.key, r.row)
+		}
+		cleanup()
+		if got != tc.want {
+			t.Errorf("held %v: view %q, want %q", tc.held, got, tc.want)
+		}
 	}
 }

@@ -787,14 +787,49 @@ func sortedCols(k map[string]any) []string {
 
 // view opens the merged state of generation g: base with overlays applied, deleted
 // rows (tombstones, and vanished rows of a generation that is not held) left out.
+// An overlay whose keys already ascend (the seeding snapshot's, read in key order) is
+// merged as it is; any other goes through a sorter first. Later overlays override
+// earlier ones, and within an overlay the later record of a key wins.
 func (rm *reloadManager) view(rt *reloadTable, g *generation) (recIter, func(), error) {
-	so := newSorter(rt.dir, "overlay")
-	cleanup := func() { so.remove() }
+	var sorters []*sorter
+	var its []recIter
+	cleanup := func() {
+		for _, it := range its {
+			it.close()
+		}
+		for _, so := range sorters {
+			so.remove()
+		}
+	}
+	if g.Base != "" {
+		br, err := openRecReader(filepath.Join(rt.dir, g.Base))
+		if err != nil {
+			return nil, nil, err
+		}
+		its = append(its, br)
+	}
 	for _, o := range g.Overlays {
-		rr, err := openRecReader(filepath.Join(rt.dir, o))
+		path := filepath.Join(rt.dir, o)
+		sorted, err := recFileSorted(path)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		if sorted {
+			rr, err := openRecReader(path)
+			if err != nil {
+				cleanup()
+				return nil, nil, err
+			}
+			its = append(its, rr)
+			continue
+		}
+		so := newSorter(rt.dir, "overlay")
+		sorters = append(sorters, so)
+		rr, err := openRecReader(path)
 		if err != nil {
 			cleanup()
 			return nil, nil, err
@@ -817,29 +852,40 @@ func (rm *reloadManager) view(rt *reloadTable, g *generation) (recIter, func(), 
 			}
 		}
 		rr.close()
-	}
-	ov, err := so.iter()
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	var its []recIter
-	if g.Base != "" {
-		br, err := openRecReader(filepath.Join(rt.dir, g.Base))
+		it, err := so.iter()
 		if err != nil {
-			ov.close()
 			cleanup()
 			return nil, nil, err
 		}
-		its = append(its, br)
+		its = append(its, it)
 	}
-	its = append(its, ov)
 	m, err := newMergeIter(its, true)
+	its = nil // the merge owns them now (and closed them on error)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
 	return &liveIter{m: m, held: g.Held}, func() { m.close(); cleanup() }, nil
+}
+
+// recFileSorted reports whether the keys of the record file at path strictly ascend.
+func recFileSorted(path string) (bool, error) {
+	rr, err := openRecReader(path)
+	if err != nil {
+		return false, err
+	}
+	defer rr.close()
+	var prev []byte
+	for first := true; ; first = false {
+		r, ok, err := rr.next()
+		if err != nil || !ok {
+			return err == nil, err
+		}
+		if !first && bytes.Compare(prev, r.key) >= 0 {
+			return false, nil
+		}
+		prev = r.key
+	}
 }
 
 type liveIter struct {
