@@ -3,8 +3,9 @@ package mysqlbinlog
 import "sync"
 
 // prefetchBatch is how many records a prefetchIter reads ahead per hand-over: large
-// enough that the channel costs nothing per record, small enough to stay in cache.
-const prefetchBatch = 1024
+// enough that the channel costs little per record, small enough that a batch is a
+// small allocation (batches are recycled through a free list anyway).
+const prefetchBatch = 256
 
 // prefetchIter reads another iterator in its own goroutine, a few batches ahead. The
 // window close compares two streams (the stored image: base plus overlays; the
@@ -16,6 +17,7 @@ const prefetchBatch = 1024
 type prefetchIter struct {
 	src  recIter
 	ch   chan prefetched
+	free chan []rec // read batches handed back for reuse
 	stop chan struct{}
 	wg   sync.WaitGroup
 	cur  []rec
@@ -31,7 +33,7 @@ type prefetched struct {
 }
 
 func newPrefetchIter(src recIter) *prefetchIter {
-	p := &prefetchIter{src: src, ch: make(chan prefetched, 4), stop: make(chan struct{})}
+	p := &prefetchIter{src: src, ch: make(chan prefetched, 4), free: make(chan []rec, 6), stop: make(chan struct{})}
 	p.wg.Add(1)
 	go p.run()
 	return p
@@ -40,7 +42,12 @@ func newPrefetchIter(src recIter) *prefetchIter {
 func (p *prefetchIter) run() {
 	defer p.wg.Done()
 	for {
-		b := prefetched{recs: make([]rec, 0, prefetchBatch)}
+		var b prefetched
+		select {
+		case b.recs = <-p.free:
+		default:
+			b.recs = make([]rec, 0, prefetchBatch)
+		}
 		for len(b.recs) < prefetchBatch {
 			r, ok, err := p.src.next()
 			if err != nil {
@@ -74,6 +81,13 @@ func (p *prefetchIter) next() (rec, bool, error) {
 		}
 		if p.done {
 			return rec{}, false, p.err
+		}
+		if p.cur != nil {
+			// Every record of the batch was cleared as it was handed out.
+			select {
+			case p.free <- p.cur[:0]:
+			default:
+			}
 		}
 		b := <-p.ch
 		p.cur, p.i = b.recs, 0

@@ -68,6 +68,13 @@ func FuzzAppendRowJSON(f *testing.F) {
 		if string(got) != string(want) {
 			t.Errorf("appendRowJSON = %q, json.Marshal = %q", got, want)
 		}
+		// The encoder reusing its key order must give the same bytes twice.
+		var enc rowEncoder
+		for range 2 {
+			if got, err := enc.append(nil, row); err != nil || string(got) != string(want) {
+				t.Errorf("rowEncoder = %q, %v; json.Marshal = %q", got, err, want)
+			}
+		}
 		if bound, ok := rowJSONBound(row); !ok || bound < len(want) {
 			t.Errorf("rowJSONBound = %d, %v; the encoding has %d bytes", bound, ok, len(want))
 		}
