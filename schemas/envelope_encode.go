@@ -93,7 +93,7 @@ func (enc *envEncoder) appendEnvelope(b []byte, e *Envelope) ([]byte, error) {
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, int64(e.V), 10)
 	b = append(b, `,"op":`...)
-	b = appendJSONString(b, string(e.Op))
+	b = AppendJSONString(b, string(e.Op))
 	b = append(b, `,"source":`...)
 	b = appendSource(b, &e.Source)
 	if len(e.Key) > 0 {
@@ -115,13 +115,13 @@ func (enc *envEncoder) appendEnvelope(b []byte, e *Envelope) ([]byte, error) {
 		}
 	}
 	b = append(b, `,"schema":{"name":`...)
-	b = appendJSONString(b, e.Schema.Name)
+	b = AppendJSONString(b, e.Schema.Name)
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, int64(e.Schema.Version), 10)
 	b = append(b, '}')
 	if e.DDL != "" {
 		b = append(b, `,"ddl":`...)
-		b = appendJSONString(b, e.DDL)
+		b = AppendJSONString(b, e.DDL)
 	}
 	b = append(b, `,"ts_ms":`...)
 	b = strconv.AppendInt(b, e.TsMs, 10)
@@ -131,18 +131,18 @@ func (enc *envEncoder) appendEnvelope(b []byte, e *Envelope) ([]byte, error) {
 // appendSource follows Source's field order and omitempty tags.
 func appendSource(b []byte, s *Source) []byte {
 	b = append(b, `{"system":`...)
-	b = appendJSONString(b, s.System)
+	b = AppendJSONString(b, s.System)
 	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, s.Kind)
+	b = AppendJSONString(b, s.Kind)
 	if s.DB != "" {
 		b = append(b, `,"db":`...)
-		b = appendJSONString(b, s.DB)
+		b = AppendJSONString(b, s.DB)
 	}
 	b = append(b, `,"table":`...)
-	b = appendJSONString(b, s.Table)
+	b = AppendJSONString(b, s.Table)
 	if s.BinlogFile != "" {
 		b = append(b, `,"binlog_file":`...)
-		b = appendJSONString(b, s.BinlogFile)
+		b = AppendJSONString(b, s.BinlogFile)
 	}
 	if s.BinlogPos != 0 {
 		b = append(b, `,"binlog_pos":`...)
@@ -150,15 +150,15 @@ func appendSource(b []byte, s *Source) []byte {
 	}
 	if s.GTID != "" {
 		b = append(b, `,"gtid":`...)
-		b = appendJSONString(b, s.GTID)
+		b = AppendJSONString(b, s.GTID)
 	}
 	if s.LSN != "" {
 		b = append(b, `,"lsn":`...)
-		b = appendJSONString(b, s.LSN)
+		b = AppendJSONString(b, s.LSN)
 	}
 	if s.File != "" {
 		b = append(b, `,"file":`...)
-		b = appendJSONString(b, s.File)
+		b = AppendJSONString(b, s.File)
 	}
 	if s.Line != 0 {
 		b = append(b, `,"line":`...)
@@ -166,7 +166,7 @@ func appendSource(b []byte, s *Source) []byte {
 	}
 	if s.Watermark != "" {
 		b = append(b, `,"watermark":`...)
-		b = appendJSONString(b, s.Watermark)
+		b = AppendJSONString(b, s.Watermark)
 	}
 	if s.Snapshot {
 		b = append(b, `,"snapshot":true`...)
@@ -219,7 +219,7 @@ func (enc *envEncoder) appendMap(b []byte, m map[string]any, kc *keyCache, depth
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = AppendJSONString(b, k)
 		b = append(b, ':')
 		if b, err = enc.appendValue(b, vals[i], depth); err != nil {
 			break
@@ -238,7 +238,7 @@ func (enc *envEncoder) appendValue(b []byte, v any, depth int) ([]byte, error) {
 	case nil:
 		return append(b, "null"...), nil
 	case string:
-		return appendJSONString(b, x), nil
+		return AppendJSONString(b, x), nil
 	case int64:
 		return strconv.AppendInt(b, x, 10), nil
 	case uint64:
@@ -336,7 +336,7 @@ func (enc *envEncoder) appendNested(b []byte, m map[string]any, depth int) ([]by
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, k)
+		b = AppendJSONString(b, k)
 		b = append(b, ':')
 		if b, err = enc.appendValue(b, m[k], depth); err != nil {
 			return b, err
@@ -384,8 +384,11 @@ var htmlSafe = func() (t [utf8.RuneSelf]bool) {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString is encoding/json's string encoder with HTML escaping on.
-func appendJSONString(dst []byte, s string) []byte {
+// AppendJSONString appends s as a JSON string exactly as encoding/json writes it with
+// HTML escaping on (<, > and & as \u003c…, invalid UTF-8 as \ufffd, U+2028/U+2029
+// escaped). Connectors that encode rows by hand use it so their output stays
+// byte-identical to json.Marshal.
+func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {

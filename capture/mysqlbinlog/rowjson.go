@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/shouwang/shouwang/schemas"
 )
@@ -72,7 +71,7 @@ func (e *rowEncoder) append(dst []byte, row map[string]any) ([]byte, error) {
 	slices.Sort(e.keys)
 	e.enc = e.enc[:0]
 	for _, k := range e.keys {
-		e.enc = append(e.enc, append(appendJSONString(nil, k), ':'))
+		e.enc = append(e.enc, append(schemas.AppendJSONString(nil, k), ':'))
 	}
 	return appendSortedRow(dst, e.keys, row)
 }
@@ -84,7 +83,7 @@ func appendSortedRow(dst []byte, keys []string, row map[string]any) ([]byte, err
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, k)
+		dst = schemas.AppendJSONString(dst, k)
 		dst = append(dst, ':')
 		var err error
 		if dst, err = appendJSONValue(dst, row[k]); err != nil {
@@ -99,7 +98,7 @@ func appendJSONValue(dst []byte, v any) ([]byte, error) {
 	case nil:
 		return append(dst, "null"...), nil
 	case string:
-		return appendJSONString(dst, x), nil
+		return schemas.AppendJSONString(dst, x), nil
 	case int64:
 		return strconv.AppendInt(dst, x, 10), nil
 	case uint64:
@@ -121,68 +120,6 @@ func appendJSONValue(dst []byte, v any) ([]byte, error) {
 		return dst, err
 	}
 	return append(dst, b...), nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-// jsonSafe marks the ASCII bytes appendJSONString copies as they are.
-var jsonSafe = func() (t [utf8.RuneSelf]bool) {
-	for b := 0x20; b < utf8.RuneSelf; b++ {
-		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
-	}
-	return t
-}()
-
-// appendJSONString follows encoding/json's appendString with HTML escaping on.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if jsonSafe[b] {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // rowJSONBound returns an upper bound of the length of row's JSON encoding, and
