@@ -1,9 +1,10 @@
 package mysqlbinlog
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -79,18 +80,7 @@ func TestPrefetchIterEarlyClose(t *testing.T) {
 	}
 }
 
-func TestRowHashIsFNV1a(t *testing.T) {
-	for _, s := range []string{"", "a", `{"id":"1","name":"张三"}`} {
-		h := fnv.New64a()
-		h.Write([]byte(s))
-		if got, want := rowHash([]byte(s)), h.Sum64(); got != want {
-			t.Errorf("rowHash(%q) = %x, want %x", s, got, want)
-		}
-	}
-}
-
-// The window's background sorter yields the same records, hashes filled in, as the
-// foreground one, across several spilled runs.
+// The window's background sorter yields the same records as the foreground one, across several spilled runs.
 func TestBackgroundSorterMatchesForeground(t *testing.T) {
 	dir := t.TempDir()
 	fg, bg := newSorter(dir, "fg"), newWindowSorter(dir)
@@ -101,10 +91,10 @@ func TestBackgroundSorterMatchesForeground(t *testing.T) {
 	for i := range n {
 		k := fmt.Appendf(nil, "%08d", (i*7919)%(n/2+1)) // repeated keys: the last wins
 		r := fmt.Appendf(append([]byte(nil), row...), "%d", i)
-		if err := fg.add(rec{key: k, row: r, hash: rowHash(r)}); err != nil {
+		if err := fg.add(rec{key: k, row: r}); err != nil {
 			t.Fatal(err)
 		}
-		if err := bg.add(rec{key: k, row: r, hashLater: true}); err != nil {
+		if err := bg.add(rec{key: k, row: r}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,8 +124,8 @@ func TestBackgroundSorterMatchesForeground(t *testing.T) {
 		if !aok {
 			break
 		}
-		if string(a.key) != string(b.key) || string(a.row) != string(b.row) || a.hash != b.hash || b.hash != rowHash(b.row) {
-			t.Fatalf("record %d: foreground %q/%x, background %q/%x", count, a.key, a.hash, b.key, b.hash)
+		if string(a.key) != string(b.key) || string(a.row) != string(b.row) {
+			t.Fatalf("record %d: foreground %q, background %q", count, a.key, b.key)
 		}
 		count++
 	}
@@ -163,7 +153,7 @@ func TestViewSortedAndUnsortedOverlays(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	row := func(k, v string) rec { return rec{key: []byte(k), row: []byte(v), hash: rowHash([]byte(v))} }
+	row := func(k, v string) rec { return rec{key: []byte(k), row: []byte(v)} }
 	tomb := func(k string) rec { return rec{key: []byte(k), flags: recTomb} }
 	write("base", row("a", "a0"), row("b", "b0"), row("c", "c0"), row("d", "d0"), rec{key: []byte("v"), row: []byte("v0"), flags: recVanished})
 	write("o1", row("b", "b1"), tomb("c"), row("e", "e1"))                                 // sorted
@@ -174,7 +164,7 @@ func TestViewSortedAndUnsortedOverlays(t *testing.T) {
 		want string
 	}{{false, "a=a3 b=b1 c=c2 e=e2 f=f3 "}, {true, "a=a3 b=b1 c=c2 e=e2 f=f3 v=v0 "}} {
 		g := &generation{Base: "base", Overlays: []string{"o1", "o2", "missing", "o3"}, Held: tc.held}
-		it, cleanup, err := (&reloadManager{}).view(&reloadTable{name: "t", dir: dir}, g)
+		it, cleanup, err := openView(&reloadTable{name: "t", dir: dir}, g, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,5 +183,67 @@ func TestViewSortedAndUnsortedOverlays(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("held %v: view %q, want %q", tc.held, got, tc.want)
 		}
+	}
+}
+
+// skimRecFile measures the complete records of a file (not a record torn at the end)
+// and tells whether their keys ascend.
+func TestSkimRecFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, keys ...string) (string, int64) {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		w, err := createRecWriter(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, k := range keys {
+			r := rec{key: []byte(k), seq: uint64(300 * i), county: []byte("510104"), row: bytes.Repeat([]byte("x"), 200*i)}
+			if err := w.write(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.close(); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return path, fi.Size()
+	}
+	sorted, sortedSize := write("sorted", "a", "b", "c", "d")
+	unsorted, unsortedSize := write("unsorted", "a", "c", "b")
+	dup, dupSize := write("dup", "a", "b", "b")
+	empty, _ := write("empty")
+	for _, tc := range []struct {
+		path string
+		size int64
+		asc  bool
+		last string
+	}{{sorted, sortedSize, true, "d"}, {unsorted, unsortedSize, false, "b"}, {dup, dupSize, false, "b"}, {empty, 0, true, ""}} {
+		size, asc, last, err := skimRecFile(tc.path)
+		if err != nil || size != tc.size || asc != tc.asc || string(last) != tc.last {
+			t.Errorf("%s: size %d ascending %v last %q err %v; want %d %v %q", filepath.Base(tc.path), size, asc, last, err, tc.size, tc.asc, tc.last)
+		}
+	}
+	// Every cut inside the last record leaves the first three.
+	full, err := os.ReadFile(sorted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, threeSize := write("three", "a", "b", "c")
+	for cut := threeSize; cut < sortedSize; cut++ {
+		p := filepath.Join(dir, "torn")
+		if err := os.WriteFile(p, full[:cut], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		size, asc, last, err := skimRecFile(p)
+		if err != nil || size != threeSize || !asc || string(last) != "c" {
+			t.Fatalf("cut at %d of %d: size %d ascending %v last %q err %v; want %d", cut, sortedSize, size, asc, last, err, threeSize)
+		}
+	}
+	if _, _, _, err := skimRecFile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v, want not exist", err)
 	}
 }

@@ -92,9 +92,24 @@ type window struct {
 	opened    binlogPos
 	reason    string
 	byPushLog bool
+	// stream compares the rows with the stored image as they come, while they come
+	// in key order; spill sorts them for the close once they did not.
+	stream    *asyncCollapser
 	spill     *sorter
 	inserted  int64
 	lastWrite int64 // binlog timestamp (Unix seconds) of the last write to the table
+}
+
+// dropRows forgets the rows the window has taken so far.
+func (w *window) dropRows() {
+	if w.stream != nil {
+		w.stream.discard()
+		w.stream = nil
+	}
+	if w.spill != nil {
+		w.spill.remove()
+		w.spill = nil
+	}
 }
 
 // txBuffer holds a transaction's changes of one table while Detect quiet decides
@@ -112,9 +127,14 @@ type reloadTable struct {
 	dir  string
 	man  manifest
 	ow   *recWriter // overlay of the current generation
-	rows int64      // approximate row count (threshold of Detect quiet)
-	win  *window
-	tx   *txBuffer
+	// owSorted: the keys of ow's file strictly ascend so far (the seeding snapshot's
+	// rows, read in key order); owLast is its last key. The window's comparison then
+	// merges the overlay as it is, without checking or sorting it.
+	owSorted bool
+	owLast   []byte
+	rows     int64 // approximate row count (threshold of Detect quiet)
+	win      *window
+	tx       *txBuffer
 
 	closeDue bool
 }
@@ -221,11 +241,9 @@ func (rm *reloadManager) open(ctx context.Context, epochs map[string]uint64, fre
 		if rt.ow != nil {
 			rt.ow.f.Close()
 		}
-		ow, err := appendRecWriter(filepath.Join(rt.dir, rt.cur().Overlays[len(rt.cur().Overlays)-1]))
-		if err != nil {
+		if err := rm.openOverlay(rt); err != nil {
 			return nil, err
 		}
-		rt.ow = ow
 		rt.rows = rt.cur().Rows
 		db, tb, _ := strings.Cut(name, ".")
 		var n int64
@@ -239,6 +257,42 @@ func (rm *reloadManager) open(ctx context.Context, epochs map[string]uint64, fre
 		}
 	}
 	return seed, nil
+}
+
+// openOverlay opens the current generation's overlay for appending. A record torn by
+// a crash in the middle of an append is cut off first (it was written after the saved
+// position, so the binlog replay writes it again; appending after it would make the
+// rest of the log unreadable), and the overlay's key order is learnt.
+func (rm *reloadManager) openOverlay(rt *reloadTable) error {
+	path := filepath.Join(rt.dir, rt.cur().Overlays[len(rt.cur().Overlays)-1])
+	size, asc, last, err := skimRecFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		size, asc, last, err = 0, true, nil, nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Size() > size {
+		rm.s.log.Warn("reload state: cutting off a record torn by a crash at the end of the overlay log",
+			"table", rt.name, "file", path, "size", fi.Size(), "complete", size)
+		if err := os.Truncate(path, size); err != nil {
+			return fmt.Errorf("reload state of %s: %w", rt.name, err)
+		}
+	}
+	ow, err := appendRecWriter(path)
+	if err != nil {
+		return err
+	}
+	rt.ow, rt.owSorted, rt.owLast = ow, asc, last
+	return nil
+}
+
+// sortedOverlay names the current overlay when its keys are known to ascend.
+func (rt *reloadTable) sortedOverlay() string {
+	if !rt.owSorted {
+		return ""
+	}
+	return rt.cur().Overlays[len(rt.cur().Overlays)-1]
 }
 
 func b2f(b bool) float64 {
@@ -404,7 +458,7 @@ func (rm *reloadManager) closeFiles() {
 			rt.ow = nil
 		}
 		if rt.win != nil {
-			rt.win.spill.remove()
+			rt.win.dropRows()
 			rt.win = nil
 		}
 		rm.dropTx(rt)
@@ -427,14 +481,8 @@ func (rm *reloadManager) countyStr(row map[string]any) string {
 	return ""
 }
 
+// putRec encodes row as the state record of key.
 func (rm *reloadManager) putRec(key []byte, row map[string]any) (rec, error) {
-	r, err := rm.putRecLater(key, row)
-	r.hash, r.hashLater = rowHash(r.row), false
-	return r, err
-}
-
-// putRecLater is putRec leaving the hash to the sorter's run writer.
-func (rm *reloadManager) putRecLater(key []byte, row map[string]any) (rec, error) {
 	b, err := rm.enc.append(rm.scratch[:0], row)
 	if err != nil {
 		return rec{}, fmt.Errorf("encode row %s: %w", key, err)
@@ -445,7 +493,7 @@ func (rm *reloadManager) putRecLater(key []byte, row map[string]any) (rec, error
 	buf := make([]byte, len(b)+len(county))
 	copy(buf, b)
 	copy(buf[len(b):], county)
-	r := rec{key: key, row: buf[:len(b):len(b)], hashLater: true}
+	r := rec{key: key, row: buf[:len(b):len(b)]}
 	if county != "" {
 		r.county = buf[len(b):]
 	}
@@ -481,6 +529,13 @@ func (rm *reloadManager) record(rt *reloadTable, op schemas.Op, pk []string, bef
 		if err := rt.ow.write(&recs[i]); err != nil {
 			return err
 		}
+		if rt.owSorted {
+			if rt.owLast != nil && bytes.Compare(recs[i].key, rt.owLast) <= 0 {
+				rt.owSorted, rt.owLast = false, nil
+			} else {
+				rt.owLast = append(rt.owLast[:0], recs[i].key...)
+			}
+		}
 	}
 	rm.dirty = true
 	return nil
@@ -495,7 +550,8 @@ func (rm *reloadManager) openWindow(rt *reloadTable, reason string, byPushLog bo
 		return
 	}
 	rt.closeDue = false
-	rt.win = &window{opened: rm.s.cur, reason: reason, byPushLog: byPushLog, spill: newWindowSorter(rt.dir), lastWrite: int64(ts)}
+	rt.win = &window{opened: rm.s.cur, reason: reason, byPushLog: byPushLog, lastWrite: int64(ts)}
+	rm.startStream(rt)
 	rm.s.m.reloadWindows.WithLabelValues(rt.name, "opened").Inc()
 	rm.s.log.Info("reload window opened", "table", rt.name, "reason", reason, "position", fmt.Sprintf("%s:%d", rm.s.cur.File, rm.s.cur.Pos))
 }
@@ -520,7 +576,7 @@ func (rm *reloadManager) windowRowKey(rt *reloadTable, op schemas.Op, pk []strin
 				kb = encodeKey(keyOf(pk, after))
 			}
 			if ok := encodeKey(keyOf(pk, before)); !bytes.Equal(ok, kb) {
-				if err := w.spill.add(rec{key: ok, flags: recTomb}); err != nil {
+				if err := rm.windowAdd(rt, rec{key: ok, flags: recTomb}); err != nil {
 					return err
 				}
 			}
@@ -528,12 +584,12 @@ func (rm *reloadManager) windowRowKey(rt *reloadTable, op schemas.Op, pk []strin
 		if kb == nil {
 			kb = encodeKey(keyOf(pk, after))
 		}
-		r, err := rm.putRecLater(kb, after)
+		r, err := rm.putRec(kb, after)
 		if err != nil {
 			return fmt.Errorf("reload window of %s: %w", rt.name, err)
 		}
 		w.inserted++
-		return w.spill.add(r)
+		return rm.windowAdd(rt, r)
 	case schemas.OpDelete:
 		// Deleting what the window has not inserted is the reload emptying the
 		// table; deleting a row inserted in this window really removes it.
@@ -541,20 +597,83 @@ func (rm *reloadManager) windowRowKey(rt *reloadTable, op schemas.Op, pk []strin
 			if kb == nil {
 				kb = encodeKey(keyOf(pk, before))
 			}
-			return w.spill.add(rec{key: kb, flags: recTomb})
+			return rm.windowAdd(rt, rec{key: kb, flags: recTomb})
 		}
 	}
 	return nil
 }
 
+// windowAdd hands a window row (or a tombstone) to the running comparison while the
+// rows come in key order, otherwise to the window's sorter.
+func (rm *reloadManager) windowAdd(rt *reloadTable, r rec) error {
+	w := rt.win
+	if a := w.stream; a != nil {
+		switch {
+		case r.flags&recTomb != 0 && a.accepts(r.key):
+			// A key the window has not reached: there is no row to remove (a
+			// later row of that key is compared as usual).
+			return nil
+		case r.flags&recTomb == 0 && a.accepts(r.key):
+			a.add(r)
+			return nil
+		}
+		if err := rm.streamToSorter(rt, r.key); err != nil {
+			return err
+		}
+	}
+	return w.spill.add(r)
+}
+
+// startStream starts the window's comparison as rows come (see collapse.go).
+func (rm *reloadManager) startStream(rt *reloadTable) {
+	a, err := rm.startCollapse(rt)
+	if err != nil {
+		// The sorting path needs nothing more: the close reports any problem.
+		rm.s.log.Warn("reload window: comparing at the close instead of as rows come", "table", rt.name, "error", err)
+		rt.win.spill = newWindowSorter(rt.dir)
+		return
+	}
+	rt.win.stream = a
+}
+
+// streamToSorter moves an async window to the sorting path: the rows compared so far
+// go to a new sorter, which the close merges.
+func (rm *reloadManager) streamToSorter(rt *reloadTable, at []byte) error {
+	w := rt.win
+	a := w.stream
+	w.stream = nil
+	w.spill = newWindowSorter(rt.dir)
+	rm.s.log.Info("reload window rows are not in key order: sorting them for the window close",
+		"table", rt.name, "rows_in_order", a.rows, "key", string(at), "last_key", string(a.last))
+	it, c, err := a.sortedWindowRows()
+	if err != nil {
+		return fmt.Errorf("reload window of %s: %w", rt.name, err)
+	}
+	defer c.abort()
+	defer it.close()
+	for {
+		r, ok, err := it.next()
+		if err != nil {
+			return fmt.Errorf("reload window of %s: %w", rt.name, err)
+		}
+		if !ok {
+			return nil
+		}
+		r.seq = 0
+		if err := w.spill.add(r); err != nil {
+			return err
+		}
+	}
+}
+
 // truncated handles TRUNCATE of a reload table: it opens a window or, inside one,
 // forgets the rows inserted so far.
 func (rm *reloadManager) truncated(rt *reloadTable, ts uint32) {
-	if rt.win != nil {
-		rt.win.spill.remove()
-		rt.win.spill = newWindowSorter(rt.dir)
-		rt.win.inserted = 0
-		rt.win.lastWrite = int64(ts)
+	if w := rt.win; w != nil {
+		w.dropRows()
+		w.inserted = 0
+		w.lastWrite = int64(ts)
+		rm.startStream(rt)
 		return
 	}
 	rm.openWindow(rt, "truncate", false, ts)
@@ -785,12 +904,13 @@ func sortedCols(k map[string]any) []string {
 	return out
 }
 
-// view opens the merged state of generation g: base with overlays applied, deleted
+// openView opens the merged state of generation g: base with overlays applied, deleted
 // rows (tombstones, and vanished rows of a generation that is not held) left out.
 // An overlay whose keys already ascend (the seeding snapshot's, read in key order) is
-// merged as it is; any other goes through a sorter first. Later overlays override
+// merged as it is; any other goes through a sorter first. sorted names an overlay
+// known to ascend (""): it is not checked. Later overlays override
 // earlier ones, and within an overlay the later record of a key wins.
-func (rm *reloadManager) view(rt *reloadTable, g *generation) (recIter, func(), error) {
+func openView(rt *reloadTable, g *generation, sorted string) (recIter, func(), error) {
 	var sorters []*sorter
 	var its []recIter
 	cleanup := func() {
@@ -810,16 +930,23 @@ func (rm *reloadManager) view(rt *reloadTable, g *generation) (recIter, func(), 
 	}
 	for _, o := range g.Overlays {
 		path := filepath.Join(rt.dir, o)
-		sorted, err := recFileSorted(path)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
+		ascends := o == sorted
+		if !ascends {
+			_, asc, _, err := skimRecFile(path)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				cleanup()
+				return nil, nil, err
+			}
+			ascends = asc
 		}
-		if err != nil {
-			cleanup()
-			return nil, nil, err
-		}
-		if sorted {
+		if ascends {
 			rr, err := openRecReader(path)
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
 			if err != nil {
 				cleanup()
 				return nil, nil, err
@@ -866,26 +993,6 @@ func (rm *reloadManager) view(rt *reloadTable, g *generation) (recIter, func(), 
 		return nil, nil, err
 	}
 	return &liveIter{m: m, held: g.Held}, func() { m.close(); cleanup() }, nil
-}
-
-// recFileSorted reports whether the keys of the record file at path strictly ascend.
-func recFileSorted(path string) (bool, error) {
-	rr, err := openRecReader(path)
-	if err != nil {
-		return false, err
-	}
-	defer rr.close()
-	var prev []byte
-	for first := true; ; first = false {
-		r, ok, err := rr.next()
-		if err != nil || !ok {
-			return err == nil, err
-		}
-		if !first && bytes.Compare(prev, r.key) >= 0 {
-			return false, nil
-		}
-		prev = r.key
-	}
 }
 
 type liveIter struct {
@@ -994,135 +1101,101 @@ func (ew *eventWriter) finish() error {
 
 func (ew *eventWriter) abort() { ew.f.Close(); os.Remove(ew.f.Name()) }
 
-// closeWindow collapses a finished reload: one merge of the old image with the
-// window's rows, emitting only real changes and writing the next generation.
+// closeWindow collapses a finished reload: the comparison of the window's rows with
+// the stored image is finished (or, for a window whose rows came out of key order,
+// run now over the sorted rows), its real changes are queued and the next generation
+// becomes current.
 func (rm *reloadManager) closeWindow(ctx context.Context, rt *reloadTable) error {
 	s := rm.s
 	w := rt.win
 	rt.win = nil
-	defer w.spill.remove()
+	defer w.dropRows()
 	began := time.Now()
-	old := rt.cur()
-	oldView, cleanup, err := rm.view(rt, old)
-	if err != nil {
-		return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+	var c *collapser
+	var err error
+	if w.stream != nil {
+		c, err = w.stream.stop(true)
+		w.stream = nil
+	} else {
+		c, err = rm.collapseSorted(ctx, rt, w)
 	}
-	defer cleanup()
-	// Both streams are decoded and merged a batch ahead on another goroutine.
-	oldIt := newPrefetchIter(oldView)
-	defer oldIt.close()
+	if err != nil {
+		return fmt.Errorf("capture %s: collapse reload of %s: %w", s.opts.Name, rt.name, err)
+	}
+	return rm.commitCollapse(rt, w, c, began)
+}
+
+// collapseSorted compares the sorted rows of a window that did not come in key order.
+func (rm *reloadManager) collapseSorted(ctx context.Context, rt *reloadTable, w *window) (*collapser, error) {
+	if rt.ow != nil {
+		if err := rt.ow.flush(false); err != nil {
+			return nil, err
+		}
+	}
+	c, err := newCollapser(rt, rt.cur(), rt.sortedOverlay())
+	if err != nil {
+		return nil, err
+	}
 	winIt, err := w.spill.iter()
 	if err != nil {
-		return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+		c.abort()
+		return nil, err
 	}
+	// The window's runs are decoded and merged a batch ahead on another goroutine,
+	// as the stored image is.
 	newIt := newPrefetchIter(liveRows{winIt})
 	defer newIt.close()
+	for i := 0; ; i++ {
+		if i%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				c.abort()
+				return nil, err
+			}
+		}
+		n, ok, err := newIt.next()
+		if err == nil && ok {
+			err = c.add(&n)
+		}
+		if err != nil {
+			c.abort()
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+	}
+	if err := c.finish(); err != nil {
+		c.abort()
+		return nil, err
+	}
+	return c, nil
+}
 
+// commitCollapse queues a finished comparison's changes (and, unless the breaker holds
+// them, the deletes of the vanished rows) and makes its base the next generation.
+func (rm *reloadManager) commitCollapse(rt *reloadTable, w *window, c *collapser, began time.Time) error {
+	s := rm.s
+	old := rt.cur()
 	epoch := old.Epoch + 1
 	baseName := fmt.Sprintf("base-%d.rec", epoch)
-	bw, err := createRecWriter(filepath.Join(rt.dir, baseName))
-	if err != nil {
-		return err
-	}
 	ev, err := rm.newEventWriter(rt, w.lastWrite)
-	if err != nil {
-		bw.close()
-		return err
-	}
-	vf, err := os.CreateTemp(rt.dir, "vanished-*.tmp")
-	if err != nil {
-		bw.close()
-		ev.abort()
-		return fmt.Errorf("reload state of %s: %w", rt.name, err)
-	}
-	vf.Close()
-	defer os.Remove(vf.Name())
-	vw, err := createRecWriter(vf.Name())
-	if err != nil {
-		bw.close()
-		ev.abort()
-		return err
-	}
 	fail := func(err error) error {
-		bw.close()
-		vw.close()
-		ev.abort()
+		c.abort()
+		if ev != nil {
+			ev.abort()
+		}
 		os.Remove(filepath.Join(rt.dir, baseName))
 		return fmt.Errorf("capture %s: collapse reload of %s: %w", s.opts.Name, rt.name, err)
 	}
-	var oldRows, newRows, unchanged, vanished int64
-	oldByCounty, vanByCounty := map[string]int64{}, map[string]int64{}
-	o, oOK, err := oldIt.next()
 	if err != nil {
+		ev = nil
 		return fail(err)
 	}
-	n, nOK, err := newIt.next()
-	if err != nil {
+	if err := c.cw.each(ev.add); err != nil {
 		return fail(err)
 	}
-	for oOK || nOK {
-		if err := ctx.Err(); err != nil {
-			return fail(err)
-		}
-		c := 0
-		switch {
-		case !oOK:
-			c = 1
-		case !nOK:
-			c = -1
-		default:
-			c = bytes.Compare(o.key, n.key)
-		}
-		if c <= 0 {
-			oldRows++
-			oldByCounty[string(o.county)]++
-		}
-		switch {
-		case c < 0: // vanished
-			vanished++
-			vanByCounty[string(o.county)]++
-			o.flags, o.seq = recVanished, 0
-			if err := bw.write(&o); err != nil {
-				return fail(err)
-			}
-			if err := vw.write(&o); err != nil {
-				return fail(err)
-			}
-		case c > 0: // new
-			newRows++
-			n.flags, n.seq = 0, 0
-			if err := ev.add(schemas.OpCreate, n.key, nil, n.row); err != nil {
-				return fail(err)
-			}
-			if err := bw.write(&n); err != nil {
-				return fail(err)
-			}
-		default:
-			newRows++
-			if o.hash == n.hash && bytes.Equal(o.row, n.row) {
-				unchanged++
-			} else if err := ev.add(schemas.OpUpdate, n.key, o.row, n.row); err != nil {
-				return fail(err)
-			}
-			n.flags, n.seq = 0, 0
-			if err := bw.write(&n); err != nil {
-				return fail(err)
-			}
-		}
-		if c <= 0 {
-			if o, oOK, err = oldIt.next(); err != nil {
-				return fail(err)
-			}
-		}
-		if c >= 0 {
-			if n, nOK, err = newIt.next(); err != nil {
-				return fail(err)
-			}
-		}
-	}
-	if err := vw.close(); err != nil {
-		return fail(err)
-	}
+	oldRows, newRows, unchanged, vanished := c.oldRows, c.newRows, c.unchanged, c.vanished
+	oldByCounty, vanByCounty := c.oldByCounty, c.vanByCounty
 	// Mass-delete circuit breaker.
 	md := s.opts.MassDelete
 	held := false
@@ -1146,7 +1219,7 @@ func (rm *reloadManager) closeWindow(ctx context.Context, rt *reloadTable) error
 			"county_share", fmt.Sprintf("%.4f > %.4f", worstShare, md.MaxCountyShare))
 	}
 	if !held && vanished > 0 {
-		rr, err := openRecReader(vf.Name())
+		rr, err := openRecReader(c.vw.f.Name())
 		if err != nil {
 			return fail(err)
 		}
@@ -1166,8 +1239,11 @@ func (rm *reloadManager) closeWindow(ctx context.Context, rt *reloadTable) error
 		}
 		rr.close()
 	}
-	if err := bw.close(); err != nil {
+	if err := c.bw.close(); err != nil {
 		return fail(err)
+	}
+	if err := os.Rename(c.bw.f.Name(), filepath.Join(rt.dir, baseName)); err != nil {
+		return fail(fmt.Errorf("reload state: %w", err))
 	}
 	// The new generation becomes current before its changes are handed out; the
 	// position after them carries its epoch, and until that is acknowledged the old
@@ -1184,6 +1260,7 @@ func (rm *reloadManager) closeWindow(ctx context.Context, rt *reloadTable) error
 	if err := ev.finish(); err != nil {
 		return err
 	}
+	c.abort() // the base was renamed: only the temporary files go
 	emitted := ev.n[schemas.OpCreate] + ev.n[schemas.OpUpdate] + ev.n[schemas.OpDelete]
 	m := s.m
 	m.reloadWindows.WithLabelValues(rt.name, "closed").Inc()
@@ -1229,7 +1306,7 @@ func (rm *reloadManager) switchGen(rt *reloadTable, g generation) error {
 	if err != nil {
 		return err
 	}
-	rt.ow = ow
+	rt.ow, rt.owSorted, rt.owLast = ow, true, nil
 	rt.rows = g.Rows
 	rm.s.committed.Reload = rm.epochs()
 	return nil
@@ -1250,7 +1327,7 @@ func (rm *reloadManager) release(rt *reloadTable) error {
 			return err
 		}
 	}
-	it, cleanup, err := rm.view(rt, cur)
+	it, cleanup, err := openView(rt, cur, rt.sortedOverlay())
 	if err != nil {
 		return fmt.Errorf("capture %s: release held deletes of %s: %w", s.opts.Name, rt.name, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -46,6 +47,8 @@ func BenchmarkReloadCollapse(b *testing.B) {
 		}
 		rate = f
 	}
+	// SHOUWANG_RELOAD_BENCH_CPUPROFILE=FILE profiles the collapsed read alone.
+	cpuProfile := os.Getenv("SHOUWANG_RELOAD_BENCH_CPUPROFILE")
 	srv := testenv.NewMariaDB(b, testenv.MariaDBOptions{BufferPool: "1G"})
 	ctx := context.Background()
 	db := "reload"
@@ -117,13 +120,26 @@ func BenchmarkReloadCollapse(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			collapsing := len(o.Reload.Tables) > 0
+			if collapsing && cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					b.Fatal(err)
+				}
+			}
 			began := time.Now()
 			if err := src.Open(ctx, start.Encode()); err != nil {
 				b.Fatal(err)
 			}
 			n, _ := benchRead(b, src, head)
 			took := time.Since(began)
-			if len(o.Reload.Tables) > 0 {
+			if collapsing && cpuProfile != "" {
+				pprof.StopCPUProfile()
+			}
+			if collapsing {
 				collapse += took
 				emitted = n
 				var ms runtime.MemStats

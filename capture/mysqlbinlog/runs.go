@@ -17,12 +17,13 @@ import (
 // table of millions of rows is compared with a reload by streaming merges in bounded
 // memory rather than through an in-memory index. A record is
 //
-//	uvarint len(key) | key | flags | uvarint seq | uvarint len(county) | county | hash (8 bytes LE) | uvarint len(row) | row
+//	uvarint len(key) | key | flags | uvarint seq | uvarint len(county) | county | 8 reserved bytes | uvarint len(row) | row
 //
 // key is the encoded primary key (encodeKey), row the canonical JSON of the image
-// downstream holds, hash its FNV-1a, county the 6-digit county code used by the
-// mass-delete breaker (empty when the row has none). seq orders records of one key in
-// a log: the highest wins.
+// downstream holds, county the 6-digit county code used by the mass-delete breaker
+// (empty when the row has none). seq orders records of one key in a log: the highest
+// wins. The reserved bytes once held a hash of row; rows are compared whole (both are
+// in memory when they are compared), so they are written as zero and ignored.
 
 const (
 	recTomb     byte = 1 << iota // the key was deleted
@@ -37,22 +38,7 @@ type rec struct {
 	flags  byte
 	seq    uint64
 	county []byte
-	hash   uint64
 	row    []byte
-	// hashLater: hash is not computed yet; writeRun computes it (off the reading
-	// goroutine for a background sorter).
-	hashLater bool
-}
-
-// rowHash is FNV-1a (64 bit) of row, written out so that it needs no hash.Hash.
-func rowHash(row []byte) uint64 {
-	const offset64, prime64 = 14695981039346656037, 1099511628211
-	h := uint64(offset64)
-	for _, c := range row {
-		h ^= uint64(c)
-		h *= prime64
-	}
-	return h
 }
 
 func (r *rec) size() int { return len(r.key) + len(r.county) + len(r.row) + 48 }
@@ -89,7 +75,7 @@ func (w *recWriter) write(r *rec) error {
 	b = binary.AppendUvarint(b, r.seq)
 	b = binary.AppendUvarint(b, uint64(len(r.county)))
 	b = append(b, r.county...)
-	b = binary.LittleEndian.AppendUint64(b, r.hash)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // reserved
 	b = binary.AppendUvarint(b, uint64(len(r.row)))
 	b = append(b, r.row...)
 	w.buf = b
@@ -193,11 +179,9 @@ func (rr *recReader) next() (rec, bool, error) {
 	if r.county, err = rr.bytes(); err != nil {
 		return r, false, rr.corrupt(err)
 	}
-	var h [8]byte
-	if _, err = io.ReadFull(rr.r, h[:]); err != nil {
+	if _, err = rr.r.Discard(8); err != nil { // reserved
 		return r, false, rr.corrupt(err)
 	}
-	r.hash = binary.LittleEndian.Uint64(h[:])
 	if r.row, err = rr.bytes(); err != nil {
 		return r, false, rr.corrupt(err)
 	}
@@ -228,7 +212,7 @@ type sorter struct {
 	seq         uint64
 	n           int64
 	// background spills sorted runs on a goroutine while records keep coming (the
-	// window's spill: sorting, hashing and writing overlap reading the binlog).
+	// window's spill: sorting and writing overlap reading the binlog).
 	background bool
 	pending    chan spillResult
 }
@@ -316,14 +300,8 @@ func (so *sorter) wait() error {
 	return nil
 }
 
-// writeRun hashes the rows added without a hash, sorts buf and writes it to a new
-// run file in dir.
+// writeRun sorts buf and writes it to a new run file in dir.
 func writeRun(dir, prefix string, buf []rec) (string, error) {
-	for i := range buf {
-		if buf[i].hashLater {
-			buf[i].hash, buf[i].hashLater = rowHash(buf[i].row), false
-		}
-	}
 	slices.SortFunc(buf, cmpRec)
 	f, err := os.CreateTemp(dir, prefix+"-run-*.tmp")
 	if err != nil {
@@ -495,4 +473,86 @@ func removeTemp(dir string) {
 	for _, p := range m {
 		os.Remove(p)
 	}
+}
+
+// skimRecFile reads the record file at path without keeping its records. It returns
+// the length of its complete records (a record torn by a crash at the end is not
+// counted), whether their keys strictly ascend, and the last key.
+func skimRecFile(path string) (size int64, ascending bool, last []byte, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false, nil, err
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, 1<<20)
+	ascending = true
+	var key []byte
+	var off int64
+	// field reads a uvarint length and, into buf when keep, the bytes after it.
+	field := func(keep bool, buf []byte) ([]byte, int64, error) {
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			return buf, 0, err
+		}
+		if n > 1<<30 {
+			return buf, 0, fmt.Errorf("field of %d bytes", n)
+		}
+		used := int64(uvarintLen(n)) + int64(n)
+		if keep {
+			buf = slices.Grow(buf[:0], int(n))[:n]
+			_, err = io.ReadFull(r, buf)
+		} else {
+			_, err = r.Discard(int(n))
+		}
+		return buf, used, err
+	}
+	for {
+		var n, used int64
+		key, used, err = field(true, key)
+		if errors.Is(err, io.EOF) && used == 0 {
+			return off, ascending, last, nil
+		}
+		n += used
+		if err == nil {
+			_, err = r.ReadByte() // flags
+			n++
+		}
+		if err == nil {
+			var seq uint64
+			seq, err = binary.ReadUvarint(r)
+			n += int64(uvarintLen(seq))
+		}
+		if err == nil {
+			_, used, err = field(false, nil) // county
+			n += used
+		}
+		if err == nil {
+			_, err = r.Discard(8)
+			n += 8
+		}
+		if err == nil {
+			_, used, err = field(false, nil) // row
+			n += used
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return off, ascending, last, nil // torn at the end
+		}
+		if err != nil {
+			return 0, false, nil, fmt.Errorf("reload state: read %s at byte %d: %w (delete the reload state directory and re-snapshot the table)", path, off, err)
+		}
+		if ascending && last != nil && bytes.Compare(key, last) <= 0 {
+			ascending = false
+		}
+		last = append(last[:0], key...)
+		off += n
+	}
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }

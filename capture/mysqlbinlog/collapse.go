@@ -1,0 +1,406 @@
+package mysqlbinlog
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+
+	"github.com/shouwang/shouwang/schemas"
+)
+
+// The comparison of a reload window with the stored image.
+//
+// A collapser takes the window's rows in strictly ascending key order and walks the
+// stored image (base + overlays, key-sorted) alongside: a stored row passed over is a
+// vanished row, an equal row is unchanged, a different row is an update, a row with no
+// stored row is new. As it goes it writes the next generation's base, the vanished
+// rows and the real changes (to temporary files in the table's state directory, named
+// *.tmp so that a restart removes them).
+//
+// National pushes load their tables in primary-key order, so the window's rows usually
+// arrive sorted: the window then feeds them to a collapser on its own goroutine while
+// the binlog is still being read (asyncCollapser), and closing the window only has to
+// finish the walk of the stored image. When a row arrives out of key order, or a row
+// the window already inserted is deleted or changed, the window turns to sorting: the
+// rows compared so far are read back from the unfinished base into a sorter, and the
+// window close feeds the sorted rows to a new collapser instead.
+
+// collapseCounts are a collapse's totals, for the breaker, the metrics and the log.
+type collapseCounts struct {
+	oldRows, newRows, unchanged, updated, created, vanished int64
+	oldByCounty, vanByCounty                                map[string]int64
+}
+
+type collapser struct {
+	rt      *reloadTable
+	old     *prefetchIter
+	cleanup func()
+	o       rec
+	oOK     bool
+	// bw is the next generation's base, vw the vanished rows, cw the updates and
+	// creates: all temporary until the window's collapse is committed.
+	bw, vw *recWriter
+	cw     *changeWriter
+	collapseCounts
+}
+
+// newCollapser opens the stored image of generation g of rt (sorted: see openView).
+// The caller must have flushed rt's overlay writer.
+func newCollapser(rt *reloadTable, g *generation, sorted string) (c *collapser, err error) {
+	view, cleanup, err := openView(rt, g, sorted)
+	if err != nil {
+		return nil, err
+	}
+	c = &collapser{rt: rt, old: newPrefetchIter(view), cleanup: cleanup,
+		collapseCounts: collapseCounts{oldByCounty: map[string]int64{}, vanByCounty: map[string]int64{}}}
+	defer func() {
+		if err != nil {
+			c.abort()
+			c = nil
+		}
+	}()
+	if c.bw, err = createTempRecWriter(rt.dir, "collapse-base-*.tmp"); err != nil {
+		return c, err
+	}
+	if c.vw, err = createTempRecWriter(rt.dir, "collapse-vanished-*.tmp"); err != nil {
+		return c, err
+	}
+	if c.cw, err = createChangeWriter(rt.dir); err != nil {
+		return c, err
+	}
+	c.o, c.oOK, err = c.old.next()
+	return c, err
+}
+
+func createTempRecWriter(dir, pattern string) (*recWriter, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("reload state: %w", err)
+	}
+	f.Close()
+	return createRecWriter(f.Name())
+}
+
+// add compares the window row n, whose key is greater than every key added before.
+func (c *collapser) add(n *rec) error {
+	for c.oOK {
+		k := bytes.Compare(c.o.key, n.key)
+		if k > 0 {
+			break
+		}
+		c.oldRows++
+		c.oldByCounty[string(c.o.county)]++
+		if k < 0 {
+			if err := c.vanish(); err != nil {
+				return err
+			}
+			continue
+		}
+		c.newRows++
+		if bytes.Equal(c.o.row, n.row) {
+			c.unchanged++
+		} else {
+			c.updated++
+			if err := c.cw.add(schemas.OpUpdate, n.key, c.o.row, n.row); err != nil {
+				return err
+			}
+		}
+		n.flags, n.seq = 0, 0
+		if err := c.bw.write(n); err != nil {
+			return err
+		}
+		return c.nextOld()
+	}
+	c.newRows++
+	c.created++
+	if err := c.cw.add(schemas.OpCreate, n.key, nil, n.row); err != nil {
+		return err
+	}
+	n.flags, n.seq = 0, 0
+	return c.bw.write(n)
+}
+
+func (c *collapser) nextOld() error {
+	var err error
+	c.o, c.oOK, err = c.old.next()
+	return err
+}
+
+// vanish records the current stored row as absent from the reload and moves on.
+func (c *collapser) vanish() error {
+	c.vanished++
+	c.vanByCounty[string(c.o.county)]++
+	c.o.flags, c.o.seq = recVanished, 0
+	if err := c.bw.write(&c.o); err != nil {
+		return err
+	}
+	if err := c.vw.write(&c.o); err != nil {
+		return err
+	}
+	return c.nextOld()
+}
+
+// finish marks the stored rows after the last window row vanished.
+func (c *collapser) finish() error {
+	for c.oOK {
+		c.oldRows++
+		c.oldByCounty[string(c.o.county)]++
+		if err := c.vanish(); err != nil {
+			return err
+		}
+	}
+	c.closeOld()
+	if err := c.vw.close(); err != nil {
+		return err
+	}
+	return c.cw.flush()
+}
+
+func (c *collapser) closeOld() {
+	if c.old != nil {
+		c.old.close()
+		c.cleanup()
+		c.old = nil
+	}
+}
+
+// windowRows reads back the window rows added so far (the unfinished base without
+// its vanished rows); the caller closes the iterator.
+func (c *collapser) windowRows() (recIter, error) {
+	if err := c.bw.flush(false); err != nil {
+		return nil, err
+	}
+	rr, err := openRecReader(c.bw.f.Name())
+	if err != nil {
+		return nil, err
+	}
+	return windowOnly{rr}, nil
+}
+
+type windowOnly struct{ rr *recReader }
+
+func (w windowOnly) next() (rec, bool, error) {
+	for {
+		r, ok, err := w.rr.next()
+		if err != nil || !ok || r.flags&recVanished == 0 {
+			return r, ok, err
+		}
+	}
+}
+func (w windowOnly) close() { w.rr.close() }
+
+// abort closes and removes everything the collapser opened or wrote.
+func (c *collapser) abort() {
+	c.closeOld()
+	for _, w := range []*recWriter{c.bw, c.vw} {
+		if w != nil {
+			w.f.Close()
+			os.Remove(w.f.Name())
+		}
+	}
+	if c.cw != nil {
+		c.cw.f.Close()
+		os.Remove(c.cw.f.Name())
+	}
+}
+
+// changeWriter keeps a collapse's updates and creates until the window closes, when
+// they become envelopes (which carry the close's position and schema version):
+//
+//	op | uvarint len(key) | key | uvarint len(before) | before | uvarint len(after) | after
+type changeWriter struct {
+	f   *os.File
+	w   *bufio.Writer
+	buf []byte
+}
+
+func createChangeWriter(dir string) (*changeWriter, error) {
+	f, err := os.CreateTemp(dir, "collapse-changes-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("reload state: %w", err)
+	}
+	return &changeWriter{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+func (cw *changeWriter) add(op schemas.Op, key, before, after []byte) error {
+	b := append(cw.buf[:0], op[0])
+	for _, f := range [][]byte{key, before, after} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	cw.buf = b
+	if _, err := cw.w.Write(b); err != nil {
+		return fmt.Errorf("reload state: write %s: %w", cw.f.Name(), err)
+	}
+	return nil
+}
+
+func (cw *changeWriter) flush() error {
+	if err := cw.w.Flush(); err != nil {
+		return fmt.Errorf("reload state: write %s: %w", cw.f.Name(), err)
+	}
+	return nil
+}
+
+// each calls fn with every change written, in order (before is nil for a create).
+func (cw *changeWriter) each(fn func(op schemas.Op, key, before, after []byte) error) error {
+	if _, err := cw.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("reload state: %w", err)
+	}
+	r := bufio.NewReaderSize(cw.f, 64<<10)
+	field := func() ([]byte, error) {
+		n, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, nil
+		}
+		b := make([]byte, n)
+		_, err = io.ReadFull(r, b)
+		return b, err
+	}
+	for {
+		op, err := r.ReadByte()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		var f [3][]byte
+		for i := 0; i < 3 && err == nil; i++ {
+			f[i], err = field()
+		}
+		if err != nil {
+			return fmt.Errorf("reload state: read %s: %w", cw.f.Name(), err)
+		}
+		if err := fn(schemas.Op(string(rune(op))), f[0], f[1], f[2]); err != nil {
+			return err
+		}
+	}
+}
+
+// asyncCollapseBatch is how many window rows go to the collapser's goroutine at once.
+const asyncCollapseBatch = 512
+
+// asyncCollapser runs a collapser on its own goroutine, fed batches of window rows by
+// the reading goroutine. The goroutine owns the collapser until stop returns.
+type asyncCollapser struct {
+	in    chan []rec
+	free  chan []rec
+	done  chan error
+	batch []rec
+	// last is the key of the last row added (reading goroutine).
+	last []byte
+	rows int64
+	// finishing is set before in is closed: walk the rest of the stored image.
+	finishing bool
+	aborted   atomic.Bool
+	c         *collapser
+}
+
+// startCollapse starts comparing a new window of rt with rt's current image.
+func (rm *reloadManager) startCollapse(rt *reloadTable) (*asyncCollapser, error) {
+	if rt.ow != nil {
+		if err := rt.ow.flush(false); err != nil {
+			return nil, err
+		}
+	}
+	g := *rt.cur()
+	sorted := rt.sortedOverlay()
+	a := &asyncCollapser{in: make(chan []rec, 8), free: make(chan []rec, 10), done: make(chan error, 1),
+		batch: make([]rec, 0, asyncCollapseBatch)}
+	go a.run(rt, &g, sorted)
+	return a, nil
+}
+
+func (a *asyncCollapser) run(rt *reloadTable, g *generation, sorted string) {
+	c, err := newCollapser(rt, g, sorted)
+	a.c = c
+	for b := range a.in {
+		for i := 0; err == nil && i < len(b) && !a.aborted.Load(); i++ {
+			err = c.add(&b[i])
+		}
+		clear(b)
+		select {
+		case a.free <- b[:0]:
+		default:
+		}
+	}
+	if err == nil && a.finishing && !a.aborted.Load() {
+		err = c.finish()
+	}
+	a.done <- err
+}
+
+// accepts reports whether a row with key k can be added: its key is greater than
+// every key added so far.
+func (a *asyncCollapser) accepts(k []byte) bool {
+	return a.last == nil || bytes.Compare(k, a.last) > 0
+}
+
+// add queues r, whose key accepts.
+func (a *asyncCollapser) add(r rec) {
+	a.last = r.key
+	a.rows++
+	a.batch = append(a.batch, r)
+	if len(a.batch) == cap(a.batch) {
+		a.send()
+	}
+}
+
+func (a *asyncCollapser) send() {
+	if len(a.batch) == 0 {
+		return
+	}
+	a.in <- a.batch
+	select {
+	case a.batch = <-a.free:
+	default:
+		a.batch = make([]rec, 0, asyncCollapseBatch)
+	}
+}
+
+// stop hands over the last rows and waits for the goroutine; with finish the stored
+// rows after the last window row are marked vanished. The caller owns the collapser.
+func (a *asyncCollapser) stop(finish bool) (*collapser, error) {
+	a.send()
+	a.finishing = finish
+	close(a.in)
+	err := <-a.done
+	if err != nil && a.c != nil {
+		a.c.abort()
+		return nil, err
+	}
+	return a.c, err
+}
+
+// discard stops the goroutine and removes what it wrote.
+func (a *asyncCollapser) discard() {
+	a.aborted.Store(true)
+	a.batch = a.batch[:0]
+	close(a.in)
+	<-a.done
+	if a.c != nil {
+		a.c.abort()
+	}
+}
+
+// sortedWindowRows turns an async window into a sorting one: it stops the comparison
+// and returns the rows compared so far, in key order.
+func (a *asyncCollapser) sortedWindowRows() (recIter, *collapser, error) {
+	c, err := a.stop(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.closeOld()
+	it, err := c.windowRows()
+	if err != nil {
+		c.abort()
+		return nil, nil, err
+	}
+	return it, c, nil
+}
