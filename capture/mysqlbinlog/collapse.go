@@ -36,6 +36,9 @@ type collapseCounts struct {
 	oldByCounty, vanByCounty                                map[string]int64
 }
 
+// baseSyncBytes is how much of a new base is written between background syncs.
+const baseSyncBytes = 64 << 20
+
 type collapser struct {
 	rt      *reloadTable
 	old     *prefetchIter
@@ -46,17 +49,19 @@ type collapser struct {
 	// creates: all temporary until the window's collapse is committed.
 	bw, vw *recWriter
 	cw     *changeWriter
+	enc    recEncoder
 	collapseCounts
 }
 
 // newCollapser opens the stored image of generation g of rt (sorted: see openView).
-// The caller must have flushed rt's overlay writer.
-func newCollapser(rt *reloadTable, g *generation, sorted string) (c *collapser, err error) {
+// The caller must have flushed rt's overlay writer. countyCols are the columns
+// addRow takes the county code of a row from.
+func newCollapser(rt *reloadTable, g *generation, sorted string, countyCols []string) (c *collapser, err error) {
 	view, cleanup, err := openView(rt, g, sorted)
 	if err != nil {
 		return nil, err
 	}
-	c = &collapser{rt: rt, old: newPrefetchIter(view), cleanup: cleanup,
+	c = &collapser{rt: rt, old: newPrefetchIter(view), cleanup: cleanup, enc: recEncoder{countyCols: countyCols},
 		collapseCounts: collapseCounts{oldByCounty: map[string]int64{}, vanByCounty: map[string]int64{}}}
 	defer func() {
 		if err != nil {
@@ -67,6 +72,7 @@ func newCollapser(rt *reloadTable, g *generation, sorted string) (c *collapser, 
 	if c.bw, err = createTempRecWriter(rt.dir, "collapse-base-*.tmp"); err != nil {
 		return c, err
 	}
+	c.bw.syncInBackground(baseSyncBytes)
 	if c.vw, err = createTempRecWriter(rt.dir, "collapse-vanished-*.tmp"); err != nil {
 		return c, err
 	}
@@ -199,6 +205,7 @@ func (c *collapser) abort() {
 	c.closeOld()
 	for _, w := range []*recWriter{c.bw, c.vw} {
 		if w != nil {
+			w.stopSyncing()
 			w.f.Close()
 			os.Remove(w.f.Name())
 		}
@@ -289,10 +296,10 @@ const asyncCollapseBatch = 512
 // asyncCollapser runs a collapser on its own goroutine, fed batches of window rows by
 // the reading goroutine. The goroutine owns the collapser until stop returns.
 type asyncCollapser struct {
-	in    chan []rec
-	free  chan []rec
+	in    chan []windowItem
+	free  chan []windowItem
 	done  chan error
-	batch []rec
+	batch []windowItem
 	// last is the key of the last row added (reading goroutine).
 	last []byte
 	rows int64
@@ -300,6 +307,25 @@ type asyncCollapser struct {
 	finishing bool
 	aborted   atomic.Bool
 	c         *collapser
+	// dead are the row images whose values did not convert (left out of the
+	// window, as the ordinary path leaves them); the reading goroutine sends them to
+	// the DLQ once the goroutine is done.
+	dead []windowItem
+	plan *rowPlan
+}
+
+// windowItem is a window row handed to the comparison: a record, or a row the
+// comparison's goroutine encodes (the encoding is the costliest part of taking a
+// window row, and the reading goroutine is the busiest).
+type windowItem struct {
+	r   rec
+	row map[string]any
+	// or a binlog row image to convert (rawrow.go); meta is where it was read, for
+	// the DLQ when a value does not convert.
+	specs []colSpec
+	pk    []string
+	raw   []any
+	meta  rowMeta
 }
 
 // startCollapse starts comparing a new window of rt with rt's current image.
@@ -311,18 +337,31 @@ func (rm *reloadManager) startCollapse(rt *reloadTable) (*asyncCollapser, error)
 	}
 	g := *rt.cur()
 	sorted := rt.sortedOverlay()
-	a := &asyncCollapser{in: make(chan []rec, 8), free: make(chan []rec, 10), done: make(chan error, 1),
-		batch: make([]rec, 0, asyncCollapseBatch)}
-	go a.run(rt, &g, sorted)
+	a := &asyncCollapser{in: make(chan []windowItem, 8), free: make(chan []windowItem, 10), done: make(chan error, 1),
+		batch: make([]windowItem, 0, asyncCollapseBatch)}
+	go a.run(rt, &g, sorted, rm.s.countyCols)
 	return a, nil
 }
 
-func (a *asyncCollapser) run(rt *reloadTable, g *generation, sorted string) {
-	c, err := newCollapser(rt, g, sorted)
+func (a *asyncCollapser) run(rt *reloadTable, g *generation, sorted string, countyCols []string) {
+	c, err := newCollapser(rt, g, sorted, countyCols)
 	a.c = c
 	for b := range a.in {
 		for i := 0; err == nil && i < len(b) && !a.aborted.Load(); i++ {
-			err = c.add(&b[i])
+			it := &b[i]
+			switch {
+			case it.raw != nil:
+				var ok bool
+				if ok, err = a.encodeRaw(c, it); !ok {
+					a.dead = append(a.dead, *it)
+					continue
+				}
+			case it.row != nil:
+				it.r, err = c.enc.rec(it.r.key, it.row)
+			}
+			if err == nil {
+				err = c.add(&it.r)
+			}
 		}
 		clear(b)
 		select {
@@ -336,6 +375,27 @@ func (a *asyncCollapser) run(rt *reloadTable, g *generation, sorted string) {
 	a.done <- err
 }
 
+// encodeRaw makes it.r from the row image it.raw; false when a value does not
+// convert.
+func (a *asyncCollapser) encodeRaw(c *collapser, it *windowItem) (bool, error) {
+	if a.plan == nil || !a.plan.fits(it.specs) {
+		a.plan = newRowPlan(it.specs, c.enc.countyCols)
+	}
+	b, county, err := a.plan.encode(c.enc.scratch[:0], it.raw)
+	c.enc.scratch = b
+	if err != nil {
+		return false, nil
+	}
+	buf := make([]byte, len(b)+len(county))
+	copy(buf, b)
+	copy(buf[len(b):], county)
+	it.r.row = buf[:len(b):len(b)]
+	if county != "" {
+		it.r.county = buf[len(b):]
+	}
+	return true, nil
+}
+
 // accepts reports whether a row with key k can be added: its key is greater than
 // every key added so far.
 func (a *asyncCollapser) accepts(k []byte) bool {
@@ -343,10 +403,24 @@ func (a *asyncCollapser) accepts(k []byte) bool {
 }
 
 // add queues r, whose key accepts.
-func (a *asyncCollapser) add(r rec) {
-	a.last = r.key
+func (a *asyncCollapser) add(r rec) { a.queue(windowItem{r: r}) }
+
+// addRaw queues the row image raw of specs, read at meta, to be converted and encoded
+// as the record of key, which accepts.
+func (a *asyncCollapser) addRaw(key []byte, specs []colSpec, pk []string, raw []any, meta rowMeta) {
+	a.queue(windowItem{r: rec{key: key}, specs: specs, pk: pk, raw: raw, meta: meta})
+}
+
+// addRow queues row to be encoded as the record of key, which accepts. The row must
+// not change afterwards.
+func (a *asyncCollapser) addRow(key []byte, row map[string]any) {
+	a.queue(windowItem{r: rec{key: key}, row: row})
+}
+
+func (a *asyncCollapser) queue(it windowItem) {
+	a.last = it.r.key
 	a.rows++
-	a.batch = append(a.batch, r)
+	a.batch = append(a.batch, it)
 	if len(a.batch) == cap(a.batch) {
 		a.send()
 	}
@@ -360,7 +434,7 @@ func (a *asyncCollapser) send() {
 	select {
 	case a.batch = <-a.free:
 	default:
-		a.batch = make([]rec, 0, asyncCollapseBatch)
+		a.batch = make([]windowItem, 0, asyncCollapseBatch)
 	}
 }
 
@@ -386,6 +460,14 @@ func (a *asyncCollapser) discard() {
 	<-a.done
 	if a.c != nil {
 		a.c.abort()
+	}
+}
+
+// drop compares what was handed over (so that every row that does not convert is
+// found), then removes what the goroutine wrote.
+func (a *asyncCollapser) drop() {
+	if c, _ := a.stop(false); c != nil {
+		c.abort()
 	}
 }
 

@@ -304,16 +304,20 @@ func keyOf(pk []string, row map[string]any) map[string]any {
 }
 
 func (s *Source) envelope(op schemas.Op, table string, h *replication.EventHeader, version int) schemas.Envelope {
+	return s.envelopeAt(op, table, rowMeta{pos: s.cur, gtid: s.txGTID, seq: s.seq, ts: h.Timestamp, version: version})
+}
+
+func (s *Source) envelopeAt(op schemas.Op, table string, m rowMeta) schemas.Envelope {
 	db, tb, _ := strings.Cut(table, ".")
 	return schemas.Envelope{
 		V:  schemas.EnvelopeVersion,
 		Op: op,
 		Source: schemas.Source{
 			System: s.opts.Name, Kind: Kind, DB: db, Table: tb,
-			BinlogFile: s.cur.File, BinlogPos: s.cur.Pos, GTID: s.txGTID,
-			CommitMs: int64(h.Timestamp) * 1000, Seq: s.seq,
+			BinlogFile: m.pos.File, BinlogPos: m.pos.Pos, GTID: m.gtid,
+			CommitMs: int64(m.ts) * 1000, Seq: m.seq,
 		},
-		Schema: schemas.SchemaRef{Name: table, Version: version},
+		Schema: schemas.SchemaRef{Name: table, Version: m.version},
 		TsMs:   time.Now().UnixMilli(),
 	}
 }
@@ -357,8 +361,21 @@ func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent
 		}
 		return nil
 	}
+	// Rows a reload inserts while its window compares them as they come skip the
+	// row map: the comparison's goroutine converts and encodes them (see collapse.go).
+	var fast *rawKeyer
+	if op == schemas.OpCreate && captured && rt != nil && rt.win != nil && rt.win.stream != nil {
+		fast = newRawKeyer(specs, pk)
+	}
 	for i := 0; i+step-1 < len(e.Rows); i += step {
 		s.seq++
+		if fast != nil && len(e.Rows[i]) == len(specs) && rt.win != nil && rt.win.stream != nil {
+			if kb, ok := fast.key(e.Rows[i]); ok && rt.win.stream.accepts(kb) {
+				s.snap.observe(table, kb)
+				s.reload.windowRaw(rt, kb, specs, pk, e.Rows[i], rowMeta{pos: s.cur, gtid: s.txGTID, seq: s.seq, ts: h.Timestamp, version: version})
+				continue
+			}
+		}
 		var before, after map[string]any
 		var cerr error
 		switch op {
@@ -443,7 +460,25 @@ func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent
 // values appear as "0x…" hex or their Go rendering). It keeps its place in the
 // transaction, so the position still advances past it.
 func (s *Source) deadLetter(table string, h *replication.EventHeader, version int, key, before, after map[string]any, code, reason string) {
-	env := s.envelope(schemas.OpCreate, table, h, version)
+	s.deadLetterAt(table, rowMeta{pos: s.cur, gtid: s.txGTID, seq: s.seq, ts: h.Timestamp, version: version}, key, before, after, code, reason)
+}
+
+// rowMeta is where a row was read: what its envelope carries about the binlog.
+type rowMeta struct {
+	pos     binlogPos
+	gtid    string
+	seq     int64
+	ts      uint32
+	version int
+}
+
+// deadLetterAt is deadLetter for a row read at meta (before the current event).
+func (s *Source) deadLetterAt(table string, meta rowMeta, key, before, after map[string]any, code, reason string) {
+	s.emit(s.deadLetterChangeAt(table, meta, key, before, after, code, reason))
+}
+
+func (s *Source) deadLetterChangeAt(table string, meta rowMeta, key, before, after map[string]any, code, reason string) capture.Change {
+	env := s.envelopeAt(schemas.OpCreate, table, meta)
 	switch {
 	case after == nil && before != nil:
 		env.Op = schemas.OpDelete
@@ -451,7 +486,7 @@ func (s *Source) deadLetter(table string, h *replication.EventHeader, version in
 		env.Op = schemas.OpUpdate
 	}
 	env.Key, env.Before, env.After = key, before, after
-	s.emit(s.deadLetterChange(table, env, code, reason))
+	return s.deadLetterChange(table, env, code, reason)
 }
 
 // deadLetterChange builds the DLQ change for a row of table.

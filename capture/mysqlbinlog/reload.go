@@ -106,6 +106,10 @@ func (w *window) dropRows() {
 		w.stream.discard()
 		w.stream = nil
 	}
+	w.dropSpill()
+}
+
+func (w *window) dropSpill() {
 	if w.spill != nil {
 		w.spill.remove()
 		w.spill = nil
@@ -168,9 +172,7 @@ type reloadManager struct {
 	order  []string
 	drains []*drain
 	dirty  bool // overlay records written since the last sync
-	// scratch is putRec's encoding buffer; each record keeps an exact-size copy.
-	scratch []byte
-	enc     rowEncoder
+	enc    recEncoder
 
 	mu       sync.Mutex
 	acked    map[string]uint64
@@ -178,7 +180,7 @@ type reloadManager struct {
 }
 
 func newReloadManager(s *Source) *reloadManager {
-	rm := &reloadManager{s: s, tables: map[string]*reloadTable{}}
+	rm := &reloadManager{s: s, tables: map[string]*reloadTable{}, enc: recEncoder{countyCols: s.countyCols}}
 	for _, t := range s.opts.Reload.Tables {
 		if _, dup := rm.tables[t]; dup {
 			continue
@@ -470,10 +472,18 @@ func (rm *reloadManager) closeFiles() {
 	rm.drains = nil
 }
 
+// recEncoder turns rows into state records: the canonical JSON of the row (scratch
+// is the encoding buffer; each record keeps an exact-size copy) and its county code.
+type recEncoder struct {
+	countyCols []string
+	enc        rowEncoder
+	scratch    []byte
+}
+
 // countyStr returns the first 6 characters of the first county column present, or
 // "" when the row has none.
-func (rm *reloadManager) countyStr(row map[string]any) string {
-	for _, c := range rm.s.countyCols {
+func (e *recEncoder) countyStr(row map[string]any) string {
+	for _, c := range e.countyCols {
 		if v, ok := row[c].(string); ok && len(v) >= 6 {
 			return v[:6]
 		}
@@ -481,15 +491,15 @@ func (rm *reloadManager) countyStr(row map[string]any) string {
 	return ""
 }
 
-// putRec encodes row as the state record of key.
-func (rm *reloadManager) putRec(key []byte, row map[string]any) (rec, error) {
-	b, err := rm.enc.append(rm.scratch[:0], row)
+// rec encodes row as the state record of key.
+func (e *recEncoder) rec(key []byte, row map[string]any) (rec, error) {
+	b, err := e.enc.append(e.scratch[:0], row)
 	if err != nil {
 		return rec{}, fmt.Errorf("encode row %s: %w", key, err)
 	}
-	rm.scratch = b
+	e.scratch = b
 	// One allocation holds the row and its county code.
-	county := rm.countyStr(row)
+	county := e.countyStr(row)
 	buf := make([]byte, len(b)+len(county))
 	copy(buf, b)
 	copy(buf[len(b):], county)
@@ -498,6 +508,11 @@ func (rm *reloadManager) putRec(key []byte, row map[string]any) (rec, error) {
 		r.county = buf[len(b):]
 	}
 	return r, nil
+}
+
+// putRec encodes row as the state record of key.
+func (rm *reloadManager) putRec(key []byte, row map[string]any) (rec, error) {
+	return rm.enc.rec(key, row)
 }
 
 // record applies an emitted change of a reload table to its state overlay.
@@ -584,11 +599,15 @@ func (rm *reloadManager) windowRowKey(rt *reloadTable, op schemas.Op, pk []strin
 		if kb == nil {
 			kb = encodeKey(keyOf(pk, after))
 		}
+		w.inserted++
+		if a := w.stream; a != nil && a.accepts(kb) {
+			a.addRow(kb, after) // encoded on the comparison's goroutine
+			return nil
+		}
 		r, err := rm.putRec(kb, after)
 		if err != nil {
 			return fmt.Errorf("reload window of %s: %w", rt.name, err)
 		}
-		w.inserted++
 		return rm.windowAdd(rt, r)
 	case schemas.OpDelete:
 		// Deleting what the window has not inserted is the reload emptying the
@@ -624,6 +643,35 @@ func (rm *reloadManager) windowAdd(rt *reloadTable, r rec) error {
 	return w.spill.add(r)
 }
 
+// windowRaw hands a row image the reload inserts to the window's comparison (which
+// accepts its key).
+func (rm *reloadManager) windowRaw(rt *reloadTable, kb []byte, specs []colSpec, pk []string, raw []any, meta rowMeta) {
+	w := rt.win
+	if meta.ts > 0 {
+		w.lastWrite = int64(meta.ts)
+	}
+	w.inserted++
+	w.stream.addRaw(kb, specs, pk, raw, meta)
+}
+
+// deadLetters sends the window rows whose values did not convert to the DLQ, as the
+// ordinary path does when it reads them.
+func (rm *reloadManager) deadLetters(rt *reloadTable, items []windowItem) {
+	for _, it := range items {
+		after, err := rowMap(it.specs, it.raw)
+		if err == nil {
+			err = fmt.Errorf("row does not encode as JSON")
+		}
+		c := rm.s.deadLetterChangeAt(rt.name, it.meta, keyOf(it.pk, after), nil, after, reasonCode(err), err.Error())
+		if rm.s.inTx {
+			rm.s.emit(c)
+		} else {
+			// Between transactions (a window close): nothing will carry it out.
+			rm.s.out = append(rm.s.out, c)
+		}
+	}
+}
+
 // startStream starts the window's comparison as rows come (see collapse.go).
 func (rm *reloadManager) startStream(rt *reloadTable) {
 	a, err := rm.startCollapse(rt)
@@ -646,6 +694,7 @@ func (rm *reloadManager) streamToSorter(rt *reloadTable, at []byte) error {
 	rm.s.log.Info("reload window rows are not in key order: sorting them for the window close",
 		"table", rt.name, "rows_in_order", a.rows, "key", string(at), "last_key", string(a.last))
 	it, c, err := a.sortedWindowRows()
+	rm.deadLetters(rt, a.dead)
 	if err != nil {
 		return fmt.Errorf("reload window of %s: %w", rt.name, err)
 	}
@@ -670,7 +719,12 @@ func (rm *reloadManager) streamToSorter(rt *reloadTable, at []byte) error {
 // forgets the rows inserted so far.
 func (rm *reloadManager) truncated(rt *reloadTable, ts uint32) {
 	if w := rt.win; w != nil {
-		w.dropRows()
+		if a := w.stream; a != nil {
+			w.stream = nil
+			a.drop()
+			rm.deadLetters(rt, a.dead)
+		}
+		w.dropSpill()
 		w.inserted = 0
 		w.lastWrite = int64(ts)
 		rm.startStream(rt)
@@ -1113,9 +1167,10 @@ func (rm *reloadManager) closeWindow(ctx context.Context, rt *reloadTable) error
 	began := time.Now()
 	var c *collapser
 	var err error
-	if w.stream != nil {
-		c, err = w.stream.stop(true)
+	if a := w.stream; a != nil {
+		c, err = a.stop(true)
 		w.stream = nil
+		rm.deadLetters(rt, a.dead)
 	} else {
 		c, err = rm.collapseSorted(ctx, rt, w)
 	}
@@ -1132,7 +1187,7 @@ func (rm *reloadManager) collapseSorted(ctx context.Context, rt *reloadTable, w 
 			return nil, err
 		}
 	}
-	c, err := newCollapser(rt, rt.cur(), rt.sortedOverlay())
+	c, err := newCollapser(rt, rt.cur(), rt.sortedOverlay(), rm.s.countyCols)
 	if err != nil {
 		return nil, err
 	}

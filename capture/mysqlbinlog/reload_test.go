@@ -470,3 +470,43 @@ func TestReloadOverlayTornTail(t *testing.T) {
 		t.Errorf("reload after the cut emitted %v, want only u:b", got)
 	}
 }
+
+// A row a reload inserts whose value does not convert goes to the DLQ with its reason,
+// also when the window compares the rows as they come, and is left out of the reload
+// like any other row that could not be read.
+func TestReloadWindowBadRowToDLQ(t *testing.T) {
+	srv, db := testenv.MariaDBDatabase(t)
+	d := mustDB(t, srv, db)
+	d.SetMaxOpenConns(1) // the lax sql_mode below is per session
+	exec(t, d, "SET SESSION sql_mode = ''", "CREATE TABLE kv (id VARCHAR(8) PRIMARY KEY, born DATE)",
+		"INSERT INTO kv VALUES ('k1', '2001-01-01'), ('k2', '2002-02-02'), ('k3', '2003-03-03'), ('k4', '2004-04-04')")
+	opts := testOptions(t, srv, db)
+	opts.Reload = ReloadOptions{Tables: []string{db + ".kv"}, Detect: DetectTruncate, QuietPeriod: time.Second}
+	opts.MassDelete = MassDeleteOptions{MaxShare: 1, MaxCountyShare: 1}
+	s := openSource(t, opts, nil)
+	readUntilCaughtUp(t, s, headPos(t, d))
+	exec(t, d, "TRUNCATE TABLE kv",
+		"INSERT INTO kv VALUES ('k1', '2001-01-01'), ('k2', '0000-00-00'), ('k3', '2003-03-31'), ('k4', '2004-04-04')")
+	chs, _ := readUntilCaughtUp(t, s, headPos(t, d))
+	var got []string
+	for _, c := range chs {
+		if c.Envelope.Source.Table != "kv" {
+			continue
+		}
+		if c.DeadLetter != nil {
+			got = append(got, fmt.Sprintf("dlq:%v:%s", c.Envelope.Key["id"], c.DeadLetterReason))
+			if !strings.Contains(c.DeadLetter.Reason, "zero date") || !strings.Contains(c.DeadLetter.Reason, db+".kv") || c.Envelope.Source.BinlogFile == "" {
+				t.Errorf("dead letter %+v: want the zero date, the table and where it was read", c.DeadLetter)
+			}
+			continue
+		}
+		got = append(got, fmt.Sprintf("%s:%v", c.Envelope.Op, c.Envelope.Key["id"]))
+	}
+	sort.Strings(got)
+	if want := "d:k2 dlq:k2:zero_date u:k3"; strings.Join(got, " ") != want {
+		t.Errorf("reload with a bad row emitted %q, want %q", strings.Join(got, " "), want)
+	}
+	if n := metricValue(t, s.m.deadLetters.WithLabelValues(db+".kv")); n != 1 {
+		t.Errorf("dead letters counted %v, want 1", n)
+	}
+}

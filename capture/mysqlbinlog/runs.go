@@ -49,6 +49,38 @@ type recWriter struct {
 	w   *bufio.Writer
 	buf []byte
 	n   int64
+	// With syncEvery > 0, every syncEvery bytes written a goroutine makes the file
+	// durable so far, so that close's fsync has only the tail left (a new base of
+	// gigabytes would otherwise be written to disk in one go when the window closes).
+	syncEvery, written, synced int64
+	syncReq                    chan struct{}
+	syncDone                   chan error
+}
+
+// syncInBackground starts the background syncs of w (see recWriter.syncEvery).
+func (w *recWriter) syncInBackground(every int64) {
+	w.syncEvery = every
+	req, done, f := make(chan struct{}, 1), make(chan error, 1), w.f
+	w.syncReq, w.syncDone = req, done
+	go func() {
+		var first error
+		for range req {
+			if err := f.Sync(); err != nil && first == nil {
+				first = fmt.Errorf("reload state: sync %s: %w", f.Name(), err)
+			}
+		}
+		done <- first
+	}()
+}
+
+// stopSyncing ends the background syncs and returns the first error of one.
+func (w *recWriter) stopSyncing() error {
+	if w.syncReq == nil {
+		return nil
+	}
+	close(w.syncReq)
+	w.syncReq = nil
+	return <-w.syncDone
 }
 
 func createRecWriter(path string) (*recWriter, error) {
@@ -83,6 +115,16 @@ func (w *recWriter) write(r *rec) error {
 	if _, err := w.w.Write(b); err != nil {
 		return fmt.Errorf("reload state: write %s: %w", w.f.Name(), err)
 	}
+	if w.syncReq != nil {
+		// Bytes still in w.w are synced by a later request or by close.
+		if w.written += int64(len(b)); w.written-w.synced >= w.syncEvery {
+			select {
+			case w.syncReq <- struct{}{}:
+				w.synced = w.written
+			default: // a sync is still running
+			}
+		}
+	}
 	return nil
 }
 
@@ -100,7 +142,10 @@ func (w *recWriter) flush(sync bool) error {
 }
 
 func (w *recWriter) close() error {
-	err := w.flush(true)
+	err := w.stopSyncing()
+	if ferr := w.flush(true); err == nil {
+		err = ferr
+	}
 	if cerr := w.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("reload state: close %s: %w", w.f.Name(), cerr)
 	}
