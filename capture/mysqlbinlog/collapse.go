@@ -254,40 +254,54 @@ func (cw *changeWriter) flush() error {
 	return nil
 }
 
-// each calls fn with every change written, in order (before is nil for a create).
-func (cw *changeWriter) each(fn func(op schemas.Op, key, before, after []byte) error) error {
-	if _, err := cw.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("reload state: %w", err)
+// changeReader reads a changeWriter's file from its start.
+type changeReader struct {
+	f *os.File
+	r *bufio.Reader
+}
+
+func openChanges(f *os.File) (*changeReader, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("reload state: %w", err)
 	}
-	r := bufio.NewReaderSize(cw.f, 64<<10)
-	field := func() ([]byte, error) {
-		n, err := binary.ReadUvarint(r)
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, nil
-		}
-		b := make([]byte, n)
-		_, err = io.ReadFull(r, b)
-		return b, err
+	return &changeReader{f: f, r: bufio.NewReaderSize(f, 64<<10)}, nil
+}
+
+func (cr *changeReader) field() ([]byte, error) {
+	n, err := binary.ReadUvarint(cr.r)
+	if err != nil {
+		return nil, err
 	}
-	for {
-		op, err := r.ReadByte()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		var f [3][]byte
-		for i := 0; i < 3 && err == nil; i++ {
-			f[i], err = field()
-		}
-		if err != nil {
-			return fmt.Errorf("reload state: read %s: %w", cw.f.Name(), err)
-		}
-		if err := fn(schemas.Op(string(rune(op))), f[0], f[1], f[2]); err != nil {
-			return err
-		}
+	if n == 0 {
+		return nil, nil
 	}
+	if n > 1<<30 {
+		return nil, fmt.Errorf("field of %d bytes", n)
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(cr.r, b)
+	return b, err
+}
+
+// next returns the next change; ok is false at the end.
+func (cr *changeReader) next() (op schemas.Op, key, before, after []byte, ok bool, err error) {
+	o, err := cr.r.ReadByte()
+	if errors.Is(err, io.EOF) {
+		return "", nil, nil, nil, false, nil
+	}
+	if err == nil {
+		key, err = cr.field()
+	}
+	if err == nil {
+		before, err = cr.field()
+	}
+	if err == nil {
+		after, err = cr.field()
+	}
+	if err != nil {
+		return "", nil, nil, nil, false, fmt.Errorf("reload state: read %s: %w", cr.f.Name(), err)
+	}
+	return schemas.Op(string(rune(o))), key, before, after, true, nil
 }
 
 // asyncCollapseBatch is how many window rows go to the collapser's goroutine at once.

@@ -152,6 +152,11 @@ type drain struct {
 	f       *os.File
 	dec     *json.Decoder
 	overlay *reloadTable // record drained changes into this table's state
+	// A collapse's changes are read from the collapser's compact file instead
+	// (changes set): each becomes an envelope like meta, on topic.
+	changes *changeReader
+	meta    schemas.Envelope
+	topic   string
 }
 
 type drainedChange struct {
@@ -920,7 +925,12 @@ func (rm *reloadManager) drainSome(n int) error {
 	d := rm.drains[0]
 	for i := 0; i < n; i++ {
 		var dc drainedChange
-		err := d.dec.Decode(&dc)
+		var err error
+		if d.changes != nil {
+			err = d.nextChange(&dc)
+		} else {
+			err = d.dec.Decode(&dc)
+		}
 		if err == io.EOF {
 			d.f.Close()
 			os.Remove(d.path)
@@ -945,6 +955,62 @@ func (rm *reloadManager) drainSome(n int) error {
 			}
 		}
 		s.out = append(s.out, c)
+	}
+	return nil
+}
+
+// decodeMap decodes a state record's JSON (numbers stay json.Number, as the drain of
+// a transaction buffer decodes them).
+func decodeMap(b []byte) (map[string]any, error) {
+	if b == nil {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	err := dec.Decode(&m)
+	return m, err
+}
+
+// changesDrain hands out the changes cw wrote for rt, as of the current binlog
+// position and the binlog time ts (Unix seconds).
+func (rm *reloadManager) changesDrain(rt *reloadTable, cw *changeWriter, ts int64) (*drain, error) {
+	if err := cw.flush(); err != nil {
+		return nil, err
+	}
+	cr, err := openChanges(cw.f)
+	if err != nil {
+		return nil, err
+	}
+	s := rm.s
+	db, tb, _ := strings.Cut(rt.name, ".")
+	return &drain{path: cw.f.Name(), f: cw.f, changes: cr, topic: s.topic(rt.name), meta: schemas.Envelope{V: schemas.EnvelopeVersion,
+		Source: schemas.Source{System: s.opts.Name, Kind: Kind, DB: db, Table: tb,
+			BinlogFile: s.cur.File, BinlogPos: s.cur.Pos, CommitMs: ts * 1000},
+		Schema: schemas.SchemaRef{Name: rt.name, Version: s.versionOf(rt.name)}}}, nil
+}
+
+// nextChange makes the next change of a collapse drain (io.EOF at the end).
+func (d *drain) nextChange(dc *drainedChange) error {
+	op, key, before, after, ok, err := d.changes.next()
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return io.EOF
+	}
+	d.meta.Source.Seq++
+	dc.Topic, dc.Key, dc.Envelope = d.topic, key, d.meta
+	env := &dc.Envelope
+	env.Op = op
+	if env.Key, err = decodeMap(key); err != nil {
+		return fmt.Errorf("reload state %s: key %s: %w", d.path, key, err)
+	}
+	if env.Before, err = decodeMap(before); err != nil {
+		return fmt.Errorf("reload state %s: stored row %s: %w", d.path, key, err)
+	}
+	if env.After, err = decodeMap(after); err != nil {
+		return fmt.Errorf("reload state %s: row %s: %w", d.path, key, err)
 	}
 	return nil
 }
@@ -1081,80 +1147,6 @@ func (l liveRows) next() (rec, bool, error) {
 }
 func (l liveRows) close() { l.m.close() }
 
-// eventWriter writes a collapse's changes to a drain file.
-type eventWriter struct {
-	rm    *reloadManager
-	rt    *reloadTable
-	f     *os.File
-	w     *bufio.Writer
-	seq   int64
-	n     map[schemas.Op]int64
-	at    binlogPos
-	ts    int64
-	ver   int
-	topic string
-}
-
-func (rm *reloadManager) newEventWriter(rt *reloadTable, ts int64) (*eventWriter, error) {
-	f, err := os.CreateTemp(rt.dir, "events-*.tmp")
-	if err != nil {
-		return nil, fmt.Errorf("reload state of %s: events file: %w", rt.name, err)
-	}
-	return &eventWriter{rm: rm, rt: rt, f: f, w: bufio.NewWriterSize(f, 256<<10), n: map[schemas.Op]int64{},
-		at: rm.s.cur, ts: ts, ver: rm.s.versionOf(rt.name), topic: rm.s.topic(rt.name)}, nil
-}
-
-func decodeMap(b []byte) (map[string]any, error) {
-	if b == nil {
-		return nil, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var m map[string]any
-	err := dec.Decode(&m)
-	return m, err
-}
-
-func (ew *eventWriter) add(op schemas.Op, key, before, after []byte) error {
-	ew.seq++
-	ew.n[op]++
-	db, tb, _ := strings.Cut(ew.rt.name, ".")
-	env := schemas.Envelope{V: schemas.EnvelopeVersion, Op: op,
-		Source: schemas.Source{System: ew.rm.s.opts.Name, Kind: Kind, DB: db, Table: tb,
-			BinlogFile: ew.at.File, BinlogPos: ew.at.Pos, CommitMs: ew.ts * 1000, Seq: ew.seq},
-		Schema: schemas.SchemaRef{Name: ew.rt.name, Version: ew.ver}}
-	var err error
-	if env.Key, err = decodeMap(key); err != nil {
-		return fmt.Errorf("reload state of %s: key %s: %w", ew.rt.name, key, err)
-	}
-	if env.Before, err = decodeMap(before); err != nil {
-		return fmt.Errorf("reload state of %s: stored row %s: %w", ew.rt.name, key, err)
-	}
-	if env.After, err = decodeMap(after); err != nil {
-		return fmt.Errorf("reload state of %s: row %s: %w", ew.rt.name, key, err)
-	}
-	if err := writeDrained(ew.w, capture.Change{Topic: ew.topic, Key: key, Envelope: env}); err != nil {
-		return fmt.Errorf("reload state of %s: write %s: %w", ew.rt.name, ew.f.Name(), err)
-	}
-	return nil
-}
-
-// finish queues the file for draining.
-func (ew *eventWriter) finish() error {
-	if err := ew.w.Flush(); err != nil {
-		return fmt.Errorf("reload state of %s: write %s: %w", ew.rt.name, ew.f.Name(), err)
-	}
-	if _, err := ew.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("reload state of %s: %w", ew.rt.name, err)
-	}
-	dec := json.NewDecoder(bufio.NewReaderSize(ew.f, 256<<10))
-	dec.UseNumber()
-	ew.rm.drains = append(ew.rm.drains, &drain{path: ew.f.Name(), f: ew.f, dec: dec})
-	return nil
-}
-
-func (ew *eventWriter) abort() { ew.f.Close(); os.Remove(ew.f.Name()) }
-
 // closeWindow collapses a finished reload: the comparison of the window's rows with
 // the stored image is finished (or, for a window whose rows came out of key order,
 // run now over the sorted rows), its real changes are queued and the next generation
@@ -1233,21 +1225,10 @@ func (rm *reloadManager) commitCollapse(rt *reloadTable, w *window, c *collapser
 	old := rt.cur()
 	epoch := old.Epoch + 1
 	baseName := fmt.Sprintf("base-%d.rec", epoch)
-	ev, err := rm.newEventWriter(rt, w.lastWrite)
 	fail := func(err error) error {
 		c.abort()
-		if ev != nil {
-			ev.abort()
-		}
 		os.Remove(filepath.Join(rt.dir, baseName))
 		return fmt.Errorf("capture %s: collapse reload of %s: %w", s.opts.Name, rt.name, err)
-	}
-	if err != nil {
-		ev = nil
-		return fail(err)
-	}
-	if err := c.cw.each(ev.add); err != nil {
-		return fail(err)
 	}
 	oldRows, newRows, unchanged, vanished := c.oldRows, c.newRows, c.unchanged, c.vanished
 	oldByCounty, vanByCounty := c.oldByCounty, c.vanByCounty
@@ -1273,13 +1254,18 @@ func (rm *reloadManager) commitCollapse(rt *reloadTable, w *window, c *collapser
 		why = append(why, "county", worst, "county_vanished", vanByCounty[worst], "county_rows", oldByCounty[worst],
 			"county_share", fmt.Sprintf("%.4f > %.4f", worstShare, md.MaxCountyShare))
 	}
+	n := map[schemas.Op]int64{schemas.OpUpdate: c.updated, schemas.OpCreate: c.created}
 	if !held && vanished > 0 {
+		// The deletes follow the updates and creates in the changes handed out.
 		rr, err := openRecReader(c.vw.f.Name())
 		if err != nil {
 			return fail(err)
 		}
 		for {
 			r, ok, err := rr.next()
+			if err == nil && ok {
+				err = c.cw.add(schemas.OpDelete, r.key, r.row, nil)
+			}
 			if err != nil {
 				rr.close()
 				return fail(err)
@@ -1287,18 +1273,22 @@ func (rm *reloadManager) commitCollapse(rt *reloadTable, w *window, c *collapser
 			if !ok {
 				break
 			}
-			if err := ev.add(schemas.OpDelete, r.key, r.row, nil); err != nil {
-				rr.close()
-				return fail(err)
-			}
 		}
 		rr.close()
+		n[schemas.OpDelete] = vanished
+	}
+	if err := c.cw.flush(); err != nil {
+		return fail(err)
 	}
 	if err := c.bw.close(); err != nil {
 		return fail(err)
 	}
 	if err := os.Rename(c.bw.f.Name(), filepath.Join(rt.dir, baseName)); err != nil {
 		return fail(fmt.Errorf("reload state: %w", err))
+	}
+	d, err := rm.changesDrain(rt, c.cw, w.lastWrite)
+	if err != nil {
+		return fail(err)
 	}
 	// The new generation becomes current before its changes are handed out; the
 	// position after them carries its epoch, and until that is acknowledged the old
@@ -1312,28 +1302,27 @@ func (rm *reloadManager) commitCollapse(rt *reloadTable, w *window, c *collapser
 	if err := rm.switchGen(rt, g); err != nil {
 		return fail(err)
 	}
-	if err := ev.finish(); err != nil {
-		return err
-	}
-	c.abort() // the base was renamed: only the temporary files go
-	emitted := ev.n[schemas.OpCreate] + ev.n[schemas.OpUpdate] + ev.n[schemas.OpDelete]
+	c.cw = nil // the drain owns the changes file now
+	c.abort()  // the base was renamed: only the temporary files go
+	rm.drains = append(rm.drains, d)
+	emitted := n[schemas.OpCreate] + n[schemas.OpUpdate] + n[schemas.OpDelete]
 	m := s.m
 	m.reloadWindows.WithLabelValues(rt.name, "closed").Inc()
 	m.reloadRows.WithLabelValues(rt.name, "compared").Add(float64(newRows))
 	m.reloadRows.WithLabelValues(rt.name, "unchanged").Add(float64(unchanged))
-	m.reloadRows.WithLabelValues(rt.name, "changed").Add(float64(ev.n[schemas.OpUpdate]))
-	m.reloadRows.WithLabelValues(rt.name, "created").Add(float64(ev.n[schemas.OpCreate]))
-	m.reloadRows.WithLabelValues(rt.name, "deleted").Add(float64(ev.n[schemas.OpDelete]))
+	m.reloadRows.WithLabelValues(rt.name, "changed").Add(float64(n[schemas.OpUpdate]))
+	m.reloadRows.WithLabelValues(rt.name, "created").Add(float64(n[schemas.OpCreate]))
+	m.reloadRows.WithLabelValues(rt.name, "deleted").Add(float64(n[schemas.OpDelete]))
 	for _, op := range []schemas.Op{schemas.OpCreate, schemas.OpUpdate, schemas.OpDelete} {
-		m.reloadEvents.WithLabelValues(rt.name, string(op)).Set(float64(ev.n[op]))
-		m.events.WithLabelValues(rt.name, string(op)).Add(float64(ev.n[op]))
+		m.reloadEvents.WithLabelValues(rt.name, string(op)).Set(float64(n[op]))
+		m.events.WithLabelValues(rt.name, string(op)).Add(float64(n[op]))
 	}
 	if newRows > 0 {
 		m.collapseRatio.WithLabelValues(rt.name).Set(float64(emitted) / float64(newRows))
 	}
 	m.held.WithLabelValues(rt.name).Set(b2f(held))
 	attrs := []any{"table", rt.name, "reason", w.reason, "rows_before", oldRows, "rows_reloaded", newRows,
-		"unchanged", unchanged, "updated", ev.n[schemas.OpUpdate], "created", ev.n[schemas.OpCreate],
+		"unchanged", unchanged, "updated", n[schemas.OpUpdate], "created", n[schemas.OpCreate],
 		"vanished", vanished, "emitted", emitted, "took", time.Since(began).Round(time.Millisecond)}
 	if held {
 		m.reloadRows.WithLabelValues(rt.name, "held").Add(float64(vanished))
@@ -1393,18 +1382,19 @@ func (rm *reloadManager) release(rt *reloadTable) error {
 	if err != nil {
 		return err
 	}
-	ev, err := rm.newEventWriter(rt, time.Now().Unix())
+	cw, err := createChangeWriter(rt.dir)
 	if err != nil {
 		bw.close()
 		return err
 	}
+	abort := func() { cw.f.Close(); os.Remove(cw.f.Name()) }
 	var rows, released int64
 	for {
 		r, ok, err := it.next()
 		if err == nil && ok {
 			if r.flags&recVanished != 0 {
 				released++
-				err = ev.add(schemas.OpDelete, r.key, r.row, nil)
+				err = cw.add(schemas.OpDelete, r.key, r.row, nil)
 			} else {
 				rows++
 				r.seq = 0
@@ -1413,7 +1403,7 @@ func (rm *reloadManager) release(rt *reloadTable) error {
 		}
 		if err != nil {
 			bw.close()
-			ev.abort()
+			abort()
 			return fmt.Errorf("capture %s: release held deletes of %s: %w", s.opts.Name, rt.name, err)
 		}
 		if !ok {
@@ -1421,18 +1411,21 @@ func (rm *reloadManager) release(rt *reloadTable) error {
 		}
 	}
 	if err := bw.close(); err != nil {
-		ev.abort()
+		abort()
+		return err
+	}
+	d, err := rm.changesDrain(rt, cw, time.Now().Unix())
+	if err != nil {
+		abort()
 		return err
 	}
 	g := generation{Epoch: epoch, Base: baseName, Overlays: []string{fmt.Sprintf("overlay-%d.log", epoch)},
 		Rows: rows, Created: time.Now().UTC(), At: fmt.Sprintf("%s:%d", s.cur.File, s.cur.Pos)}
 	if err := rm.switchGen(rt, g); err != nil {
-		ev.abort()
+		abort()
 		return err
 	}
-	if err := ev.finish(); err != nil {
-		return err
-	}
+	rm.drains = append(rm.drains, d)
 	s.m.held.WithLabelValues(rt.name).Set(0)
 	s.m.reloadRows.WithLabelValues(rt.name, "deleted").Add(float64(released))
 	s.m.events.WithLabelValues(rt.name, string(schemas.OpDelete)).Add(float64(released))
