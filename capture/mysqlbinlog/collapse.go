@@ -365,8 +365,7 @@ func (a *asyncCollapser) run(rt *reloadTable, g *generation, sorted string, coun
 			it := &b[i]
 			switch {
 			case it.raw != nil:
-				var ok bool
-				if ok, err = a.encodeRaw(c, it); !ok {
+				if !a.encodeRaw(c, it) {
 					a.dead = append(a.dead, *it)
 					continue
 				}
@@ -391,14 +390,14 @@ func (a *asyncCollapser) run(rt *reloadTable, g *generation, sorted string, coun
 
 // encodeRaw makes it.r from the row image it.raw; false when a value does not
 // convert.
-func (a *asyncCollapser) encodeRaw(c *collapser, it *windowItem) (bool, error) {
+func (a *asyncCollapser) encodeRaw(c *collapser, it *windowItem) bool {
 	if a.plan == nil || !a.plan.fits(it.specs) {
 		a.plan = newRowPlan(it.specs, c.enc.countyCols)
 	}
 	b, county, err := a.plan.encode(c.enc.scratch[:0], it.raw)
 	c.enc.scratch = b
 	if err != nil {
-		return false, nil
+		return false
 	}
 	buf := make([]byte, len(b)+len(county))
 	copy(buf, b)
@@ -407,7 +406,7 @@ func (a *asyncCollapser) encodeRaw(c *collapser, it *windowItem) (bool, error) {
 	if county != "" {
 		it.r.county = buf[len(b):]
 	}
-	return true, nil
+	return true
 }
 
 // accepts reports whether a row with key k can be added: its key is greater than

@@ -460,7 +460,7 @@ func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent
 // values appear as "0x…" hex or their Go rendering). It keeps its place in the
 // transaction, so the position still advances past it.
 func (s *Source) deadLetter(table string, h *replication.EventHeader, version int, key, before, after map[string]any, code, reason string) {
-	s.deadLetterAt(table, rowMeta{pos: s.cur, gtid: s.txGTID, seq: s.seq, ts: h.Timestamp, version: version}, key, before, after, code, reason)
+	s.emit(s.deadLetterChangeAt(table, rowMeta{pos: s.cur, gtid: s.txGTID, seq: s.seq, ts: h.Timestamp, version: version}, key, before, after, code, reason))
 }
 
 // rowMeta is where a row was read: what its envelope carries about the binlog.
@@ -472,11 +472,7 @@ type rowMeta struct {
 	version int
 }
 
-// deadLetterAt is deadLetter for a row read at meta (before the current event).
-func (s *Source) deadLetterAt(table string, meta rowMeta, key, before, after map[string]any, code, reason string) {
-	s.emit(s.deadLetterChangeAt(table, meta, key, before, after, code, reason))
-}
-
+// deadLetterChangeAt builds the DLQ change of a row read at meta.
 func (s *Source) deadLetterChangeAt(table string, meta rowMeta, key, before, after map[string]any, code, reason string) capture.Change {
 	env := s.envelopeAt(schemas.OpCreate, table, meta)
 	switch {

@@ -31,16 +31,19 @@ import (
 // A reload window opens on a TRUNCATE of the table, on a push_log row with started_at
 // and no finished_at (Detect push_log), or on a transaction deleting more than
 // DeleteShare of the table (Detect quiet). Inside the window the TRUNCATE's t and the
-// deletes are swallowed and the inserted rows go to a sorted spill on disk. The window
-// closes when push_log gets its finished_at (push_log windows) or when the table saw
-// no write for QuietPeriod (other windows). On close, one streaming merge of the old
-// image with the spill emits u (before = stored image) for changed rows, c for new
-// rows and nothing for unchanged rows, and writes the new base; rows that vanished are
-// emitted as d, unless the mass-delete circuit breaker holds them.
+// deletes are swallowed. The window closes when push_log gets its finished_at
+// (push_log windows) or when the table saw no write for QuietPeriod (other windows).
+// The inserted rows are compared with the stored image in key order (collapse.go):
+// as they come, on a goroutine of their own, while they come in key order (national
+// pushes load in primary-key order), or else from a sorted spill on disk when the
+// window closes. The comparison emits u (before = stored image) for changed rows, c
+// for new rows and nothing for unchanged rows, and writes the new base; rows that
+// vanished are emitted as d at the close, unless the mass-delete circuit breaker
+// holds them.
 //
 // Positions: while a window is open, or its collapse is still being handed out, no
 // change carries a position, so a restart resumes from before the window's start and
-// re-reads the whole window (the spill is not persisted). Each position carries the
+// re-reads the whole window (the comparison's files and the spill are not persisted). Each position carries the
 // state generation ("epoch") of every reload table; a window close or a release makes
 // a new generation and the old one is kept until a position with the new epoch is
 // acknowledged, so a restart between a close and its acknowledgement rolls the state
