@@ -573,15 +573,7 @@ func crashRowsEqual(a, b crashRow) bool {
 
 // runCrashScenario is the scenario common to every source kind.
 func runCrashScenario(t *testing.T, k *testenv.KafkaCluster, sc crashScenario) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("SHOUWANG_CRASH_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("SHOUWANG_CRASH_SEED=%q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("random seed %d (rerun with SHOUWANG_CRASH_SEED=%d)", seed, seed)
+	seed := crashSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -833,6 +825,21 @@ func runCrashScenario(t *testing.T, k *testenv.KafkaCluster, sc crashScenario) {
 	}
 }
 
+// crashSeed is the random seed of a crash test: SHOUWANG_CRASH_SEED, or the clock.
+func crashSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("SHOUWANG_CRASH_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("SHOUWANG_CRASH_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	t.Logf("random seed %d (rerun with SHOUWANG_CRASH_SEED=%d)", seed, seed)
+	return seed
+}
+
 // crashKafkaYAML is the kafka/state/metrics part of every scenario's config.
 func crashKafkaYAML(k *testenv.KafkaCluster, stateDir string) string {
 	var b strings.Builder
@@ -1037,12 +1044,12 @@ func (d *crashMySQL) dump(ctx context.Context, table string) (map[string]crashRo
 		return nil, fmt.Errorf("dump %s: %w", table, err)
 	}
 	defer rows.Close()
-	return scanCrashRows(table, rows.Next, rows.Scan, rows.Err)
+	return scanCrashRows(table, append([]string{"id"}, crashColumns...), "id", rows.Next, rows.Scan, rows.Err)
 }
 
-func scanCrashRows(table string, next func() bool, scan func(...any) error, errf func() error) (map[string]crashRow, error) {
+// scanCrashRows reads rows of the columns names as key column → row.
+func scanCrashRows(table string, names []string, key string, next func() bool, scan func(...any) error, errf func() error) (map[string]crashRow, error) {
 	out := map[string]crashRow{}
-	names := append([]string{"id"}, crashColumns...)
 	for next() {
 		vals := make([]sql.NullString, len(names))
 		ptrs := make([]any, len(names))
@@ -1060,7 +1067,7 @@ func scanCrashRows(table string, next func() bool, scan func(...any) error, errf
 				r[n] = crashNull
 			}
 		}
-		out[r["id"]] = r
+		out[r[key]] = r
 	}
 	if err := errf(); err != nil {
 		return nil, fmt.Errorf("dump %s: %w", table, err)
@@ -1112,7 +1119,7 @@ func (d *crashPG) dump(ctx context.Context, table string) (map[string]crashRow, 
 		return nil, fmt.Errorf("dump %s: %w", table, err)
 	}
 	defer rows.Close()
-	return scanCrashRows(table, rows.Next, rows.Scan, rows.Err)
+	return scanCrashRows(table, append([]string{"id"}, crashColumns...), "id", rows.Next, rows.Scan, rows.Err)
 }
 
 // TestCrashReplay checks the replay the crash tests rely on: upserts, deletes, key
