@@ -128,6 +128,12 @@ type ReloadOptions struct {
 	// Detect quiet to treat it as the start of a reload (default 0.5). The table's
 	// size is counted at Open and kept up to date approximately.
 	DeleteShare float64
+	// MaxWindow closes a reload window that has been open this long (binlog time)
+	// anyway, with a warning (default 12h). A push that died before setting
+	// finished_at would otherwise keep every position from being saved, and a restart
+	// would re-read the binlog from the window's start, for ever; the mass-delete
+	// breaker holds the deletes of a half-loaded table.
+	MaxWindow time.Duration
 }
 
 // MassDeleteOptions is the circuit breaker that holds the deletes a reload would emit
@@ -170,6 +176,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Reload.Detect == "" {
 		o.Reload.Detect = DetectQuiet
+	}
+	if o.Reload.MaxWindow == 0 {
+		o.Reload.MaxWindow = 12 * time.Hour
 	}
 	if o.Reload.DeleteShare == 0 {
 		o.Reload.DeleteShare = 0.5
@@ -248,6 +257,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Reload.DeleteShare <= 0 || o.Reload.DeleteShare > 1 {
 		add("reload.delete_share", "%v: want more than 0, at most 1", o.Reload.DeleteShare)
+	}
+	if o.Reload.MaxWindow < o.Reload.QuietPeriod {
+		add("reload.max_window", "%s: want at least the quiet period %s", o.Reload.MaxWindow, o.Reload.QuietPeriod)
 	}
 	if o.Reload.QuietPeriod < time.Second {
 		add("reload.quiet_period", "%s: want at least 1s (binlog timestamps have second resolution)", o.Reload.QuietPeriod)

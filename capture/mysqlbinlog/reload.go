@@ -101,6 +101,7 @@ type window struct {
 	spill     *sorter
 	inserted  int64
 	lastWrite int64 // binlog timestamp (Unix seconds) of the last write to the table
+	openedAt  int64 // binlog timestamp (Unix seconds) of the window's start
 }
 
 // dropRows forgets the rows the window has taken so far.
@@ -573,7 +574,7 @@ func (rm *reloadManager) openWindow(rt *reloadTable, reason string, byPushLog bo
 		return
 	}
 	rt.closeDue = false
-	rt.win = &window{opened: rm.s.cur, reason: reason, byPushLog: byPushLog, lastWrite: int64(ts)}
+	rt.win = &window{opened: rm.s.cur, reason: reason, byPushLog: byPushLog, lastWrite: int64(ts), openedAt: int64(ts)}
 	rm.startStream(rt)
 	rm.s.m.reloadWindows.WithLabelValues(rt.name, "opened").Inc()
 	rm.s.log.Info("reload window opened", "table", rt.name, "reason", reason, "position", fmt.Sprintf("%s:%d", rm.s.cur.File, rm.s.cur.Pos))
@@ -766,9 +767,21 @@ func (rm *reloadManager) pushLog(db string, op schemas.Op, before, after map[str
 // closes after more than QuietPeriod (up to one second more) without writes.
 func (rm *reloadManager) tick(now int64) {
 	q := int64(rm.s.opts.Reload.QuietPeriod / time.Second)
+	maxOpen := int64(rm.s.opts.Reload.MaxWindow / time.Second)
 	for _, rt := range rm.tables {
-		if w := rt.win; w != nil && !w.byPushLog && !rt.closeDue && now-w.lastWrite > q {
+		w := rt.win
+		if w == nil || rt.closeDue {
+			continue
+		}
+		switch {
+		case !w.byPushLog && now-w.lastWrite > q:
 			rt.closeDue = true
+		case maxOpen > 0 && w.openedAt > 0 && now-w.openedAt > maxOpen:
+			rt.closeDue = true
+			rm.s.m.reloadWindows.WithLabelValues(rt.name, "timed_out").Inc()
+			rm.s.log.Warn("reload window open longer than reload.max_window: closing it as it stands (the push may have died; the mass-delete breaker holds a half-loaded table's deletes)",
+				"table", rt.name, "reason", w.reason, "opened", time.Unix(w.openedAt, 0).UTC().Format(time.RFC3339),
+				"max_window", rm.s.opts.Reload.MaxWindow, "rows_so_far", w.inserted)
 		}
 	}
 }

@@ -510,3 +510,48 @@ func TestReloadWindowBadRowToDLQ(t *testing.T) {
 		t.Errorf("dead letters counted %v, want 1", n)
 	}
 }
+
+// A push_log window whose push never logs its end is closed after MaxWindow as it
+// stands (with a warning and a metric), so that positions advance again.
+func TestReloadWindowMaxOpen(t *testing.T) {
+	srv, db := testenv.MariaDBDatabase(t)
+	d := mustDB(t, srv, db)
+	exec(t, d, "CREATE TABLE kv (id VARCHAR(8) PRIMARY KEY, v INT)",
+		"CREATE TABLE push_log (id INT AUTO_INCREMENT PRIMARY KEY, table_name VARCHAR(64), started_at DATETIME, finished_at DATETIME NULL)",
+		"INSERT INTO kv VALUES ('a', 1), ('b', 2), ('c', 3)")
+	opts := testOptions(t, srv, db)
+	opts.Reload = ReloadOptions{Tables: []string{db + ".kv"}, Detect: DetectPushLog, PushLogTable: db + ".push_log",
+		QuietPeriod: time.Second, MaxWindow: 3 * time.Second}
+	opts.MassDelete = MassDeleteOptions{MaxShare: 0.9, MaxCountyShare: 1}
+	s := openSource(t, opts, nil)
+	readUntilCaughtUp(t, s, headPos(t, d))
+
+	// The push starts, reloads, and dies before setting finished_at.
+	exec(t, d, "INSERT INTO push_log (table_name, started_at) VALUES ('kv', NOW())",
+		"TRUNCATE TABLE kv", "INSERT INTO kv VALUES ('a', 1), ('b', 20)")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got []string
+	var positionAfter bool
+	for !positionAfter {
+		chs, err := s.ReadN(ctx, 100)
+		if err != nil {
+			t.Fatalf("reading (got %v so far): %v", got, err)
+		}
+		for _, c := range chs {
+			if c.Envelope.Source.Table == "kv" && !c.PositionOnly {
+				got = append(got, fmt.Sprintf("%s:%v", c.Envelope.Op, c.Envelope.Key["id"]))
+			}
+			if c.Position != nil && len(got) > 0 {
+				positionAfter = true
+			}
+		}
+	}
+	sort.Strings(got)
+	if strings.Join(got, " ") != "d:c u:b" {
+		t.Errorf("timed-out window emitted %v, want d:c u:b", got)
+	}
+	if n := metricValue(t, s.m.reloadWindows.WithLabelValues(db+".kv", "timed_out")); n != 1 {
+		t.Errorf("reload windows timed out = %v, want 1", n)
+	}
+}

@@ -155,7 +155,7 @@ func (w *worker) mysqlOptions(s *config.Source) (mysqlbinlog.Options, error) {
 			detect = mysqlbinlog.DetectQuiet
 		}
 		o.Reload = mysqlbinlog.ReloadOptions{Tables: m.Tables, Detect: detect,
-			PushLogTable: m.Reload.PushLogTable, QuietPeriod: m.Reload.QuietPeriod.D()}
+			PushLogTable: m.Reload.PushLogTable, QuietPeriod: m.Reload.QuietPeriod.D(), MaxWindow: m.Reload.MaxWindow.D()}
 	}
 	return o, nil
 }

@@ -265,6 +265,9 @@ type Reload struct {
 	PushLogTable string `yaml:"push_log_table"`
 	// QuietPeriod is the silence that ends a reload burst.
 	QuietPeriod Duration `yaml:"quiet_period"`
+	// MaxWindow closes a reload that stayed open this long anyway (default 12h): a
+	// push that died before logging its end must not hold the position for ever.
+	MaxWindow Duration `yaml:"max_window"`
 	// MassDelete guards against a broken push deleting most of the data.
 	MassDelete MassDelete `yaml:"mass_delete"`
 }

@@ -61,6 +61,9 @@ func (c *Config) SetDefaults() {
 			if m.Reload.Detect == "quiet_period" {
 				setDur(&m.Reload.QuietPeriod, 10*time.Minute)
 			}
+			if m.Reload.Detect != "" {
+				setDur(&m.Reload.MaxWindow, 12*time.Hour)
+			}
 			setFloat(&m.Reload.MassDelete.MaxTableShare, 0.2)
 			setFloat(&m.Reload.MassDelete.MaxCountyShare, 0.5)
 		}
@@ -427,6 +430,9 @@ func (v *validator) mysqlSource(p string, m *MySQLSource, serverIDs map[string]s
 		}
 	case "quiet_period":
 		v.durRange(p+".reload.quiet_period", r.QuietPeriod, time.Minute, 24*time.Hour)
+	}
+	if r.Detect != "" {
+		v.durRange(p+".reload.max_window", r.MaxWindow, time.Minute, 7*24*time.Hour)
 	}
 	if r.Detect != "push_log" && r.PushLogTable != "" {
 		v.addf(p+".reload.push_log_table", "only used with reload.detect: push_log: remove it or set detect")

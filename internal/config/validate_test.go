@@ -130,6 +130,7 @@ func TestValidationRules(t *testing.T) {
 		{"reload detect", []edit{{"server_id: 11", "server_id: 11\n      reload: {detect: magic}"}}, `sources[0].mysql.reload.detect: "magic" is not valid: use one of truncate, push_log, quiet_period`},
 		{"reload push_log table", []edit{{"server_id: 11", "server_id: 11\n      reload: {detect: push_log}"}}, "sources[0].mysql.reload.push_log_table: required when reload.detect is push_log"},
 		{"reload quiet period", []edit{{"server_id: 11", "server_id: 11\n      reload: {detect: quiet_period, quiet_period: 10s}"}}, "sources[0].mysql.reload.quiet_period: 10s is out of range: must be between 1m and 24h"},
+		{"reload max window", []edit{{"server_id: 11", "server_id: 11\n      reload: {detect: truncate, max_window: 30s}"}}, "sources[0].mysql.reload.max_window: 30s is out of range: must be between 1m and 168h"},
 		{"mass delete share", []edit{{"server_id: 11", "server_id: 11\n      reload: {mass_delete: {max_table_share: 1.5}}"}}, "sources[0].mysql.reload.mass_delete.max_table_share: 1.5 is out of range: must be a share greater than 0 and at most 1"},
 		{"county share", []edit{{"server_id: 11", "server_id: 11\n      reload: {mass_delete: {max_county_share: -0.1}}"}}, "sources[0].mysql.reload.mass_delete.max_county_share: -0.1 is out of range"},
 		{"pg slot missing", []edit{{"      slot: s_civil\n", ""}}, "sources[1].postgres.slot: required"},
