@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 
 	"github.com/shouwang/shouwang/schemas"
@@ -322,10 +323,16 @@ type asyncCollapser struct {
 	aborted   atomic.Bool
 	c         *collapser
 	// dead are the row images whose values did not convert (left out of the
-	// window, as the ordinary path leaves them); the reading goroutine sends them to
-	// the DLQ once the goroutine is done.
-	dead []windowItem
-	plan *rowPlan
+	// window, as the ordinary path leaves them); the reading goroutine takes them
+	// (takeDead) and sends them to the DLQ as it goes, and the rest once the
+	// goroutine is done.
+	deadMu sync.Mutex
+	dead   []windowItem
+	nDead  atomic.Int64
+	// failed holds the goroutine's first error, so that the reading goroutine stops
+	// at the next row instead of at the window close.
+	failed atomic.Pointer[error]
+	plan   *rowPlan
 }
 
 // windowItem is a window row handed to the comparison: a record, or a row the
@@ -360,13 +367,20 @@ func (rm *reloadManager) startCollapse(rt *reloadTable) (*asyncCollapser, error)
 func (a *asyncCollapser) run(rt *reloadTable, g *generation, sorted string, countyCols []string) {
 	c, err := newCollapser(rt, g, sorted, countyCols)
 	a.c = c
+	if err != nil {
+		a.failed.Store(&err)
+	}
 	for b := range a.in {
 		for i := 0; err == nil && i < len(b) && !a.aborted.Load(); i++ {
 			it := &b[i]
 			switch {
 			case it.raw != nil:
-				if !a.encodeRaw(c, it) {
+				var ok bool
+				if ok, err = a.encodeRaw(c, it); err == nil && !ok {
+					a.deadMu.Lock()
 					a.dead = append(a.dead, *it)
+					a.deadMu.Unlock()
+					a.nDead.Add(1)
 					continue
 				}
 			case it.row != nil:
@@ -374,6 +388,9 @@ func (a *asyncCollapser) run(rt *reloadTable, g *generation, sorted string, coun
 			}
 			if err == nil {
 				err = c.add(&it.r)
+			}
+			if err != nil {
+				a.failed.Store(&err)
 			}
 		}
 		clear(b)
@@ -389,15 +406,19 @@ func (a *asyncCollapser) run(rt *reloadTable, g *generation, sorted string, coun
 }
 
 // encodeRaw makes it.r from the row image it.raw; false when a value does not
-// convert.
-func (a *asyncCollapser) encodeRaw(c *collapser, it *windowItem) bool {
+// convert (an error only when a converted row does not encode, as for putRec).
+func (a *asyncCollapser) encodeRaw(c *collapser, it *windowItem) (bool, error) {
 	if a.plan == nil || !a.plan.fits(it.specs) {
 		a.plan = newRowPlan(it.specs, c.enc.countyCols)
 	}
 	b, county, err := a.plan.encode(c.enc.scratch[:0], it.raw)
 	c.enc.scratch = b
+	var bad *badValue
+	if errors.As(err, &bad) {
+		return false, nil
+	}
 	if err != nil {
-		return false
+		return false, fmt.Errorf("encode row %s: %w", it.r.key, err)
 	}
 	buf := make([]byte, len(b)+len(county))
 	copy(buf, b)
@@ -406,7 +427,28 @@ func (a *asyncCollapser) encodeRaw(c *collapser, it *windowItem) bool {
 	if county != "" {
 		it.r.county = buf[len(b):]
 	}
-	return true
+	return true, nil
+}
+
+// err is the goroutine's first error, if any.
+func (a *asyncCollapser) err() error {
+	if p := a.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// takeDead returns the rows found not to convert so far (reading goroutine).
+func (a *asyncCollapser) takeDead() []windowItem {
+	if a.nDead.Load() == 0 {
+		return nil
+	}
+	a.deadMu.Lock()
+	defer a.deadMu.Unlock()
+	d := a.dead
+	a.dead = nil
+	a.nDead.Store(0)
+	return d
 }
 
 // accepts reports whether a row with key k can be added: its key is greater than

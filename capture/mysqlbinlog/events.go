@@ -372,7 +372,9 @@ func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent
 		if fast != nil && len(e.Rows[i]) == len(specs) && rt.win != nil && rt.win.stream != nil {
 			if kb, ok := fast.key(e.Rows[i]); ok && rt.win.stream.accepts(kb) {
 				s.snap.observe(table, kb)
-				s.reload.windowRaw(rt, kb, specs, pk, e.Rows[i], rowMeta{pos: s.cur, gtid: s.txGTID, seq: s.seq, ts: h.Timestamp, version: version})
+				if err := s.reload.windowRaw(rt, kb, specs, pk, e.Rows[i], rowMeta{pos: s.cur, gtid: s.txGTID, seq: s.seq, ts: h.Timestamp, version: version}); err != nil {
+					return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+				}
 				continue
 			}
 		}

@@ -243,6 +243,14 @@ func TestSkimRecFile(t *testing.T) {
 			t.Fatalf("cut at %d of %d: size %d ascending %v last %q err %v; want %d", cut, sortedSize, size, asc, last, err, threeSize)
 		}
 	}
+	// A crash can leave the file extended with zeros the data never reached.
+	zeroed := filepath.Join(dir, "zeroed")
+	if err := os.WriteFile(zeroed, append(append([]byte(nil), full...), make([]byte, 4096)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if size, asc, last, err := skimRecFile(zeroed); err != nil || size != sortedSize || !asc || string(last) != "d" {
+		t.Errorf("zero-filled tail: size %d ascending %v last %q err %v; want %d", size, asc, last, err, sortedSize)
+	}
 	if _, _, _, err := skimRecFile(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v, want not exist", err)
 	}

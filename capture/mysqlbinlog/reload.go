@@ -611,6 +611,9 @@ func (rm *reloadManager) windowRowKey(rt *reloadTable, op schemas.Op, pk []strin
 		w.inserted++
 		if a := w.stream; a != nil && a.accepts(kb) {
 			a.addRow(kb, after) // encoded on the comparison's goroutine
+			if err := a.err(); err != nil {
+				return fmt.Errorf("reload window of %s: %w", rt.name, err)
+			}
 			return nil
 		}
 		r, err := rm.putRec(kb, after)
@@ -643,6 +646,9 @@ func (rm *reloadManager) windowAdd(rt *reloadTable, r rec) error {
 			return nil
 		case r.flags&recTomb == 0 && a.accepts(r.key):
 			a.add(r)
+			if err := a.err(); err != nil {
+				return fmt.Errorf("reload window of %s: %w", rt.name, err)
+			}
 			return nil
 		}
 		if err := rm.streamToSorter(rt, r.key); err != nil {
@@ -654,13 +660,21 @@ func (rm *reloadManager) windowAdd(rt *reloadTable, r rec) error {
 
 // windowRaw hands a row image the reload inserts to the window's comparison (which
 // accepts its key).
-func (rm *reloadManager) windowRaw(rt *reloadTable, kb []byte, specs []colSpec, pk []string, raw []any, meta rowMeta) {
+func (rm *reloadManager) windowRaw(rt *reloadTable, kb []byte, specs []colSpec, pk []string, raw []any, meta rowMeta) error {
 	w := rt.win
 	if meta.ts > 0 {
 		w.lastWrite = int64(meta.ts)
 	}
 	w.inserted++
-	w.stream.addRaw(kb, specs, pk, raw, meta)
+	a := w.stream
+	a.addRaw(kb, specs, pk, raw, meta)
+	// Rows that did not convert go to the DLQ as the comparison finds them, not all
+	// at the close (they hold their binlog events in memory until then).
+	rm.deadLetters(rt, a.takeDead())
+	if err := a.err(); err != nil {
+		return fmt.Errorf("reload window of %s: %w", rt.name, err)
+	}
+	return nil
 }
 
 // deadLetters sends the window rows whose values did not convert to the DLQ, as the
@@ -703,7 +717,7 @@ func (rm *reloadManager) streamToSorter(rt *reloadTable, at []byte) error {
 	rm.s.log.Info("reload window rows are not in key order: sorting them for the window close",
 		"table", rt.name, "rows_in_order", a.rows, "key", string(at), "last_key", string(a.last))
 	it, c, err := a.sortedWindowRows()
-	rm.deadLetters(rt, a.dead)
+	rm.deadLetters(rt, a.takeDead())
 	if err != nil {
 		return fmt.Errorf("reload window of %s: %w", rt.name, err)
 	}
@@ -731,7 +745,7 @@ func (rm *reloadManager) truncated(rt *reloadTable, ts uint32) {
 		if a := w.stream; a != nil {
 			w.stream = nil
 			a.drop()
-			rm.deadLetters(rt, a.dead)
+			rm.deadLetters(rt, a.takeDead())
 		}
 		w.dropSpill()
 		w.inserted = 0
@@ -1178,7 +1192,7 @@ func (rm *reloadManager) closeWindow(ctx context.Context, rt *reloadTable) error
 	if a := w.stream; a != nil {
 		c, err = a.stop(true)
 		w.stream = nil
-		rm.deadLetters(rt, a.dead)
+		rm.deadLetters(rt, a.takeDead())
 	} else {
 		c, err = rm.collapseSorted(ctx, rt, w)
 	}
@@ -1384,6 +1398,11 @@ func (rm *reloadManager) release(rt *reloadTable) error {
 		// Survives a rollback to this generation: the release is then redone.
 		cur.ReleaseRequested = true
 		if err := rm.saveManifest(rt); err != nil {
+			return err
+		}
+	}
+	if rt.ow != nil {
+		if err := rt.ow.flush(false); err != nil {
 			return err
 		}
 	}

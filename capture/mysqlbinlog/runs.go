@@ -579,8 +579,10 @@ func skimRecFile(path string) (size int64, ascending bool, last []byte, err erro
 			_, used, err = field(false, nil) // row
 			n += used
 		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return off, ascending, last, nil // torn at the end
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || (err == nil && len(key) == 0) {
+			// Torn at the end; an empty key (no encoded key is empty) is a tail the
+			// file system extended with zeros before the data reached the disk.
+			return off, ascending, last, nil
 		}
 		if err != nil {
 			return 0, false, nil, fmt.Errorf("reload state: read %s at byte %d: %w (delete the reload state directory and re-snapshot the table)", path, off, err)
