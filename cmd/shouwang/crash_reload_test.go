@@ -71,16 +71,7 @@ func TestCrashSafetyReload(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "worker.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	failWithLog := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf("%s\n--- last lines of the worker log ---\n%s", fmt.Sprintf(format, args...), logTailOf(logPath, 40))
-	}
+	logPath, logf, failWithLog := crashWorkerLog(t, dir, "reload")
 	topicOf := func(table string) string { return schemas.RawTopic("crash", "national", table) }
 
 	// replay applies the raw topics as a consumer would and compares with the tables;

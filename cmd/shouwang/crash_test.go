@@ -587,24 +587,7 @@ func runCrashScenario(t *testing.T, k *testenv.KafkaCluster, sc crashScenario) {
 	if err := os.WriteFile(cfgPath, []byte(sc.config(stateDir)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "worker.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	if keep := os.Getenv("SHOUWANG_CRASH_KEEP_LOG"); keep != "" {
-		// For post-mortems: keep a copy of the worker log outside the temp dir.
-		defer func() {
-			if b, err := os.ReadFile(logPath); err == nil {
-				_ = os.WriteFile(filepath.Join(keep, sc.source+"-worker.log"), b, 0o644)
-			}
-		}()
-	}
-	failWithLog := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf("%s\n--- last lines of the worker log ---\n%s", fmt.Sprintf(format, args...), logTailOf(logPath, 40))
-	}
+	_, logf, failWithLog := crashWorkerLog(t, dir, sc.source)
 
 	// Seed the tables.
 	model := newCrashModel(sc.tables)
@@ -736,6 +719,7 @@ func runCrashScenario(t *testing.T, k *testenv.KafkaCluster, sc crashScenario) {
 
 	want := map[string]map[string]crashRow{}
 	for _, table := range sc.tables {
+		var err error
 		if want[table], err = sc.db.dump(ctx, table); err != nil {
 			t.Fatal(err)
 		}
@@ -822,6 +806,30 @@ func runCrashScenario(t *testing.T, k *testenv.KafkaCluster, sc crashScenario) {
 	}
 	if sc.after != nil {
 		sc.after(t)
+	}
+}
+
+// crashWorkerLog creates the log file every run of the worker writes to, and returns
+// a Fatalf that shows its last lines. With SHOUWANG_CRASH_KEEP_LOG=DIR a copy is kept
+// in DIR as NAME-worker.log for post-mortems.
+func crashWorkerLog(t *testing.T, dir, name string) (string, *os.File, func(format string, args ...any)) {
+	t.Helper()
+	logPath := filepath.Join(dir, "worker.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		logf.Close()
+		if keep := os.Getenv("SHOUWANG_CRASH_KEEP_LOG"); keep != "" {
+			if b, err := os.ReadFile(logPath); err == nil {
+				_ = os.WriteFile(filepath.Join(keep, name+"-worker.log"), b, 0o644)
+			}
+		}
+	})
+	return logPath, logf, func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("%s\n--- last lines of the worker log ---\n%s", fmt.Sprintf(format, args...), logTailOf(logPath, 40))
 	}
 }
 
