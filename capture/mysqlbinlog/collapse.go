@@ -186,20 +186,8 @@ func (c *collapser) windowRows() (recIter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return windowOnly{rr}, nil
+	return filterIter{rr, func(r *rec) bool { return r.flags&recVanished == 0 }}, nil
 }
-
-type windowOnly struct{ rr *recReader }
-
-func (w windowOnly) next() (rec, bool, error) {
-	for {
-		r, ok, err := w.rr.next()
-		if err != nil || !ok || r.flags&recVanished == 0 {
-			return r, ok, err
-		}
-	}
-}
-func (w windowOnly) close() { w.rr.close() }
 
 // abort closes and removes everything the collapser opened or wrote.
 func (c *collapser) abort() {

@@ -1142,40 +1142,33 @@ func openView(rt *reloadTable, g *generation, sorted string) (recIter, func(), e
 		cleanup()
 		return nil, nil, err
 	}
-	return &liveIter{m: m, held: g.Held}, func() { m.close(); cleanup() }, nil
+	return filterIter{m, live(g.Held)}, func() { m.close(); cleanup() }, nil
 }
 
-type liveIter struct {
-	m    recIter
-	held bool
+// filterIter yields the records of it that keep accepts.
+type filterIter struct {
+	it   recIter
+	keep func(r *rec) bool
 }
 
-func (l *liveIter) next() (rec, bool, error) {
+func (f filterIter) next() (rec, bool, error) {
 	for {
-		r, ok, err := l.m.next()
-		if err != nil || !ok {
-			return r, ok, err
-		}
-		if r.flags&recTomb != 0 || (r.flags&recVanished != 0 && !l.held) {
-			continue
-		}
-		return r, true, nil
-	}
-}
-func (l *liveIter) close() { l.m.close() }
-
-// liveRows drops tombstones from a window's spill.
-type liveRows struct{ m recIter }
-
-func (l liveRows) next() (rec, bool, error) {
-	for {
-		r, ok, err := l.m.next()
-		if err != nil || !ok || r.flags&recTomb == 0 {
+		r, ok, err := f.it.next()
+		if err != nil || !ok || f.keep(&r) {
 			return r, ok, err
 		}
 	}
 }
-func (l liveRows) close() { l.m.close() }
+func (f filterIter) close() { f.it.close() }
+
+// live keeps the rows of a stored image: no tombstones, and vanished rows only while
+// their deletes are held (they are still downstream).
+func live(held bool) func(r *rec) bool {
+	return func(r *rec) bool { return r.flags&recTomb == 0 && (r.flags&recVanished == 0 || held) }
+}
+
+// notTomb drops tombstones (from a window's spill).
+func notTomb(r *rec) bool { return r.flags&recTomb == 0 }
 
 // closeWindow collapses a finished reload: the comparison of the window's rows with
 // the stored image is finished (or, for a window whose rows came out of key order,
@@ -1220,7 +1213,7 @@ func (rm *reloadManager) collapseSorted(ctx context.Context, rt *reloadTable, w 
 	}
 	// The window's runs are decoded and merged a batch ahead on another goroutine,
 	// as the stored image is.
-	newIt := newPrefetchIter(liveRows{winIt})
+	newIt := newPrefetchIter(filterIter{winIt, notTomb})
 	defer newIt.close()
 	for i := 0; ; i++ {
 		if i%4096 == 0 {
