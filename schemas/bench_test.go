@@ -50,3 +50,40 @@ func BenchmarkDecodeHousehold(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkUnmarshalEnvelope measures the consumers' side of the streaming hot path:
+// decoding (and validating) an update of a 45-column person row with before and after
+// images, as the encoder writes it. "fast" is UnmarshalEnvelope, "encoding_json" the
+// previous implementation (json.Decoder with UseNumber, kept as the test oracle).
+func BenchmarkUnmarshalEnvelope(b *testing.B) {
+	doc, err := personEnvelope(5).Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchDecode(b, doc, "fast", func(doc []byte) error { _, err := UnmarshalEnvelope(doc); return err })
+	benchDecode(b, doc, "encoding_json", func(doc []byte) error { _, err := oracleUnmarshalEnvelope(doc); return err })
+}
+
+// BenchmarkDecodeObject measures DecodeObject on the household golden (a canonical
+// entity document read as a map) against encoding/json with UseNumber.
+func BenchmarkDecodeObject(b *testing.B) {
+	doc, err := os.ReadFile(goldenPath("household", 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchDecode(b, doc, "fast", func(doc []byte) error { _, err := DecodeObject(doc); return err })
+	benchDecode(b, doc, "encoding_json", func(doc []byte) error { var m map[string]any; return oracleDecode(doc, &m) })
+}
+
+// benchDecode runs decode on doc as the sub-benchmark name.
+func benchDecode(b *testing.B, doc []byte, name string, decode func([]byte) error) {
+	b.Run(name, func(b *testing.B) {
+		b.SetBytes(int64(len(doc)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := decode(doc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

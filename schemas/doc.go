@@ -3,6 +3,11 @@
 // # What lives here
 //
 //   - envelope.go: the change Envelope every topic carries (schema json/envelope.v1.json).
+//   - envelope_encode.go, envelope_decode.go: reflection-free JSON encoding and
+//     decoding of the envelope that match encoding/json exactly (differential fuzz
+//     tests against it); DecodeValue and DecodeObject decode any JSON document the
+//     same way (numbers as json.Number), for consumers that read rows and entity
+//     documents as maps.
 //   - canonical_*.go: the canonical entities (Household, Person, MonitoringEpisode,
 //     AssistanceMeasure, DepartmentFact, Warning, QualityIssue, Discrepancy). Each
 //     embeds Meta (key, version, source, updated_ms); Entities() enumerates them with

@@ -1,10 +1,6 @@
 package schemas
 
-import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-)
+import "fmt"
 
 // Op is the kind of change an envelope carries.
 type Op string
@@ -123,12 +119,14 @@ func (e *Envelope) Validate() error {
 }
 
 // UnmarshalEnvelope decodes and validates one envelope. Numbers are kept as
-// json.Number so that large integers and decimals survive unchanged.
+// json.Number so that large integers and decimals survive unchanged. Decoding follows
+// encoding/json with UseNumber exactly (see envelope_decode.go) without its
+// reflection, except that bytes after the envelope other than whitespace are refused:
+// a Kafka message holds one envelope. Errors start with "envelope: decode: " and give
+// the field and byte offset (a *DecodeError), or are Validate's.
 func UnmarshalEnvelope(b []byte) (*Envelope, error) {
 	var e Envelope
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(&e); err != nil {
+	if err := decodeEnvelope(b, &e); err != nil {
 		return nil, fmt.Errorf("envelope: decode: %w", err)
 	}
 	if err := e.Validate(); err != nil {
