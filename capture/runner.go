@@ -14,6 +14,7 @@ import (
 
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/metrics"
+	"github.com/shouwang/shouwang/internal/pii"
 	"github.com/shouwang/shouwang/schemas"
 )
 
@@ -46,6 +47,10 @@ type RunnerOptions struct {
 	// saved (progress display, tests); produced counts the messages written to Kafka
 	// (position-only changes excluded).
 	OnBatch func(produced int, saved Position)
+	// Scrub protects ID numbers and phones in dead-letter records (reason and payload)
+	// before they are kept at rest in the DLQ topic, per the deployment's PII settings
+	// (pii.Protector.ScrubText). nil masks them (pii.MaskText).
+	Scrub func(string) string
 }
 
 // DefaultMaxInFlight is RunnerOptions.MaxInFlight's default: one batch at a time. More
@@ -449,6 +454,14 @@ func (r *Runner) message(c *Change, now time.Time) (bus.Message, error) {
 		}
 		if c.DeadLetterReason == "" {
 			c.DeadLetterReason = "unspecified"
+		}
+		scrub := r.o.Scrub
+		if scrub == nil {
+			scrub = pii.MaskText
+		}
+		rec.Reason = scrub(rec.Reason)
+		if len(rec.Payload) > 0 {
+			rec.Payload = []byte(scrub(string(rec.Payload)))
 		}
 		b, err := json.Marshal(rec)
 		if err != nil {
