@@ -74,7 +74,7 @@ func BenchmarkParseDiff(b *testing.B) {
 	second := filepath.Join(ds.Inbox, "second.csv")
 	writeBenchCSV(b, first, n, 0)
 	writeBenchCSV(b, second, n, 1)
-	d, err := prepare(ctx, &ds, tmp, first, "sha-first", false)
+	d, err := prepare(ctx, &ds, tmp, first, benchScan(b, first), false, defaultScrub)
 	if err != nil || d.outcome != outcomeReady {
 		b.Fatalf("baseline: %v %v %v", err, d.reason, d.problems)
 	}
@@ -102,11 +102,12 @@ func BenchmarkParseDiff(b *testing.B) {
 			}
 		}
 	}()
+	scan2 := benchScan(b, second)
 	runtime.GC()
 	b.ResetTimer()
 	var rows int64
 	for i := 0; i < b.N; i++ {
-		d, err := prepare(ctx, &ds, tmp, second, "sha-second", true)
+		d, err := prepare(ctx, &ds, tmp, second, scan2, true, defaultScrub)
 		if err != nil || d.outcome != outcomeReady {
 			b.Fatalf("diff: %v %v", err, d.reason)
 		}
@@ -121,4 +122,13 @@ func BenchmarkParseDiff(b *testing.B) {
 	wg.Wait()
 	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MiB")
+}
+
+func benchScan(b *testing.B, path string) *fileScan {
+	b.Helper()
+	fs, err := scanFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &fs
 }

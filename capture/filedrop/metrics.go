@@ -17,6 +17,14 @@ type Metrics struct {
 	Events *prometheus.CounterVec
 	// BadRows counts rows sent to the dead-letter stream.
 	BadRows *prometheus.CounterVec
+	// Kept counts previous versions kept because the row delivered for their key was bad.
+	Kept *prometheus.CounterVec
+	// DeletesWithheld counts deletes not emitted because bad rows without a readable
+	// key may have been the missing rows.
+	DeletesWithheld *prometheus.CounterVec
+	// SkippedRows counts rows left out on purpose, by kind: summary (合计 rows),
+	// duplicate (identical repeats of a row).
+	SkippedRows *prometheus.CounterVec
 }
 
 // NewMetrics creates the counters and registers them on reg (nil: not registered).
@@ -38,9 +46,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "shouwang", Subsystem: "filedrop", Name: "bad_rows_total",
 			Help: "Rows of accepted files that went to the dead-letter stream.",
 		}, []string{"dataset"}),
+		Kept: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "shouwang", Subsystem: "filedrop", Name: "kept_rows_total",
+			Help: "Previous row versions kept because the row delivered for the key was bad (no change, no delete).",
+		}, []string{"dataset"}),
+		DeletesWithheld: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "shouwang", Subsystem: "filedrop", Name: "deletes_withheld_total",
+			Help: "Deletes of full deliveries withheld because bad rows without a readable key may be the missing rows.",
+		}, []string{"dataset"}),
+		SkippedRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "shouwang", Subsystem: "filedrop", Name: "skipped_rows_total",
+			Help: "Rows left out on purpose: summary (totals rows such as 合计) and duplicate (identical repeats).",
+		}, []string{"dataset", "kind"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.Files, m.Rows, m.Events, m.BadRows} {
+		for _, c := range []prometheus.Collector{m.Files, m.Rows, m.Events, m.BadRows, m.Kept, m.DeletesWithheld, m.SkippedRows} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("filedrop: register metrics: %w", err)
 			}
@@ -65,5 +85,15 @@ func (m *Metrics) rows(dataset string, n, bad int64) {
 func (m *Metrics) event(dataset, op string) {
 	if m != nil {
 		m.Events.WithLabelValues(dataset, op).Inc()
+	}
+}
+
+// delivery counts what a diffed delivery kept, withheld and skipped.
+func (m *Metrics) delivery(dataset string, d *delivery) {
+	if m != nil {
+		m.Kept.WithLabelValues(dataset).Add(float64(d.kept))
+		m.DeletesWithheld.WithLabelValues(dataset).Add(float64(d.withheld))
+		m.SkippedRows.WithLabelValues(dataset, "summary").Add(float64(d.summaryRows))
+		m.SkippedRows.WithLabelValues(dataset, "duplicate").Add(float64(d.dupIdentical))
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/shouwang/shouwang/internal/pii"
 )
 
 // Format names a delivery file format.
@@ -104,7 +106,29 @@ type DatasetOptions struct {
 	// SortBufferBytes bounds the memory used to sort a delivery (the rest spills to
 	// sorted runs on disk). 0 means 64 MiB.
 	SortBufferBytes int
+	// Types gives the type of fields (values of Columns) whose spelling varies between
+	// file formats: integer, decimal, date, datetime, month or text (the default). The
+	// diff compares, stores and emits such values in the type's canonical form, so the
+	// same delivery as CSV and as XLSX ("2657.0" and "2657", "2023/5/17" and a date
+	// cell) changes nothing; a value that is not of its type is a bad row.
+	Types map[string]ColumnType
+	// MaxFieldBytes and MaxRowBytes bound one value and one row (UTF-8 bytes); a row
+	// over either goes to the dead-letter stream naming the line, column and length.
+	// 0 means 8 KiB and 64 KiB; at most 256 KiB each, so every event fits a Kafka
+	// message with room to spare.
+	MaxFieldBytes, MaxRowBytes int
+	// SummaryLabels are the words of a totals row at the foot of a sheet (合计, 总计,
+	// 小计 by default): a row whose key is empty and one of whose cells is such a word
+	// is skipped (counted in the delivery's report) rather than a bad row.
+	SummaryLabels []string
 }
+
+// Defaults and bounds of the row limits.
+const (
+	defaultMaxFieldBytes = 8 << 10
+	defaultMaxRowBytes   = 64 << 10
+	maxRowLimit          = 256 << 10
+)
 
 // Config configures one filedrop Source (one dataset).
 type Config struct {
@@ -123,6 +147,15 @@ type Config struct {
 	Metrics *Metrics
 	// Now is the clock (tests replace it to drive settling); nil means time.Now.
 	Now func() time.Time
+	// Scrub protects the ID numbers and phone numbers found in a text before it is
+	// kept at rest — dead-letter payloads and reasons, reports — (see internal/pii).
+	// nil masks them; raw text is kept only when the deployment opts in by passing a
+	// function that returns its argument.
+	Scrub func(string) string
+	// ReleaseCommand is the command an operator runs to release a held delivery, up to
+	// the file name (e.g. "shouwang held release -c /etc/shouwang.yaml --source files
+	// --dataset settlement"); reports print it. Empty: a generic hint is printed.
+	ReleaseCommand string
 }
 
 // withDefaults returns a copy with defaults filled in, so the rest of the package can
@@ -151,6 +184,15 @@ func (d DatasetOptions) withDefaults() DatasetOptions {
 	}
 	if d.Delivery == "" {
 		d.Delivery = DeliveryFull
+	}
+	if d.MaxFieldBytes == 0 {
+		d.MaxFieldBytes = defaultMaxFieldBytes
+	}
+	if d.MaxRowBytes == 0 {
+		d.MaxRowBytes = defaultMaxRowBytes
+	}
+	if d.SummaryLabels == nil {
+		d.SummaryLabels = []string{"合计", "总计", "小计"}
 	}
 	return d
 }
@@ -231,5 +273,25 @@ func (d DatasetOptions) Validate() error {
 	if d.SettleAge < 0 {
 		bad("settle_age", "negative")
 	}
+	for f, t := range d.Types {
+		if !fields[f] {
+			bad("types", "field %q is not a value of columns", f)
+		}
+		if !validType(t) {
+			bad("types", "field %q: unknown type %q (want one of %v)", f, t, ColumnTypes)
+		}
+	}
+	if d.MaxFieldBytes < 0 || d.MaxFieldBytes > maxRowLimit {
+		bad("max_field_bytes", "%d is outside 1..%d (0 means the default %d)", d.MaxFieldBytes, maxRowLimit, defaultMaxFieldBytes)
+	}
+	if d.MaxRowBytes < 0 || d.MaxRowBytes > maxRowLimit {
+		bad("max_row_bytes", "%d is outside 1..%d (0 means the default %d)", d.MaxRowBytes, maxRowLimit, defaultMaxRowBytes)
+	}
+	if d.MaxFieldBytes > 0 && d.MaxRowBytes > 0 && d.MaxFieldBytes > d.MaxRowBytes {
+		bad("max_field_bytes", "%d is larger than max_row_bytes %d", d.MaxFieldBytes, d.MaxRowBytes)
+	}
 	return errors.Join(errs...)
 }
+
+// defaultScrub is what Config.Scrub defaults to: mask.
+var defaultScrub = pii.MaskText

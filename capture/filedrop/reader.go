@@ -1,8 +1,9 @@
 package filedrop
 
 import (
+	"bytes"
+	"encoding/csv"
 	"fmt"
-	"path/filepath"
 	"strings"
 )
 
@@ -13,10 +14,25 @@ type rawRow struct {
 	// Fields are the cell values in header order. They are only valid until the next
 	// call to Next (readers reuse buffers).
 	Fields []string
+	// Raw is the row as delivered (CSV: the record's text; spreadsheets: the cells
+	// written as one CSV line), kept for the dead letter of a bad row. It may be nil.
+	Raw []byte
 	// Problem, when not empty, makes the row a dead letter; Column names the offending
 	// column when one is to blame.
 	Problem string
 	Column  string
+}
+
+// raw returns the row as delivered, rendering spreadsheet cells as a CSV line.
+func (r *rawRow) raw() []byte {
+	if r.Raw != nil {
+		return r.Raw
+	}
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	w.Write(r.Fields)
+	w.Flush()
+	return bytes.TrimRight(b.Bytes(), "\n")
 }
 
 // tableReader reads the header and then the data rows of one delivery file. Next
@@ -30,31 +46,15 @@ type tableReader interface {
 	Close() error
 }
 
-// formatOf decides the format of path from the configured one or its extension.
-func formatOf(path string, configured Format) (Format, error) {
-	if configured != FormatAuto {
-		return configured, nil
-	}
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".csv", ".txt", ".tsv":
-		return FormatCSV, nil
-	case ".xlsx", ".xlsm":
-		return FormatXLSX, nil
-	case ".xls":
-		return FormatXLS, nil
-	}
-	return "", fmt.Errorf("unknown file extension %q: expected .csv, .txt, .xlsx or .xls (or set the dataset's format)", filepath.Ext(path))
-}
-
-// openTable opens path with the reader for its format.
-func openTable(path string, ds *DatasetOptions) (tableReader, error) {
-	f, err := formatOf(path, ds.Format)
+// openTable opens path with the reader its content calls for (see sniffFormat).
+func openTable(path string, ds *DatasetOptions, scan *fileScan) (tableReader, error) {
+	f, err := sniffFormat(path, scan.head, scan.size, ds.Format)
 	if err != nil {
 		return nil, err
 	}
 	switch f {
 	case FormatCSV:
-		return openCSV(path, ds.Encoding, ds.Delimiter)
+		return openCSV(path, ds.Encoding, ds.Delimiter, ds.MaxRowBytes, &scan.enc)
 	case FormatXLSX:
 		return openXLSX(path, ds.Sheet)
 	case FormatXLS:

@@ -17,21 +17,28 @@ import (
 const maxRecordLines = 10
 
 // csvReader reads CSV in UTF-8 or GB18030 with a configured or sniffed delimiter.
+// Below the parser, a lineLimiter cuts physical lines longer than the row limit (so
+// one endless line cannot exhaust memory) and a recordTap keeps each record's raw
+// text for its dead letter.
 type csvReader struct {
 	f      *os.File
 	r      *csv.Reader
+	lim    *lineLimiter
+	tap    *recordTap
 	enc    Encoding
 	delim  rune
+	maxRow int
 	header []string
 }
 
-// openCSV opens a CSV file from disk.
-func openCSV(path string, enc Encoding, delim rune) (*csvReader, error) {
+// openCSV opens a CSV file from disk; st is the file's line classification (nil:
+// detect the encoding from the first bytes).
+func openCSV(path string, enc Encoding, delim rune, maxRow int, st *encodingStats) (*csvReader, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
-	c, err := newCSVReader(f, enc, delim)
+	c, err := newCSVReader(f, enc, delim, maxRow, st)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -41,12 +48,17 @@ func openCSV(path string, enc Encoding, delim rune) (*csvReader, error) {
 }
 
 // newCSVReader reads the header from r and prepares to read rows.
-func newCSVReader(r io.Reader, enc Encoding, delim rune) (*csvReader, error) {
-	dr, enc, err := decodingReader(r, enc)
+func newCSVReader(r io.Reader, enc Encoding, delim rune, maxRow int, st *encodingStats) (*csvReader, error) {
+	dr, enc, err := decodingReader(r, enc, st)
 	if err != nil {
 		return nil, err
 	}
-	br := bufio.NewReaderSize(dr, sniffSize)
+	if maxRow <= 0 {
+		maxRow = defaultMaxRowBytes
+	}
+	lim := newLineLimiter(dr, maxRow)
+	tap := &recordTap{r: lim}
+	br := bufio.NewReaderSize(tap, sniffSize)
 	if delim == 0 {
 		prefix, err := br.Peek(sniffSize)
 		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
@@ -61,10 +73,14 @@ func newCSVReader(r io.Reader, enc Encoding, delim rune) (*csvReader, error) {
 	cr.Comma = delim
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
-	c := &csvReader{r: cr, enc: enc, delim: delim}
+	c := &csvReader{r: cr, lim: lim, tap: tap, enc: enc, delim: delim, maxRow: maxRow}
 	h, err := cr.Read()
+	tap.record(0, cr.InputOffset())
 	if err == io.EOF {
 		return nil, errors.New("empty file: no header line")
+	}
+	if n, cut := lim.cut(1); cut {
+		return nil, fmt.Errorf("header line is %d bytes long, more than the row limit %d: not a delivery of this dataset?", n, maxRow)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("header line: %w", err)
@@ -87,7 +103,9 @@ func (c *csvReader) Describe() string {
 
 func (c *csvReader) Next() (rawRow, error) {
 	for {
+		start := c.r.InputOffset()
 		rec, err := c.r.Read()
+		raw := c.tap.record(start, c.r.InputOffset())
 		if err == io.EOF {
 			return rawRow{}, io.EOF
 		}
@@ -96,7 +114,10 @@ func (c *csvReader) Next() (rawRow, error) {
 			if pe.Line-pe.StartLine > maxRecordLines {
 				return rawRow{}, fmt.Errorf("line %d: quoted field not closed for %d lines (%v); the file is truncated or its quotes are broken", pe.StartLine, pe.Line-pe.StartLine, pe.Err)
 			}
-			return rawRow{Line: int64(pe.StartLine), Problem: fmt.Sprintf("CSV syntax: %v", pe.Err)}, nil
+			row := rawRow{Line: int64(pe.StartLine), Raw: raw, Fields: c.lenient(raw),
+				Problem: fmt.Sprintf("CSV syntax: %v", pe.Err)}
+			c.checkCut(&row, int64(pe.StartLine), int64(pe.Line))
+			return row, nil
 		}
 		if err != nil {
 			return rawRow{}, fmt.Errorf("read: %w", err)
@@ -105,7 +126,11 @@ func (c *csvReader) Next() (rawRow, error) {
 			continue
 		}
 		line, _ := c.r.FieldPos(0)
-		row := rawRow{Line: int64(line), Fields: rec}
+		last, _ := c.r.FieldPos(len(rec) - 1)
+		row := rawRow{Line: int64(line), Fields: rec, Raw: raw}
+		if c.checkCut(&row, int64(line), int64(last)) {
+			return row, nil
+		}
 		if len(rec) != len(c.header) {
 			row.Problem = fmt.Sprintf("has %d fields, header has %d", len(rec), len(c.header))
 			return row, nil
@@ -123,6 +148,34 @@ func (c *csvReader) Next() (rawRow, error) {
 		}
 		return row, nil
 	}
+}
+
+// checkCut marks row as too long when one of its physical lines was cut.
+func (c *csvReader) checkCut(row *rawRow, from, to int64) bool {
+	for l := from; l <= to; l++ {
+		if n, ok := c.lim.cut(l); ok {
+			row.Problem = fmt.Sprintf("line %d is %d bytes long, more than the row limit of %d bytes (limits.max_row_bytes)", l, n, c.maxRow)
+			row.Column = ""
+			c.lim.forget(to + 1)
+			return true
+		}
+	}
+	return false
+}
+
+// lenient re-reads a record that broke the CSV syntax with lazy quoting, to learn
+// what its fields probably are (the key of the row, so that its previous version is
+// kept rather than deleted).
+func (c *csvReader) lenient(raw []byte) []string {
+	r := csv.NewReader(strings.NewReader(string(raw)))
+	r.Comma = c.delim
+	r.FieldsPerRecord = -1
+	r.LazyQuotes = true
+	rec, err := r.Read()
+	if err != nil {
+		return nil
+	}
+	return rec
 }
 
 func (c *csvReader) Close() error {

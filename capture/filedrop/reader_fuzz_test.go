@@ -20,7 +20,7 @@ func FuzzCSVReader(f *testing.F) {
 		case ',', ';', '\t', '|':
 			d = rune(delim)
 		}
-		r, err := newCSVReader(bytes.NewReader(data), EncodingAuto, d)
+		r, err := newCSVReader(bytes.NewReader(data), EncodingAuto, d, 256, nil)
 		if err != nil {
 			return
 		}
@@ -35,6 +35,9 @@ func FuzzCSVReader(f *testing.F) {
 			}
 			if row.Problem == "" && len(row.Fields) != width {
 				t.Fatalf("row at line %d has %d fields, header %d, and no problem", row.Line, len(row.Fields), width)
+			}
+			if len(row.Raw) > 4096+256 {
+				t.Fatalf("row at line %d kept %d raw bytes, limit 256 per line", row.Line, len(row.Raw))
 			}
 			if row.Line <= 0 {
 				t.Fatalf("row line %d", row.Line)

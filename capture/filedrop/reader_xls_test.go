@@ -114,7 +114,8 @@ func TestXLSRejections(t *testing.T) {
 	}{
 		{name: "merged.xls", fixture: "merged.xls", want: `sheet "花名册": merged header cells B1:C1; unmerge them`},
 		{name: "truncated.xls", fixture: "truncated.xls", want: "corrupt or truncated XLS"},
-		{name: "renamed.xls", content: []byte("身份证号,姓名\n1,张三\n"), want: "not an OLE2 compound file"},
+		{name: "renamed.xls", content: []byte("身份证号,姓名\n1,张三\n"), want: `column "户编号" (field household_no): required column missing`},
+		{name: "page.xls", content: []byte("<html><body><table><tr><td>身份证号</td></tr></table></body></html>"), want: "not a spreadsheet: the file is an HTML page"},
 		{name: "magic-only.xls", content: []byte{0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1}, want: "corrupt"},
 	} {
 		content := tc.content

@@ -33,6 +33,9 @@ var spreadsheetOptions = excelize.Options{ShortDatePattern: "yyyy-mm-dd", LongTi
 
 // openXLSX opens path, checks that the header row has no merged cells and reads it.
 func openXLSX(p, sheet string) (*xlsxReader, error) {
+	if err := checkXLSXArchive(p); err != nil {
+		return nil, err
+	}
 	f, err := excelize.OpenFile(p, spreadsheetOptions)
 	if err != nil {
 		return nil, fmt.Errorf("open XLSX (corrupt or truncated?): %w", err)
@@ -280,4 +283,33 @@ func readZipXML(zr *zip.Reader, name string, v any) error {
 		return nil
 	}
 	return fmt.Errorf("%s missing from the XLSX", name)
+}
+
+// checkXLSXArchive tells a damaged XLSX (the ZIP archive cannot be read: usually a
+// transfer cut off) from a ZIP archive that is no workbook at all.
+func checkXLSXArchive(p string) error {
+	zr, err := zip.OpenReader(p)
+	if err != nil {
+		return fmt.Errorf("corrupt or truncated XLSX: the ZIP archive inside cannot be read (%v); the transfer was probably cut off: ask for the file again", err)
+	}
+	defer zr.Close()
+	var word, ppt bool
+	for _, f := range zr.File {
+		switch {
+		case f.Name == "xl/workbook.xml":
+			return nil
+		case strings.HasPrefix(f.Name, "word/"):
+			word = true
+		case strings.HasPrefix(f.Name, "ppt/"):
+			ppt = true
+		}
+	}
+	what := "a ZIP archive of other files"
+	switch {
+	case word:
+		what = "a Word document (.docx)"
+	case ppt:
+		what = "a PowerPoint presentation (.pptx)"
+	}
+	return fmt.Errorf("not a spreadsheet: the file is %s, not an XLSX workbook (it has no xl/workbook.xml); ask the department for the data as XLSX or CSV", what)
 }

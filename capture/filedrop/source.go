@@ -40,6 +40,7 @@ type Source struct {
 	topic  string
 	dlq    string
 	tmpDir string
+	scrub  func(string) string
 
 	mu        sync.Mutex
 	cur       *delivery
@@ -80,6 +81,10 @@ func New(cfg Config) (*Source, error) {
 	s.log = s.log.With("source", cfg.System, "dataset", s.ds.Name)
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.scrub = cfg.Scrub
+	if s.scrub == nil {
+		s.scrub = defaultScrub
 	}
 	if s.cfg.PollInterval <= 0 {
 		s.cfg.PollInterval = 2 * time.Second
@@ -313,10 +318,11 @@ func releaseMarker(stateDir, dataset, sha string) string {
 // process prepares one file and files it as ready, duplicate, rejected or held.
 func (s *Source) process(ctx context.Context, name string) error {
 	path := filepath.Join(s.ds.Inbox, name)
-	sha, err := fileSHA256(path)
+	scan, err := scanFile(path)
 	if err != nil {
 		return fmt.Errorf("filedrop %s: %w", s.ds.Name, err)
 	}
+	sha := scan.sha
 	t, _, err := readTrailer(statePath(s.ds.StateDir, s.ds.Name), s.ds.Name)
 	if err != nil {
 		return fmt.Errorf("filedrop %s: %w", s.ds.Name, err)
@@ -329,7 +335,7 @@ func (s *Source) process(ctx context.Context, name string) error {
 	marker := releaseMarker(s.ds.StateDir, s.ds.Name, sha)
 	_, merr := os.Stat(marker)
 	released := merr == nil
-	d, err := prepare(ctx, &s.ds, s.tmpDir, path, sha, released)
+	d, err := prepare(ctx, &s.ds, s.tmpDir, path, &scan, released, s.scrub)
 	if err != nil {
 		return fmt.Errorf("filedrop %s: file %s: %w", s.ds.Name, name, err)
 	}
@@ -344,8 +350,14 @@ func (s *Source) process(ctx context.Context, name string) error {
 		return s.setAside(path, s.ds.Held, d, "held")
 	}
 	s.cfg.Metrics.rows(s.ds.Name, d.rows, d.badRows)
+	s.cfg.Metrics.delivery(s.ds.Name, d)
 	s.log.Info("filedrop: delivery diffed", "file", name, "rows", d.rows, "bad_rows", d.badRows,
-		"creates", d.creates, "updates", d.updates, "deletes", d.deletes, "unchanged", d.unchanged)
+		"creates", d.creates, "updates", d.updates, "deletes", d.deletes, "unchanged", d.unchanged,
+		"kept", d.kept, "deletes_withheld", d.withheld)
+	if d.withheld > 0 {
+		s.log.Warn("filedrop: deletes withheld: bad rows without a readable key may be some of the missing rows",
+			"file", name, "withheld", d.withheld, "unkeyed_rows", d.unkeyed)
+	}
 	if r := s.resume; r != nil && r.File == name && r.SHA256 == sha {
 		skip := min(r.Line, d.total)
 		for d.emitted < skip {
@@ -379,7 +391,7 @@ func (s *Source) setAside(path, dir string, d *delivery, verdict string) error {
 			return fmt.Errorf("filedrop %s: %w", s.ds.Name, err)
 		}
 	}
-	if err := writeReport(dst, d, verdict, s.now()); err != nil {
+	if err := writeReport(dst, d, verdict, s.now(), s.cfg.ReleaseCommand); err != nil {
 		return fmt.Errorf("filedrop %s: %w", s.ds.Name, err)
 	}
 	delete(s.seen, d.name)
@@ -388,16 +400,23 @@ func (s *Source) setAside(path, dir string, d *delivery, verdict string) error {
 
 // archive moves a processed file (and its marker) to the archive folder.
 func (s *Source) archive(path string) error {
-	if _, err := moveFile(path, s.ds.Archive); err != nil {
-		return fmt.Errorf("filedrop %s: %w", s.ds.Name, err)
+	_, err := s.archiveTo(path)
+	return err
+}
+
+// archiveTo archives path and returns where it went.
+func (s *Source) archiveTo(path string) (string, error) {
+	dst, err := moveFile(path, s.ds.Archive)
+	if err != nil {
+		return "", fmt.Errorf("filedrop %s: %w", s.ds.Name, err)
 	}
 	if _, err := os.Stat(path + ".done"); err == nil {
 		if _, err := moveFile(path+".done", s.ds.Archive); err != nil {
-			return fmt.Errorf("filedrop %s: %w", s.ds.Name, err)
+			return "", fmt.Errorf("filedrop %s: %w", s.ds.Name, err)
 		}
 	}
 	delete(s.seen, filepath.Base(path))
-	return nil
+	return dst, nil
 }
 
 // commit publishes the delivery: state swap first (one rename: rows and the file's
@@ -423,8 +442,14 @@ func (s *Source) commit(d *delivery) error {
 	case s.committed <- struct{}{}:
 	default:
 	}
-	if err := s.archive(d.path); err != nil {
+	dst, err := s.archiveTo(d.path)
+	if err != nil {
 		return err
+	}
+	if d.badRows > 0 || d.withheld > 0 || d.summaryRows > 0 || d.dupIdentical > 0 {
+		if err := writeReport(dst, d, "accepted", s.now(), s.cfg.ReleaseCommand); err != nil {
+			s.log.Warn("filedrop: report of an accepted delivery not written", "file", d.name, "error", err)
+		}
 	}
 	s.cfg.Metrics.file(s.ds.Name, "processed")
 	s.log.Info("filedrop: delivery committed", "file", d.name, "events", d.total, "rows", d.trailer.Rows)
@@ -457,7 +482,7 @@ func (s *Source) change(d *delivery, rec spoolRecord, ts int64) (capture.Change,
 	if rec.op == spoolDead {
 		reason := string(rec.a)
 		if rec.key != "" {
-			reason = fmt.Sprintf("column %q: %s", rec.key, reason)
+			reason = rec.key + ": " + reason // rec.key names the column (see delivery.dead)
 		}
 		s.cfg.Metrics.event(s.ds.Name, "dlq")
 		dl := &schemas.DLQRecord{

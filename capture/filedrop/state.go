@@ -27,11 +27,14 @@ const (
 
 // stateTrailer describes a state file.
 type stateTrailer struct {
-	V        int            `json:"v"`
-	Dataset  string         `json:"dataset"`
-	Fields   []string       `json:"fields"`
-	Rows     int64          `json:"rows"`
-	Accepted []acceptedFile `json:"accepted"`
+	V       int      `json:"v"`
+	Dataset string   `json:"dataset"`
+	Fields  []string `json:"fields"`
+	// Types are the field types the rows were normalised with (text fields absent);
+	// when they change, the next delivery re-normalises the stored rows to compare.
+	Types    map[string]ColumnType `json:"types,omitempty"`
+	Rows     int64                 `json:"rows"`
+	Accepted []acceptedFile        `json:"accepted"`
 }
 
 // acceptedFile records one committed delivery.

@@ -70,3 +70,47 @@ with open("full1.xls", "rb") as f:
     data = f.read()
 with open("truncated.xls", "wb") as f:
     f.write(data[:3000])
+
+# Typed columns (issue #12): the same delivery as typed.csv in the tests, with date
+# cells, numbers with formats ("#,##0.00", "0.0") and integers.
+TYPED = ["身份证号", "姓名", "发证日期", "补贴", "人数"]
+AMOUNT = xlwt.easyxf(num_format_str="#,##0.00")
+ONE = xlwt.easyxf(num_format_str="0.0")
+
+
+def write_typed(path, rows):
+    wb = xlwt.Workbook(encoding="utf-8")
+    ws = wb.add_sheet("Sheet1")
+    for c, h in enumerate(TYPED):
+        ws.write(0, c, h)
+    for r, row in enumerate(rows, start=1):
+        for c, v in enumerate(row):
+            if v is None:
+                continue
+            if isinstance(v, datetime.date):
+                ws.write(r, c, v, DATE)
+            elif isinstance(v, tuple):  # (number, style)
+                ws.write(r, c, v[0], v[1])
+            else:
+                ws.write(r, c, v)
+    wb.save(path)
+
+
+write_typed("typed.xls", [
+    ["510101199001011234", "张三", datetime.date(2023, 5, 17), (1234.5, AMOUNT), 3],
+    ["510101199202022345", "李四", datetime.date(2020, 1, 2), (2657, ONE), 2],
+    ["510101199303033456", "王五", datetime.date(2019, 3, 1), 0, 1],
+    ["510101199404044567", "钱七", datetime.date(2019, 1, 1), (12.3, AMOUNT), 4],
+])
+
+# The next delivery with bad rows (see TestBadRowsNeverDelete): a date that is no
+# date, a value longer than the test's field limit, a cell right of the header, two
+# rows of one key with different values, and a row without a key.
+write_typed("typed-bad.xls", [
+    ["510101199001011234", "张三", "2023-02-30", (1234.5, AMOUNT), 3],
+    ["510101199202022345", "李" * 40, datetime.date(2020, 1, 2), (2657, ONE), 2],
+    ["510101199303033456", "王五", datetime.date(2019, 3, 1), 0, 1, "多余"],
+    ["510101199404044567", "钱七", datetime.date(2019, 1, 1), (12.3, AMOUNT), 4],
+    ["510101199404044567", "钱七", datetime.date(2019, 1, 1), (99, AMOUNT), 4],
+    [None, "无名", datetime.date(2019, 1, 1), 1, 1],
+])
