@@ -47,9 +47,9 @@ type RunnerOptions struct {
 	// saved (progress display, tests); produced counts the messages written to Kafka
 	// (position-only changes excluded).
 	OnBatch func(produced int, saved Position)
-	// Scrub protects ID numbers and phones in dead-letter records (reason and payload)
-	// before they are kept at rest in the DLQ topic, per the deployment's PII settings
-	// (pii.Protector.ScrubText). nil masks them (pii.MaskText).
+	// Scrub protects ID numbers and phones in dead-letter records (reason, key, payload
+	// and the message key) before they are kept at rest in the DLQ topic, per the
+	// deployment's PII settings (pii.Protector.ScrubText). nil masks them (pii.MaskText).
 	Scrub func(string) string
 }
 
@@ -459,15 +459,19 @@ func (r *Runner) message(c *Change, now time.Time) (bus.Message, error) {
 		if scrub == nil {
 			scrub = pii.MaskText
 		}
-		rec.Reason = scrub(rec.Reason)
+		rec.Reason, rec.Key = scrub(rec.Reason), scrub(rec.Key)
 		if len(rec.Payload) > 0 {
 			rec.Payload = []byte(scrub(string(rec.Payload)))
+		}
+		key := c.Key // a row keyed by an ID number must not carry it in the message key
+		if len(key) > 0 {
+			key = []byte(scrub(string(key)))
 		}
 		b, err := json.Marshal(rec)
 		if err != nil {
 			return bus.Message{}, fmt.Errorf("capture %s: encode dead letter: %w", r.o.Name, err)
 		}
-		return bus.Message{Topic: schemas.DLQTopic(r.o.TopicPrefix, "capture"), Key: c.Key, Value: b,
+		return bus.Message{Topic: schemas.DLQTopic(r.o.TopicPrefix, "capture"), Key: key, Value: b,
 			Headers: []bus.Header{{Key: "reason", Value: []byte(c.DeadLetterReason)}}}, nil
 	}
 	if c.Envelope.V == 0 {

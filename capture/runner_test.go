@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -48,7 +49,9 @@ func newScripted(n, perRead int, prefix string) *scriptedSource {
 				Envelope: schemas.Envelope{Source: schemas.Source{CommitMs: time.Now().UnixMilli()}}}
 		}
 		if i%10 == 3 {
-			c.DeadLetter = &schemas.DLQRecord{Reason: "row 3: bad text", Payload: []byte("\xff")}
+			c.DeadLetter = &schemas.DLQRecord{Reason: "row 3: bad text in 11010519491231002X", Key: "11010519491231002X",
+				Payload: []byte("\xff,11010519491231002X,13800138000")}
+			c.Key = []byte("11010519491231002X")
 			c.DeadLetterReason = "invalid_text"
 		}
 		s.changes = append(s.changes, c)
@@ -207,6 +210,17 @@ func testRunnerProducesCommitsAndResumes(t *testing.T, maxInFlight int) {
 	}
 	if rec.Stage != "capture" || rec.Source != "src" || !strings.Contains(rec.Reason, "bad text") {
 		t.Fatalf("dead letter = %+v", rec)
+	}
+	// No full ID number or phone at rest in the DLQ: masked by default (pii.MaskText).
+	for _, m := range dl {
+		for _, full := range []string{"11010519491231002X", "13800138000"} {
+			if bytes.Contains(m.Value, []byte(full)) || bytes.Contains(m.Key, []byte(full)) {
+				t.Fatalf("dead letter keeps %s in full: key %q value %s", full, m.Key, m.Value)
+			}
+		}
+	}
+	if rec.Key != "1101**********002X" || !strings.Contains(string(rec.Payload), "138****8000") {
+		t.Fatalf("dead letter not masked as expected: key %q payload %q", rec.Key, rec.Payload)
 	}
 	if got := counterValue(t, reg, "shouwang_dlq_records_total"); got != 5 {
 		t.Fatalf("dlq counter = %v, want 5", got)
