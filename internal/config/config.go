@@ -8,6 +8,8 @@ package config
 import (
 	"path/filepath"
 	"strings"
+
+	"github.com/shouwang/shouwang/internal/pii"
 )
 
 // Config is one deployment: the Kafka bus, the metrics endpoint, the region table,
@@ -36,6 +38,10 @@ type Config struct {
 	// State says where workers keep what must survive a restart: source positions,
 	// schema history, file-delivery state and reload state.
 	State State `yaml:"state"`
+	// PII says how ID numbers and phone numbers are protected wherever they are kept at
+	// rest outside the source systems: dead-letter records and delivery reports (masked
+	// by default), and per canonical topic (mask, SM4 token or HMAC-SM3 pseudonym).
+	PII pii.Options `yaml:"pii"`
 
 	// file is the path the configuration was loaded from ("" when built in code); it
 	// prefixes problems and anchors relative paths.
@@ -47,6 +53,15 @@ type Config struct {
 
 // File is the path the configuration was loaded from, or "" when it was built in code.
 func (c *Config) File() string { return c.file }
+
+// Dir is the directory relative paths in the configuration are resolved against: the
+// configuration file's directory, or "." when it was built in code.
+func (c *Config) Dir() string {
+	if c.file == "" {
+		return "."
+	}
+	return filepath.Dir(c.file)
+}
 
 // ResolvePath makes a path from the configuration (mapping files, region files, drop
 // folders) absolute relative to the configuration file's directory, so that a
@@ -82,7 +97,8 @@ func (c *Config) SinkByName(name string) (snk *Sink, ok bool) {
 type State struct {
 	// Dir is a local directory for per-source state files (schema history, filedrop
 	// delivery state, reload state) and, with positions "file", the source positions.
-	// Default /var/lib/shouwang.
+	// Default /var/lib/shouwang; a relative path is relative to the configuration
+	// file's directory, so every command finds the same state.
 	Dir string `yaml:"dir"`
 	// Positions is where capture keeps source positions: "file" (under Dir, for one
 	// host) or "postgres" (table shouwang_source_positions at PositionsDSN, so a worker
@@ -397,6 +413,37 @@ type Dataset struct {
 	Settle Settle `yaml:"settle"`
 	// MassDelete guards full deliveries against a truncated file deleting most rows.
 	MassDelete FileMassDelete `yaml:"mass_delete"`
+	// Held receives full deliveries the mass-delete breaker holds (default <inbox>/held).
+	Held string `yaml:"held"`
+	// Sheet is the XLSX sheet to read (default: the first sheet).
+	Sheet string `yaml:"sheet"`
+	// Optional lists field names whose column may be missing from a file (null then).
+	Optional []string `yaml:"optional"`
+	// Ignore lists delivered headers that are dropped without error.
+	Ignore []string `yaml:"ignore"`
+	// OpColumn is the header marking deletions in incremental deliveries (D, DEL,
+	// DELETE or 删除 in that column makes the row a delete).
+	OpColumn string `yaml:"op_column"`
+	// Types gives the type of fields (values of columns) whose spelling differs between
+	// file formats: integer, decimal, date, datetime, month or text (default), so that
+	// "2657.0" and "2657", or "2023/5/17" and a date cell, are the same value.
+	Types map[string]string `yaml:"types"`
+	// Limits bound one value and one row; a row over them goes to the dead-letter stream.
+	Limits RowLimits `yaml:"limits"`
+	// MaxBadRowShare rejects the whole file when more than this share (0..1] of its rows
+	// are bad, a sign of a wrong layout rather than a few bad values (default 0.5).
+	MaxBadRowShare float64 `yaml:"max_bad_row_share"`
+	// SummaryLabels are the words of a totals row at the foot of a sheet (default 合计,
+	// 总计, 小计); such a row is skipped, not a bad row.
+	SummaryLabels []string `yaml:"summary_labels"`
+}
+
+// RowLimits bound the size of delivered values and rows, in UTF-8 bytes.
+type RowLimits struct {
+	// MaxFieldBytes bounds one value (default 8192, at most 262144).
+	MaxFieldBytes int `yaml:"max_field_bytes"`
+	// MaxRowBytes bounds one row (default 65536, at most 262144).
+	MaxRowBytes int `yaml:"max_row_bytes"`
 }
 
 // Settle says when a delivered file is complete.

@@ -3,14 +3,18 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/shouwang/shouwang/internal/pii"
 )
 
 // Defaults applied by SetDefaults; documented on the fields they fill.
@@ -29,6 +33,7 @@ const (
 // SetDefaults fills every unset field that has a default. Parse calls it before
 // Validate; a Config built in code should call it too.
 func (c *Config) SetDefaults() {
+	c.PII.SetDefaults()
 	k := &c.Kafka
 	if k.Partitions == 0 {
 		k.Partitions = DefaultPartitions
@@ -49,6 +54,8 @@ func (c *Config) SetDefaults() {
 		c.Regions.Province = DefaultProvince
 	}
 	setStr(&c.State.Dir, DefaultStateDir)
+	// Every command (worker, held, dlq) must find the same state wherever it runs from.
+	c.State.Dir = c.ResolvePath(c.State.Dir)
 	setStr(&c.State.Positions, "file")
 	for i := range c.Sources {
 		s := &c.Sources[i]
@@ -93,6 +100,12 @@ func (c *Config) SetDefaults() {
 				setStr(&d.Delimiter, "auto")
 				setDur(&d.Settle.MinAge, time.Minute)
 				setFloat(&d.MassDelete.MaxShare, 0.2)
+				setFloat(&d.MaxBadRowShare, 0.5)
+				setInt(&d.Limits.MaxFieldBytes, 8<<10)
+				setInt(&d.Limits.MaxRowBytes, 64<<10)
+				if d.SummaryLabels == nil {
+					d.SummaryLabels = []string{"合计", "总计", "小计"}
+				}
 			}
 		}
 	}
@@ -139,6 +152,12 @@ func setDur(d *Duration, v time.Duration) {
 func setStr(s *string, v string) {
 	if *s == "" {
 		*s = v
+	}
+}
+
+func setInt(n *int, v int) {
+	if *n == 0 {
+		*n = v
 	}
 }
 
@@ -295,7 +314,30 @@ func (c *Config) Validate() error {
 	v.sinks()
 	v.checkers()
 	v.gen()
+	v.pii()
 	return errors.Join(v.problems...)
+}
+
+// pii adds the PII section's problems, keeping their key paths and lines.
+func (v *validator) pii() {
+	err := v.c.PII.Validate("pii")
+	if err == nil {
+		return
+	}
+	var errs []error
+	if multi, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = multi.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		var p *pii.Problem
+		if errors.As(e, &p) {
+			v.addf(p.Path, "%s", p.Msg)
+		} else {
+			v.addf("pii", "%v", e)
+		}
+	}
 }
 
 func (v *validator) state() {
@@ -596,6 +638,58 @@ func (v *validator) fileDropSource(p string, s *FileDropSource) {
 		}
 		v.durRange(dp+".settle.min_age", d.Settle.MinAge, 0, 24*time.Hour)
 		v.share(dp+".mass_delete.max_share", d.MassDelete.MaxShare)
+		v.share(dp+".max_bad_row_share", d.MaxBadRowShare)
+		if d.Held != "" {
+			v.unique(dp+".held", v.c.ResolvePath(d.Held), folders, "folder")
+		}
+		v.datasetFields(dp, d, fields)
+	}
+}
+
+// columnTypes are the values of a dataset's types map.
+var columnTypes = []string{"text", "integer", "decimal", "date", "datetime", "month"}
+
+// datasetFields checks the dataset keys that name fields or headers, and the limits.
+func (v *validator) datasetFields(dp string, d *Dataset, fields map[string]string) {
+	mapped := func(f string) bool { _, ok := fields[f]; return ok || len(d.Columns) == 0 }
+	for _, f := range slices.Sorted(maps.Keys(d.Types)) {
+		tp := dp + ".types." + f
+		if !mapped(f) {
+			v.addf(tp, "%q is not one of the mapped field names in columns", f)
+		}
+		v.oneOf(tp, d.Types[f], columnTypes...)
+	}
+	for k, f := range d.Optional {
+		if !mapped(f) {
+			v.addf(fmt.Sprintf("%s.optional[%d]", dp, k), "%q is not one of the mapped field names in columns", f)
+		}
+		if slices.Contains(d.Key, f) {
+			v.addf(fmt.Sprintf("%s.optional[%d]", dp, k), "%q is a key field: a key column cannot be optional", f)
+		}
+	}
+	for k, h := range d.Ignore {
+		if _, ok := d.Columns[h]; ok {
+			v.addf(fmt.Sprintf("%s.ignore[%d]", dp, k), "header %q is also mapped in columns: keep it in one of the two", h)
+		}
+	}
+	if d.OpColumn != "" {
+		if _, ok := d.Columns[d.OpColumn]; ok {
+			v.addf(dp+".op_column", "header %q is also mapped in columns: the op column only marks deletions", d.OpColumn)
+		}
+		if d.Delivery == "full" {
+			v.addf(dp+".op_column", "only incremental deliveries have an op column (delivery is full: a missing row is the deletion)")
+		}
+	}
+	const limit = 256 << 10
+	v.intRange(dp+".limits.max_field_bytes", d.Limits.MaxFieldBytes, 1, limit)
+	v.intRange(dp+".limits.max_row_bytes", d.Limits.MaxRowBytes, 1, limit)
+	if d.Limits.MaxFieldBytes > d.Limits.MaxRowBytes {
+		v.addf(dp+".limits.max_field_bytes", "%d is larger than limits.max_row_bytes (%d): a field cannot be longer than its row", d.Limits.MaxFieldBytes, d.Limits.MaxRowBytes)
+	}
+	for k, l := range d.SummaryLabels {
+		if strings.TrimSpace(l) == "" {
+			v.addf(fmt.Sprintf("%s.summary_labels[%d]", dp, k), "empty label: remove it")
+		}
 	}
 }
 
