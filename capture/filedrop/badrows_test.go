@@ -10,12 +10,15 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xuri/excelize/v2"
 	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"github.com/shouwang/shouwang/capture"
 	"github.com/shouwang/shouwang/schemas"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The tests of issue #12: a bad row never deletes or changes what was delivered
@@ -545,5 +548,59 @@ func TestHugeLineIsBounded(t *testing.T) {
 	}
 	if len(dl[0].Payload) > 1100 {
 		t.Fatalf("dead letter payload of %d bytes", len(dl[0].Payload))
+	}
+}
+
+// TestNoFullIDAtRest checks that dead-letter records and reports mask ID numbers and
+// phones by default, and keep them only when the deployment opts in (pii.dlq: raw).
+func TestNoFullIDAtRest(t *testing.T) {
+	const id, phone = "11010519491231002X", "13800138000"
+	file := csvUTF8BOM("身份证号,姓名,残疾等级",
+		"510101199001010011,a,一级",
+		"510101199001010029,c,三级,"+phone, // one field too many
+		id+",b,二级",
+		id+",b,三级", // a conflicting duplicate: the report names the key
+		"510101199001010037,d,一级", "510101199001010045,e,一级", "510101199001010053,f,一级")
+	for _, raw := range []bool{false, true} {
+		t.Run(fmt.Sprintf("raw=%v", raw), func(t *testing.T) {
+			ds := baseDataset(t)
+			h := &harness{t: t, ds: ds, clock: &fakeClock{t: time.Unix(1_700_000_000, 0)}}
+			var err error
+			if h.metrics, err = NewMetrics(prometheus.NewRegistry()); err != nil {
+				t.Fatal(err)
+			}
+			if raw {
+				h.scrub = func(s string) string { return s }
+			}
+			if err := os.MkdirAll(ds.Inbox, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			h.open(nil)
+			h.write("d.csv", file)
+			var dead []string
+			for _, c := range h.delivery() {
+				if c.DeadLetter != nil {
+					dead = append(dead, c.DeadLetter.Reason+"|"+c.DeadLetter.Key+"|"+string(c.DeadLetter.Payload)+"|"+string(c.Key))
+				}
+			}
+			if len(dead) != 3 {
+				t.Fatalf("dead letters = %q, want 3", dead)
+			}
+			report := readReport(t, filepath.Join(ds.Inbox, "archive", "d.csv"))
+			full := func(text string) bool { return strings.Contains(text, id) || strings.Contains(text, phone) }
+			// Reports name keys masked whatever the setting: they are read by people.
+			if full(report) || !strings.Contains(report, "1101**********002X") {
+				t.Fatalf("report:\n%s", report)
+			}
+			// Dead letters keep the raw row only when the deployment opts in.
+			for _, text := range dead {
+				if full(text) != raw {
+					t.Fatalf("raw=%v but full ID or phone present=%v in: %s", raw, full(text), text)
+				}
+				if !raw && !strings.Contains(text, "1101**********002X") && !strings.Contains(text, "138****8000") {
+					t.Fatalf("masked ID missing from: %s", text)
+				}
+			}
+		})
 	}
 }

@@ -528,8 +528,10 @@ func (s *Source) change(d *delivery, rec spoolRecord, ts int64) (capture.Change,
 }
 
 // Release puts a held file back into the inbox and marks its checksum so the
-// mass-delete breaker lets it through once. It is what `shouwang filedrop release`
-// calls after an operator confirmed the deletions with the department.
+// mass-delete breaker lets it through once. It is what `shouwang held release`
+// calls after an operator confirmed the deletions with the department; it works on
+// the folders alone, so the worker need not be stopped (it reads the file from the
+// inbox at its next scan).
 func Release(ds DatasetOptions, file string) error {
 	ds = ds.withDefaults()
 	if file != filepath.Base(file) || file == "" {

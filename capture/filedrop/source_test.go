@@ -41,6 +41,7 @@ type harness struct {
 	clock   *fakeClock
 	metrics *Metrics
 	src     *Source
+	scrub   func(string) string // Config.Scrub (nil: the default mask)
 }
 
 func baseDataset(t *testing.T) DatasetOptions {
@@ -80,7 +81,7 @@ func (h *harness) open(last capture.Position) {
 	if h.src != nil {
 		h.src.Close()
 	}
-	s, err := New(Config{System: "canlian", TopicPrefix: "sc", Dataset: h.ds, PollInterval: 2 * time.Millisecond, Logger: slog.New(slog.DiscardHandler), Metrics: h.metrics, Now: h.clock.now})
+	s, err := New(Config{System: "canlian", TopicPrefix: "sc", Dataset: h.ds, PollInterval: 2 * time.Millisecond, Logger: slog.New(slog.DiscardHandler), Metrics: h.metrics, Now: h.clock.now, Scrub: h.scrub})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -1466,9 +1466,9 @@ func (rm *reloadManager) release(rt *reloadTable) error {
 // It only queues the request: the reading loop emits the deletes between
 // transactions (once no reload window of the table is open), and the request is
 // persisted with the state so that a restart before they are acknowledged redoes it.
-// The command line will reach it through the worker's admin endpoint
-// (`shouwang capture release-deletes --source NAME --table DB.TABLE`, to come). A
-// later reload that brings the rows back drops the held deletes by itself.
+// `shouwang held release --source NAME --table DB.TABLE` reaches it through the
+// signal topic and the running capture worker. A later reload that brings the rows
+// back drops the held deletes by itself.
 func (s *Source) ReleaseHeldDeletes(table string) error {
 	if s.reload == nil {
 		return fmt.Errorf("capture %s: release held deletes of %s: no table is configured for reload collapse", s.opts.Name, table)

@@ -32,13 +32,27 @@ type Snapshotter interface {
 // SnapshotSignal is the message `shouwang snapshot` and the consistency checker put on
 // the signal topic (<prefix>.signal); capture workers act on the ones for their sources.
 type SnapshotSignal struct {
-	Type   string `json:"type"` // "snapshot"
+	Type   string `json:"type"` // signalSnapshot or signalReleaseHeld
 	Source string `json:"source"`
 	Table  string `json:"table"`
 	Where  string `json:"where,omitempty"`
 	// By says who asked (operator, checker name), for the log.
-	By   string `json:"by,omitempty"`
-	TsMs int64  `json:"ts_ms"`
+	By string `json:"by,omitempty"`
+	// Reason is the operator's note on a release (e.g. "confirmed with 医保").
+	Reason string `json:"reason,omitempty"`
+	TsMs   int64  `json:"ts_ms"`
+}
+
+// The signal types.
+const (
+	signalSnapshot    = "snapshot"
+	signalReleaseHeld = "release_held"
+)
+
+// HeldReleaser is a source whose mass-delete breaker can hold deletes (the binlog
+// reload collapse); `shouwang held release` reaches it through the signal topic.
+type HeldReleaser interface {
+	ReleaseHeldDeletes(table string) error
 }
 
 // connector is one capture loop: a factory for fresh Source instances (a failed
@@ -112,7 +126,8 @@ func (w *worker) connectors() ([]*connector, error) {
 			}
 			for j, d := range s.FileDrop.Datasets {
 				c := filedrop.Config{System: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, Dataset: w.datasetOptions(s.Name, d),
-					Logger: w.log, Metrics: fdMetrics}
+					Logger: w.log, Metrics: fdMetrics, Scrub: w.pii.ScrubText,
+					ReleaseCommand: heldReleaseCommand(w.cfg.File(), s.Name, d.Name)}
 				if err := c.Dataset.Validate(); err != nil {
 					errs = append(errs, fmt.Errorf("%s.filedrop.datasets[%d]: %w", path, j, err))
 					continue
@@ -210,6 +225,20 @@ func (w *worker) datasetOptions(source string, d config.Dataset) filedrop.Datase
 		Delivery: filedrop.DeliveryKind(d.Delivery), Key: d.Key, Columns: d.Columns,
 		SettleAge: d.Settle.MinAge.D(), RequireDoneMarker: d.Settle.RequireDoneMarker,
 		MaxDeleteShare: d.MassDelete.MaxShare,
+		Held:           w.cfg.ResolvePath(d.Held), Sheet: d.Sheet,
+		Optional: d.Optional, Ignore: d.Ignore, OpColumn: d.OpColumn,
+		MaxBadRowShare: d.MaxBadRowShare,
+		MaxFieldBytes:  d.Limits.MaxFieldBytes, MaxRowBytes: d.Limits.MaxRowBytes,
+		SummaryLabels: d.SummaryLabels,
+	}
+	if len(d.Types) > 0 {
+		o.Types = make(map[string]filedrop.ColumnType, len(d.Types))
+		for f, t := range d.Types {
+			o.Types[f] = filedrop.ColumnType(t)
+		}
+	}
+	if o.Encoding == "gbk" { // GB18030 is a superset of GBK
+		o.Encoding = filedrop.EncodingGB18030
 	}
 	if o.Format == "auto" {
 		o.Format = filedrop.FormatAuto
@@ -263,6 +292,7 @@ func (w *worker) supervise(ctx context.Context, c *connector, onBatch func(strin
 			var r *capture.Runner
 			r, err = capture.NewRunner(capture.RunnerOptions{Name: c.name, TopicPrefix: w.cfg.Kafka.TopicPrefix,
 				Source: src, Producer: w.producer, Positions: w.positions, Registerer: w.reg, Logger: log,
+				Scrub: w.pii.ScrubText,
 				OnBatch: func(n int, _ capture.Position) {
 					bo.Reset()
 					if onBatch != nil {
@@ -332,8 +362,10 @@ func (w *worker) consumeSourceSignals(ctx context.Context, source string, conns 
 			return
 		}
 		var sig SnapshotSignal
-		if err := json.Unmarshal(m.Value, &sig); err != nil || sig.Type != "snapshot" {
-			w.log.Error("signal consumer: ignoring a message that is not a snapshot signal", "offset", m.Offset, "err", err)
+		if err := json.Unmarshal(m.Value, &sig); err != nil || (sig.Type != signalSnapshot && sig.Type != signalReleaseHeld) {
+			w.log.Error("signal consumer: ignoring a message that is not a snapshot or release signal", "offset", m.Offset, "type", sig.Type, "err", err)
+		} else if sig.Source == source && sig.Type == signalReleaseHeld {
+			w.applyRelease(sig, conns)
 		} else if sig.Source == source {
 			w.applySignal(sig, conns)
 		}
@@ -341,6 +373,30 @@ func (w *worker) consumeSourceSignals(ctx context.Context, source string, conns 
 			w.log.Error("signal consumer: commit", "err", err)
 		}
 	}
+}
+
+// applyRelease hands a `shouwang held release` request to the source holding the
+// deletes of the table.
+func (w *worker) applyRelease(sig SnapshotSignal, conns []*connector) {
+	for _, c := range conns {
+		if c.source != sig.Source {
+			continue
+		}
+		c.mu.Lock()
+		src := c.current
+		c.mu.Unlock()
+		hr, ok := src.(HeldReleaser)
+		if !ok {
+			continue
+		}
+		if err := hr.ReleaseHeldDeletes(sig.Table); err != nil {
+			w.log.Error("release of held deletes refused", "source", sig.Source, "table", sig.Table, "by", sig.By, "err", err)
+		} else {
+			w.log.Warn("release of held deletes accepted", "source", sig.Source, "table", sig.Table, "by", sig.By, "reason", sig.Reason)
+		}
+		return
+	}
+	w.log.Warn("release signal for a source this worker does not run (or that holds no deletes)", "source", sig.Source, "table", sig.Table)
 }
 
 func (w *worker) applySignal(sig SnapshotSignal, conns []*connector) {

@@ -23,6 +23,7 @@ import (
 	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/internal/gen"
 	"github.com/shouwang/shouwang/internal/ident"
+	"github.com/shouwang/shouwang/internal/pii"
 	"github.com/shouwang/shouwang/internal/testenv"
 	"github.com/shouwang/shouwang/schemas"
 )
@@ -72,7 +73,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		level = slog.LevelInfo
 	}
 	d := &demo{households: *households, seed: *seed, metricsAddr: *metricsAddr, out: stdout,
-		log:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		log:      slog.New(pii.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))),
 		produced: map[string]int{}, lastAt: map[string]time.Time{}}
 	slog.SetDefault(d.log)
 	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {

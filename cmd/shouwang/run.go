@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/shouwang/shouwang/internal/config"
+	"github.com/shouwang/shouwang/internal/pii"
 )
 
 func init() {
@@ -45,7 +46,7 @@ func runRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shouwang run: --log-level: %v\n", err)
 		return 2
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	log := slog.New(pii.NewLogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl})))
 	slog.SetDefault(log) // libraries that log through the default logger write JSON too
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

@@ -58,7 +58,7 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 	opts := busOptions(k)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := sendSnapshotSignal(ctx, opts, k.TopicPrefix, k.ReplicationFactor, SnapshotSignal{Type: "snapshot", Source: *source, Table: full, Where: *where, By: "cli"}); err != nil {
+	if err := sendSnapshotSignal(ctx, opts, k.TopicPrefix, k.ReplicationFactor, SnapshotSignal{Type: signalSnapshot, Source: *source, Table: full, Where: *where, By: "cli"}); err != nil {
 		fmt.Fprintf(stderr, "shouwang snapshot: %v\n", err)
 		return 1
 	}

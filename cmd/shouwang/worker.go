@@ -14,6 +14,7 @@ import (
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/internal/metrics"
+	"github.com/shouwang/shouwang/internal/pii"
 	"github.com/shouwang/shouwang/schemas"
 )
 
@@ -29,6 +30,8 @@ type worker struct {
 	producer  *bus.Producer
 	positions capture.PositionStore
 	pgPool    *pgxpool.Pool
+	// pii protects ID numbers and phones in dead-letter records and reports.
+	pii *pii.Protector
 }
 
 // newWorker connects the shared pieces. metricsAddr overrides cfg.Metrics.Addr when
@@ -40,6 +43,9 @@ func newWorker(ctx context.Context, cfg *config.Config, log *slog.Logger, metric
 			w.Close()
 		}
 	}()
+	if w.pii, err = pii.Open(cfg.PII, "pii", cfg.Dir()); err != nil {
+		return nil, err
+	}
 	if metricsAddr == "" {
 		metricsAddr = cfg.Metrics.Addr
 	}
