@@ -34,7 +34,10 @@ import (
 // collapseCounts are a collapse's totals, for the breaker, the metrics and the log.
 type collapseCounts struct {
 	oldRows, newRows, unchanged, updated, created, vanished int64
-	oldByCounty, vanByCounty                                map[string]int64
+	// kept counts stored rows left as they were because the window's row of their
+	// key did not convert (recKeep).
+	kept                     int64
+	oldByCounty, vanByCounty map[string]int64
 }
 
 // baseSyncBytes is how much of a new base is written between background syncs.
@@ -109,6 +112,14 @@ func (c *collapser) add(n *rec) error {
 			continue
 		}
 		c.newRows++
+		if n.flags&recKeep != 0 {
+			c.kept++
+			c.o.flags, c.o.seq = 0, 0
+			if err := c.bw.write(&c.o); err != nil {
+				return err
+			}
+			return c.nextOld()
+		}
 		if bytes.Equal(c.o.row, n.row) {
 			c.unchanged++
 		} else {
@@ -122,6 +133,9 @@ func (c *collapser) add(n *rec) error {
 			return err
 		}
 		return c.nextOld()
+	}
+	if n.flags&recKeep != 0 {
+		return nil // a new key whose row did not convert: nothing to keep, nothing to create
 	}
 	c.newRows++
 	c.created++
@@ -369,7 +383,9 @@ func (a *asyncCollapser) run(rt *reloadTable, g *generation, sorted string, coun
 					a.dead = append(a.dead, *it)
 					a.deadMu.Unlock()
 					a.nDead.Add(1)
-					continue
+					// The key converted (the reading goroutine made it): its stored
+					// row stays.
+					it.r = rec{key: it.r.key, flags: recKeep}
 				}
 			case it.row != nil:
 				it.r, err = c.enc.rec(it.r.key, it.row)

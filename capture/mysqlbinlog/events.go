@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -292,6 +293,24 @@ func rawRender(v any) any {
 	return fmt.Sprint(v)
 }
 
+// keyConverts reports whether every primary-key column of the row image converts
+// (a table without a primary key has no key to keep).
+func keyConverts(specs []colSpec, pk []string, row []any) bool {
+	if len(pk) == 0 {
+		return false
+	}
+	for _, c := range pk {
+		i := slices.IndexFunc(specs, func(sp colSpec) bool { return sp.name == c })
+		if i < 0 || i >= len(row) {
+			return false
+		}
+		if _, err := binlogValue(specs[i], row[i]); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
 func keyOf(pk []string, row map[string]any) map[string]any {
 	if len(pk) == 0 || row == nil {
 		return nil
@@ -393,11 +412,23 @@ func (s *Source) handleRows(h *replication.EventHeader, e *replication.RowsEvent
 		}
 		if cerr != nil {
 			if captured {
-				row := after
+				row, img := after, e.Rows[i+step-1]
 				if row == nil {
-					row = before
+					row, img = before, e.Rows[i]
 				}
 				s.deadLetter(table, h, version, keyOf(pk, row), before, after, reasonCode(cerr), cerr.Error())
+				if rt != nil && rt.win != nil {
+					// Inside a reload window the row must not look absent: its key keeps
+					// its stored row, or, when the key itself did not convert, the
+					// window's deletes cannot be trusted and are held.
+					if keyConverts(specs, pk, img) {
+						if err := s.reload.windowKeep(rt, encodeKey(keyOf(pk, row)), h.Timestamp); err != nil {
+							return fmt.Errorf("capture %s: %w", s.opts.Name, err)
+						}
+					} else {
+						rt.win.unkeyed++
+					}
+				}
 			}
 			continue
 		}

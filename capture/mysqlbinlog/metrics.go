@@ -18,7 +18,7 @@ type metrics struct {
 	snapshotLeft  prometheus.Gauge
 	purged        prometheus.Gauge
 	reconnects    prometheus.Counter
-	reloadRows    *prometheus.CounterVec // table, outcome (unchanged, changed, created, deleted, held)
+	reloadRows    *prometheus.CounterVec // table, outcome (unchanged, changed, created, deleted, held, kept)
 	held          *prometheus.GaugeVec   // table
 	schemaChanges *prometheus.CounterVec // table
 	reloadWindows *prometheus.CounterVec // table, event (opened, closed)

@@ -97,9 +97,12 @@ type window struct {
 	byPushLog bool
 	// stream compares the rows with the stored image as they come, while they come
 	// in key order; spill sorts them for the close once they did not.
-	stream    *asyncCollapser
-	spill     *sorter
-	inserted  int64
+	stream   *asyncCollapser
+	spill    *sorter
+	inserted int64
+	// unkeyed counts window rows that did not convert and whose key did not either:
+	// any stored row may be one of them, so the window's deletes are held.
+	unkeyed   int64
 	lastWrite int64 // binlog timestamp (Unix seconds) of the last write to the table
 	openedAt  int64 // binlog timestamp (Unix seconds) of the window's start
 }
@@ -656,6 +659,15 @@ func (rm *reloadManager) windowAdd(rt *reloadTable, r rec) error {
 		}
 	}
 	return w.spill.add(r)
+}
+
+// windowKeep records that the window's row of key did not convert: the key's stored
+// row stays as it is (see recKeep).
+func (rm *reloadManager) windowKeep(rt *reloadTable, key []byte, ts uint32) error {
+	if ts > 0 {
+		rt.win.lastWrite = int64(ts)
+	}
+	return rm.windowAdd(rt, rec{key: key, flags: recKeep})
 }
 
 // windowRaw hands a row image the reload inserts to the window's comparison (which
@@ -1277,6 +1289,16 @@ func (rm *reloadManager) commitCollapse(rt *reloadTable, w *window, c *collapser
 		why = append(why, "county", worst, "county_vanished", vanByCounty[worst], "county_rows", oldByCounty[worst],
 			"county_share", fmt.Sprintf("%.4f > %.4f", worstShare, md.MaxCountyShare))
 	}
+	if w.unkeyed > 0 && vanished > 0 {
+		// Rows of the push that went to the DLQ without a readable key may be the
+		// rows that look vanished: deleting them would turn a bad row into a loss.
+		held = true
+		why = append(why, "unkeyed_bad_rows", w.unkeyed)
+	}
+	if c.kept > 0 {
+		s.log.Warn("reload kept the stored rows of keys whose pushed row did not convert (see the DLQ)", "table", rt.name, "kept", c.kept)
+		s.m.reloadRows.WithLabelValues(rt.name, "kept").Add(float64(c.kept))
+	}
 	n := map[schemas.Op]int64{schemas.OpUpdate: c.updated, schemas.OpCreate: c.created}
 	if !held && vanished > 0 {
 		// The deletes follow the updates and creates in the changes handed out.
@@ -1349,7 +1371,7 @@ func (rm *reloadManager) commitCollapse(rt *reloadTable, w *window, c *collapser
 		"vanished", vanished, "emitted", emitted, "took", time.Since(began).Round(time.Millisecond)}
 	if held {
 		m.reloadRows.WithLabelValues(rt.name, "held").Add(float64(vanished))
-		s.log.Error("mass-delete circuit breaker: holding the deletes of a reload (release with ReleaseHeldDeletes once checked)",
+		s.log.Error("mass-delete circuit breaker: holding the deletes of a reload (check with the data owner, then: shouwang held list / shouwang held release --source S --table T)",
 			append(append(attrs, "rows_held", vanished), why...)...)
 	} else {
 		s.log.Info("reload window closed", attrs...)

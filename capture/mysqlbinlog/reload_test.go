@@ -3,6 +3,7 @@ package mysqlbinlog
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -472,21 +473,74 @@ func TestReloadOverlayTornTail(t *testing.T) {
 }
 
 // A row a reload inserts whose value does not convert goes to the DLQ with its reason,
-// also when the window compares the rows as they come, and is left out of the reload
-// like any other row that could not be read.
+// also when the window compares the rows as they come, and keeps its key's stored row:
+// no d, no u (issue #12: a bad row never deletes). The same holds when the rows come
+// out of key order (the sorted path), and a later push with the row fixed changes
+// nothing either.
 func TestReloadWindowBadRowToDLQ(t *testing.T) {
+	for _, order := range []string{"in key order", "out of key order"} {
+		t.Run(order, func(t *testing.T) {
+			srv, db := testenv.MariaDBDatabase(t)
+			d := mustDB(t, srv, db)
+			d.SetMaxOpenConns(1) // the lax sql_mode below is per session
+			exec(t, d, "SET SESSION sql_mode = ''", "CREATE TABLE kv (id VARCHAR(8) PRIMARY KEY, born DATE)",
+				"INSERT INTO kv VALUES ('k1', '2001-01-01'), ('k2', '2002-02-02'), ('k3', '2003-03-03'), ('k4', '2004-04-04')")
+			opts := testOptions(t, srv, db)
+			opts.Reload = ReloadOptions{Tables: []string{db + ".kv"}, Detect: DetectTruncate, QuietPeriod: time.Second}
+			opts.MassDelete = MassDeleteOptions{MaxShare: 1, MaxCountyShare: 1}
+			s := openSource(t, opts, nil)
+			readUntilCaughtUp(t, s, headPos(t, d))
+			rows := "('k1', '2001-01-01'), ('k2', '0000-00-00'), ('k3', '2003-03-31'), ('k4', '2004-04-04')"
+			if order != "in key order" {
+				rows = "('k4', '2004-04-04'), ('k2', '0000-00-00'), ('k3', '2003-03-31'), ('k1', '2001-01-01')"
+			}
+			exec(t, d, "TRUNCATE TABLE kv", "INSERT INTO kv VALUES "+rows)
+			got := reloadChanges(t, s, d, db)
+			if want := "dlq:k2:zero_date u:k3"; got != want {
+				t.Errorf("reload with a bad row emitted %q, want %q", got, want)
+			}
+			if n := metricValue(t, s.m.deadLetters.WithLabelValues(db+".kv")); n != 1 {
+				t.Errorf("dead letters counted %v, want 1", n)
+			}
+			if n := metricValue(t, s.m.reloadRows.WithLabelValues(db+".kv", "kept")); n != 1 {
+				t.Errorf("kept rows counted %v, want 1", n)
+			}
+			// Next week the row is fixed as it was: nothing changed downstream.
+			exec(t, d, "TRUNCATE TABLE kv", "INSERT INTO kv VALUES ('k1', '2001-01-01'), ('k2', '2002-02-02'), ('k3', '2003-03-31'), ('k4', '2004-04-04')")
+			if got := reloadChanges(t, s, d, db); got != "" {
+				t.Errorf("the next push emitted %q, want nothing (k2's stored row was kept)", got)
+			}
+		})
+	}
+}
+
+// A pushed row whose primary key does not convert might be any of the rows that look
+// vanished: the window's deletes are held (listed by HeldDeletes), not emitted.
+func TestReloadWindowUnkeyedBadRowHoldsDeletes(t *testing.T) {
 	srv, db := testenv.MariaDBDatabase(t)
 	d := mustDB(t, srv, db)
-	d.SetMaxOpenConns(1) // the lax sql_mode below is per session
-	exec(t, d, "SET SESSION sql_mode = ''", "CREATE TABLE kv (id VARCHAR(8) PRIMARY KEY, born DATE)",
-		"INSERT INTO kv VALUES ('k1', '2001-01-01'), ('k2', '2002-02-02'), ('k3', '2003-03-03'), ('k4', '2004-04-04')")
+	d.SetMaxOpenConns(1)
+	exec(t, d, "SET SESSION sql_mode = ''", "CREATE TABLE kv (id DATE PRIMARY KEY, v INT)",
+		"INSERT INTO kv VALUES ('2001-01-01', 1), ('2002-02-02', 2), ('2003-03-03', 3), ('2004-04-04', 4)")
 	opts := testOptions(t, srv, db)
 	opts.Reload = ReloadOptions{Tables: []string{db + ".kv"}, Detect: DetectTruncate, QuietPeriod: time.Second}
 	opts.MassDelete = MassDeleteOptions{MaxShare: 1, MaxCountyShare: 1}
 	s := openSource(t, opts, nil)
 	readUntilCaughtUp(t, s, headPos(t, d))
-	exec(t, d, "TRUNCATE TABLE kv",
-		"INSERT INTO kv VALUES ('k1', '2001-01-01'), ('k2', '0000-00-00'), ('k3', '2003-03-31'), ('k4', '2004-04-04')")
+	exec(t, d, "TRUNCATE TABLE kv", "INSERT INTO kv VALUES ('2001-01-01', 1), ('0000-00-00', 2), ('2003-03-03', 30), ('2004-04-04', 4)")
+	got := reloadChanges(t, s, d, db)
+	if want := "dlq:0x303030302d30302d3030:zero_date u:2003-03-03"; got != want { // the key as it came (hex)
+		t.Errorf("reload emitted %q, want %q (no delete of 2002-02-02)", got, want)
+	}
+	held, err := HeldDeletes(opts.StateDir)
+	if err != nil || len(held) != 1 || held[0].Table != db+".kv" || held[0].Rows != 1 {
+		t.Fatalf("HeldDeletes = %+v, %v; want the one vanished row of %s held", held, err, db+".kv")
+	}
+}
+
+// reloadChanges reads until caught up and renders the kv table's changes sorted.
+func reloadChanges(t *testing.T, s *Source, d *sql.DB, db string) string {
+	t.Helper()
 	chs, _ := readUntilCaughtUp(t, s, headPos(t, d))
 	var got []string
 	for _, c := range chs {
@@ -503,12 +557,7 @@ func TestReloadWindowBadRowToDLQ(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s:%v", c.Envelope.Op, c.Envelope.Key["id"]))
 	}
 	sort.Strings(got)
-	if want := "d:k2 dlq:k2:zero_date u:k3"; strings.Join(got, " ") != want {
-		t.Errorf("reload with a bad row emitted %q, want %q", strings.Join(got, " "), want)
-	}
-	if n := metricValue(t, s.m.deadLetters.WithLabelValues(db+".kv")); n != 1 {
-		t.Errorf("dead letters counted %v, want 1", n)
-	}
+	return strings.Join(got, " ")
 }
 
 // A push_log window whose push never logs its end is closed after MaxWindow as it

@@ -28,6 +28,10 @@ import (
 const (
 	recTomb     byte = 1 << iota // the key was deleted
 	recVanished                  // absent from the last reload; held, or deleted when the generation is not held
+	// recKeep is a window row whose values did not convert (it went to the DLQ): the
+	// key's stored row stays as it is, neither updated nor vanished, so that a bad
+	// row in a weekly push never deletes its previous version.
+	recKeep
 )
 
 // sortBufferBytes bounds the memory of one sorter before it spills a sorted run.
