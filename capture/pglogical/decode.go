@@ -31,8 +31,14 @@ func (s *Source) rowChange(keyCols []string, env schemas.Envelope, bad error, ra
 		kb = []byte(fmt.Sprint(key))
 	}
 	ch := capture.Change{Topic: s.topic(env.Source.Table), Key: kb, Envelope: env}
+	reason := "bad_value"
+	if bad == nil && s.o.MaxRowBytes > 0 && jsonBound(env.Before)+jsonBound(env.After) > s.o.MaxRowBytes {
+		if b, err := json.Marshal(env); err == nil && len(b) > s.o.MaxRowBytes {
+			bad = fmt.Errorf("row of %d bytes exceeds max_row_bytes %d", len(b), s.o.MaxRowBytes)
+			reason, raw = "oversized", kb // the key, not the row: the DLQ stays bounded too
+		}
+	}
 	if bad != nil {
-		reason := "bad_value"
 		var ve *valueError
 		if errors.As(bad, &ve) {
 			reason = ve.Reason
@@ -50,6 +56,29 @@ func (s *Source) rowChange(keyCols []string, env schemas.Envelope, bad error, ra
 		ch.DeadLetterReason = reason
 	}
 	return ch
+}
+
+// jsonBound is an upper bound of the JSON size of a decoded row (every string
+// character escaped as \u00XX), so that only rows that may be oversized are encoded
+// to measure them.
+func jsonBound(row map[string]any) int {
+	n := 2
+	for k, v := range row {
+		n += 6*len(k) + 4
+		switch x := v.(type) {
+		case string:
+			n += 6*len(x) + 2
+		case json.RawMessage:
+			n += len(x)
+		case json.Number:
+			n += len(x)
+		case []byte:
+			n += 6*len(x) + 2
+		default:
+			n += 64
+		}
+	}
+	return n
 }
 
 // relation is the stream's view of one table, from its latest relation message.

@@ -68,6 +68,10 @@ type Options struct {
 	// the connector stops reading WAL (default 100000). A single transaction larger
 	// than this is still buffered whole until its commit.
 	MaxQueued int
+	// MaxRowBytes sends rows whose JSON envelope is larger than this to the DLQ as
+	// oversized, with the table, key and length but not the row (default 4 MiB, as the
+	// binlog source), so that nothing unbounded enters Kafka.
+	MaxRowBytes int
 
 	// Registerer receives the connector's metrics (nil: not registered).
 	Registerer prometheus.Registerer
@@ -95,6 +99,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxQueued == 0 {
 		o.MaxQueued = 100000
+	}
+	if o.MaxRowBytes == 0 {
+		o.MaxRowBytes = 4 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -3,6 +3,7 @@ package pglogical
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -259,6 +260,41 @@ func TestUndecodableValueGoesToDeadLetter(t *testing.T) {
 		t.Errorf("second change: %+v", all[1])
 	}
 	t.Cleanup(func() { _ = src.Teardown(context.Background()) })
+}
+
+// TestOversizedRowGoesToDeadLetter: a row over max_row_bytes, streamed or read by the
+// snapshot, goes to the DLQ as oversized with its key and length but not the row; the
+// rows around it flow.
+func TestOversizedRowGoesToDeadLetter(t *testing.T) {
+	e := newPG(t)
+	e.exec(t, `CREATE TABLE big (id int PRIMARY KEY, v text)`, `INSERT INTO big VALUES (1, repeat('x', 5000)), (2, 'small')`)
+	o := e.options("public.big")
+	o.MaxRowBytes = 4096
+	src := openSource(t, o, nil)
+	defer src.Close()
+	t.Cleanup(func() { _ = src.Teardown(context.Background()) })
+	e.exec(t, `INSERT INTO big VALUES (3, repeat('y', 5000))`, `INSERT INTO big VALUES (4, 'small too')`)
+	var rows []capture.Change
+	drain(t, src, 30*time.Second, func(all []capture.Change) bool {
+		rows = rows[:0]
+		for _, c := range all {
+			if c.DeadLetter != nil || c.Envelope.After != nil {
+				rows = append(rows, c)
+			}
+		}
+		return len(rows) >= 4
+	})
+	for _, c := range rows {
+		id := fmt.Sprint(c.Envelope.Key["id"])
+		big := id == "1" || id == "3"
+		if big != (c.DeadLetter != nil) {
+			t.Fatalf("row %s: dead letter %v, want oversized rows (1, 3) only", id, c.DeadLetter)
+		}
+		if big && (c.DeadLetterReason != "oversized" || !strings.Contains(c.DeadLetter.Reason, "exceeds max_row_bytes 4096") ||
+			len(c.DeadLetter.Payload) > 100) {
+			t.Errorf("row %s: reason %q %q, payload %d bytes", id, c.DeadLetterReason, c.DeadLetter.Reason, len(c.DeadLetter.Payload))
+		}
+	}
 }
 
 // TestReconnectAfterWalsenderKilled: the server ends the replication connection;

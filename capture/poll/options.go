@@ -96,6 +96,11 @@ type Options struct {
 	StateDSN string
 	// Queries are the polled views.
 	Queries []QueryOptions
+	// MaxRowBytes sends rows whose JSON encoding is larger than this to the DLQ as
+	// oversized, with the query, key and length but not the row (default 4 MiB, as
+	// the binlog source). Such a row keeps its key's previous version: it is neither
+	// updated nor, since its key is still in the view, deleted.
+	MaxRowBytes int
 	// Registerer receives the metrics (nil: counted but not exported).
 	Registerer prometheus.Registerer
 	// Logger receives structured logs; nil means slog.Default().
@@ -174,6 +179,9 @@ func (o Options) Validate() error {
 	}
 	if len(o.Queries) == 0 {
 		bad("queries", "at least one view or table to poll is required")
+	}
+	if o.MaxRowBytes < 0 {
+		bad("max_row_bytes", "%d: must be positive (0 means the default 4 MiB)", o.MaxRowBytes)
 	}
 	seen := map[string]bool{}
 	for i, q := range o.Queries {

@@ -545,8 +545,22 @@ func (s *Source) row(q *query, raw []any) (polled, []any, error) {
 	if err != nil {
 		return p, nil, fmt.Errorf("poll %s: query %s: encode row %s: %w", s.o.Name, q.Name, p.key, err)
 	}
+	if max := s.maxRowBytes(); len(p.row) > max {
+		p.dead = &schemas.DLQRecord{Reason: fmt.Sprintf("poll %s query %s relation %s key %s: row of %d bytes exceeds max_row_bytes %d", s.o.Name, q.Name, q.Relation, p.key, len(p.row), max),
+			Source: s.o.Name, Key: p.key, Payload: []byte(p.key), Position: fmt.Sprint(p.wm)}
+		p.reason, p.after, p.row = "oversized", nil, nil
+		return p, ordering, nil
+	}
 	p.hash = rowHash(p.row)
 	return p, ordering, nil
+}
+
+// maxRowBytes is Options.MaxRowBytes with its default.
+func (s *Source) maxRowBytes() int {
+	if s.o.MaxRowBytes > 0 {
+		return s.o.MaxRowBytes
+	}
+	return 4 << 20
 }
 
 var castTypeRe = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shouwang/shouwang/capture"
 	"github.com/shouwang/shouwang/internal/testenv"
+	"github.com/shouwang/shouwang/schemas"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -352,4 +353,49 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestOversizedRowKeepsPreviousVersion: a row that grows over max_row_bytes goes to the
+// DLQ as oversized (key and length, not the row); its key's previous version stays:
+// no update, and the delete scan, which still finds the key in the view, emits no
+// delete. Once the row shrinks again it is an ordinary update.
+func TestOversizedRowKeepsPreviousVersion(t *testing.T) {
+	b, state := pgBackend(t)
+	b.exec(t, `DROP VIEW v_person`, `ALTER TABLE person ALTER COLUMN name TYPE text`,
+		`CREATE VIEW v_person AS SELECT * FROM person`, b.seedRows(10))
+	o := b.options("big", state, prometheus.NewRegistry())
+	o.MaxRowBytes = 2048
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Open(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if cs, _ := readAll(t, s); ops(cs)["c"] != 10 {
+		t.Fatalf("first poll: %v", ops(cs))
+	}
+	b.exec(t, `UPDATE person SET name = repeat('x', 3000), updated_at = LOCALTIMESTAMP - interval '5 seconds' WHERE id = 5`)
+	due(s, true)
+	cs, _ := readAll(t, s)
+	if got := ops(cs); got["dlq"] != 1 || got["u"] != 0 || got["d"] != 0 {
+		t.Fatalf("oversized row: %v, want only one dead letter", got)
+	}
+	for _, c := range cs {
+		if c.DeadLetter != nil && (c.DeadLetterReason != "oversized" || !strings.Contains(c.DeadLetter.Reason, "exceeds max_row_bytes 2048") || len(c.DeadLetter.Payload) > 64) {
+			t.Fatalf("dead letter %q (%s), payload %d bytes", c.DeadLetter.Reason, c.DeadLetterReason, len(c.DeadLetter.Payload))
+		}
+	}
+	b.exec(t, `UPDATE person SET name = 'short again', updated_at = LOCALTIMESTAMP - interval '4 seconds' WHERE id = 5`)
+	due(s, true)
+	cs, _ = readAll(t, s)
+	if got := ops(cs); got["u"] != 1 || len(cs) == 0 {
+		t.Fatalf("shrunk row: %v, want one update", got)
+	}
+	for _, c := range cs {
+		if c.Envelope.Op == schemas.OpUpdate && c.Envelope.Before["name"] != "n5" {
+			t.Fatalf("update before = %v, want the version before the oversized one", c.Envelope.Before)
+		}
+	}
 }

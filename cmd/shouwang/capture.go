@@ -158,8 +158,8 @@ func (w *worker) mysqlOptions(s *config.Source) (mysqlbinlog.Options, error) {
 		Host: host, Port: port, User: dsn.User, Password: dsn.Passwd,
 		Flavor: m.Flavor, ServerID: m.ServerID, UseGTID: m.GTID, Tables: m.Tables,
 		SnapshotMode: mysqlbinlog.SnapshotMode(m.Snapshot.Mode), ChunkSize: m.Snapshot.ChunkSize, Parallel: m.Snapshot.Parallel,
-		HeartbeatInterval: m.HeartbeatInterval.D(),
-		StateDir:          filepath.Join(w.cfg.State.Dir, "mysqlbinlog", s.Name),
+		HeartbeatInterval: m.HeartbeatInterval.D(), MaxRowBytes: m.MaxRowBytes,
+		StateDir: filepath.Join(w.cfg.State.Dir, "mysqlbinlog", s.Name),
 		MassDelete: mysqlbinlog.MassDeleteOptions{MaxShare: m.Reload.MassDelete.MaxTableShare,
 			MaxCountyShare: m.Reload.MassDelete.MaxCountyShare},
 		Registerer: w.reg, Logger: w.log.With("source", s.Name),
@@ -183,14 +183,15 @@ func (w *worker) pgOptions(s *config.Source) pglogical.Options {
 		CreateSlot: p.CreateSlot, CreatePublication: p.CreatePublication,
 		SnapshotMode: pglogical.SnapshotMode(p.Snapshot.Mode), ChunkSize: p.Snapshot.ChunkSize,
 		HeartbeatInterval: p.HeartbeatInterval.D(), StatusInterval: p.StatusInterval.D(),
-		Registerer: w.reg, Logger: w.log.With("source", s.Name),
+		MaxRowBytes: p.MaxRowBytes,
+		Registerer:  w.reg, Logger: w.log.With("source", s.Name),
 	}
 }
 
 func (w *worker) pollOptions(s *config.Source) poll.Options {
 	p := s.Poll
 	o := poll.Options{Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, Driver: poll.Driver(p.Driver),
-		DSN: p.DSN, StateDSN: p.StateDSN, Registerer: w.reg, Logger: w.log.With("source", s.Name)}
+		DSN: p.DSN, StateDSN: p.StateDSN, MaxRowBytes: p.MaxRowBytes, Registerer: w.reg, Logger: w.log.With("source", s.Name)}
 	for _, q := range p.Queries {
 		qo := poll.QueryOptions{Name: q.Name, Relation: q.TableOrView, Key: q.Key, Mode: poll.Mode(q.Mode),
 			Column: q.Column, Interval: q.Interval.D(), BatchSize: q.BatchSize,

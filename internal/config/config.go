@@ -268,6 +268,10 @@ type MySQLSource struct {
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 	// Reload detects whole-table reloads of the weekly national push.
 	Reload Reload `yaml:"reload"`
+	// MaxRowBytes sends a row whose JSON form is larger than this to the dead-letter
+	// topic as oversized (key and length, not the row), keeping the key's previous
+	// version (default 4 MiB; keep it below the brokers' message.max.bytes).
+	MaxRowBytes int `yaml:"max_row_bytes"`
 }
 
 // Reload detects that upstream replaced a table wholesale (delete all + insert all),
@@ -323,6 +327,10 @@ type PGSource struct {
 	// StatusInterval is how often the confirmed LSN is reported (default 10s); it must
 	// stay below the server's wal_sender_timeout (60s by default).
 	StatusInterval Duration `yaml:"status_interval"`
+	// MaxRowBytes sends a row whose JSON form is larger than this to the dead-letter
+	// topic as oversized (key and length, not the row), keeping the key's previous
+	// version (default 4 MiB; keep it below the brokers' message.max.bytes).
+	MaxRowBytes int `yaml:"max_row_bytes"`
 }
 
 // PollSource polls tables or views where no change stream is available.
@@ -338,6 +346,10 @@ type PollSource struct {
 	// tell creates from updates and find deletes without holding millions of keys in
 	// memory. Required.
 	StateDSN string `yaml:"state_dsn"`
+	// MaxRowBytes sends a row whose JSON form is larger than this to the dead-letter
+	// topic as oversized (key and length, not the row), keeping the key's previous
+	// version (default 4 MiB; keep it below the brokers' message.max.bytes).
+	MaxRowBytes int `yaml:"max_row_bytes"`
 }
 
 // PollQuery is one polled table or view.

@@ -449,6 +449,7 @@ func (v *validator) tableList(p string, tables []string, form string) {
 }
 
 func (v *validator) mysqlSource(p string, m *MySQLSource, serverIDs map[string]string) {
+	v.rowLimit(p+".max_row_bytes", m.MaxRowBytes)
 	v.mysqlDSN(p+".dsn", m.DSN)
 	v.oneOf(p+".flavor", m.Flavor, "mysql", "mariadb")
 	if m.ServerID == 0 {
@@ -484,6 +485,7 @@ func (v *validator) mysqlSource(p string, m *MySQLSource, serverIDs map[string]s
 }
 
 func (v *validator) pgSource(p string, s *PGSource, slots map[string]string) {
+	v.rowLimit(p+".max_row_bytes", s.MaxRowBytes)
 	v.pgDSN(p+".dsn", s.DSN, true)
 	if s.Slot == "" {
 		v.addf(p+".slot", "required: the replication slot name ([a-z0-9_], at most 63 characters)")
@@ -504,6 +506,7 @@ func (v *validator) pgSource(p string, s *PGSource, slots map[string]string) {
 }
 
 func (v *validator) pollSource(p string, s *PollSource) {
+	v.rowLimit(p+".max_row_bytes", s.MaxRowBytes)
 	v.oneOf(p+".driver", s.Driver, "postgres", "mysql")
 	switch s.Driver {
 	case "postgres":
@@ -643,6 +646,13 @@ func (v *validator) fileDropSource(p string, s *FileDropSource) {
 			v.unique(dp+".held", v.c.ResolvePath(d.Held), folders, "folder")
 		}
 		v.datasetFields(dp, d, fields)
+	}
+}
+
+// rowLimit checks a source's max_row_bytes: 0 (the default, 4 MiB) or 1 KiB..64 MiB.
+func (v *validator) rowLimit(path string, n int) {
+	if n != 0 {
+		v.intRange(path, n, 1<<10, 64<<20)
 	}
 }
 

@@ -166,6 +166,7 @@ func TestValidationRules(t *testing.T) {
 		{"filedrop row limit", []edit{{"key: [sid]", "key: [sid]\n          limits: {max_row_bytes: 1000000}"}}, "sources[3].filedrop.datasets[0].limits.max_row_bytes: 1000000 is out of range: must be between 1 and 262144"},
 		{"filedrop field over row", []edit{{"key: [sid]", "key: [sid]\n          limits: {max_row_bytes: 100, max_field_bytes: 200}"}}, "sources[3].filedrop.datasets[0].limits.max_field_bytes: 200 is larger than limits.max_row_bytes (100)"},
 		{"filedrop bad share", []edit{{"key: [sid]", "key: [sid]\n          max_bad_row_share: 2"}}, "sources[3].filedrop.datasets[0].max_bad_row_share: 2 is out of range"},
+		{"mysql row limit", []edit{{"server_id: 11", "server_id: 11\n      max_row_bytes: 10"}}, "sources[0].mysql.max_row_bytes: 10 is out of range: must be between 1024 and 67108864"},
 		{"pii dlq", []edit{{"kafka:\n", "pii: {dlq: sm3}\nkafka:\n"}}, "pii.dlq: sm3 pseudonyms cannot be reversed"},
 		{"filedrop folder reused", []edit{{"archive: /d/archive", "archive: /d/in"}}, `sources[3].filedrop.datasets[0].archive: folder "/d/in" is already used at sources[3].filedrop.datasets[0].inbox`},
 		{"filedrop department", []edit{{"department: 医保", "department: ''"}}, "sources[3].filedrop.datasets[0].department: required"},
