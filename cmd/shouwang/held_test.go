@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/shouwang/shouwang/capture"
 	"github.com/shouwang/shouwang/capture/filedrop"
+	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/config"
+	"github.com/shouwang/shouwang/internal/testenv"
 	"github.com/shouwang/shouwang/schemas"
 )
 
@@ -245,5 +248,115 @@ func TestHeldBinlogDeletes(t *testing.T) {
 		if code := runHeld(tc.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("held %v: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr.String(), tc.want)
 		}
+	}
+}
+
+// TestHeldReleaseBinlogEndToEnd runs a capture worker in-process on a private MariaDB
+// and a Kafka cluster: a weekly reload that lacks most rows is held by the breaker,
+// `held list` shows it from the saved state, and `held release` reaches the running
+// worker through the signal topic, which then emits exactly the held deletes.
+func TestHeldReleaseBinlogEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped with -short")
+	}
+	m, db := testenv.NewMariaDBDatabase(t, testenv.MariaDBOptions{})
+	ctx := context.Background()
+	if err := m.Exec(ctx, db, `CREATE TABLE tbl (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL)`,
+		`INSERT INTO tbl SELECT seq, CONCAT('row ', seq) FROM seq_1_to_30`); err != nil {
+		t.Fatal(err)
+	}
+	k := testenv.Kafka(t)
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("kafka:\n  brokers:\n")
+	for _, a := range k.Brokers() {
+		fmt.Fprintf(&b, "    - %q\n", a)
+	}
+	b.WriteString("  topic_prefix: held\n  partitions: 1\n  replication_factor: 1\n  client_id: heldtest\n")
+	b.WriteString("metrics:\n  addr: 127.0.0.1:0\nregions:\n  province: \"51\"\nstate:\n  dir: state\n")
+	fmt.Fprintf(&b, "sources:\n  - name: national\n    kind: mysqlbinlog\n    mysql:\n      dsn: %q\n      flavor: %s\n      server_id: %d\n      gtid: true\n      tables:\n        - %s.tbl\n",
+		m.ReplDSN(db), m.Flavor(), m.ServerID()+200, db)
+	b.WriteString("      heartbeat_interval: 1s\n      reload:\n        detect: truncate\n        quiet_period: 1s\n        mass_delete: {max_table_share: 0.2, max_county_share: 1}\n")
+	cfgPath := filepath.Join(dir, "shouwang.yaml")
+	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	wctx, stop := context.WithCancel(ctx)
+	w, err := newWorker(wctx, cfg, log, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns, err := w.connectors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := w.runCapture(wctx, conns, nil); err != nil {
+			t.Errorf("runCapture: %v", err)
+		}
+	}()
+	t.Cleanup(func() { stop(); <-done; w.Close() })
+
+	topic := schemas.RawTopic("held", "national", "tbl")
+	if err := bus.EnsureTopics(ctx, bus.Options{Brokers: k.Brokers()}, bus.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tail := tailTopic(t, k.Brokers(), topic)
+	count := func(envs []*schemas.Envelope, op schemas.Op) int {
+		n := 0
+		for _, e := range envs {
+			if e.Op == op {
+				n++
+			}
+		}
+		return n
+	}
+	tail.waitFor(t, "the initial snapshot", func(envs []*schemas.Envelope) bool { return count(envs, schemas.OpRead) >= 30 })
+
+	// The push brings back only 10 of 30 rows: 20 deletes, more than 20%: held.
+	if err := m.Exec(ctx, db, `TRUNCATE TABLE tbl`, `INSERT INTO tbl SELECT seq, CONCAT('row ', seq) FROM seq_1_to_10`); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		out.Reset()
+		if code := runHeld([]string{"list", "-c", cfgPath}, &out, &errb); code != 0 {
+			t.Fatalf("held list exit %d: %s", code, errb.String())
+		}
+		if strings.Contains(out.String(), "national/"+db+".tbl: 20 deletes held") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the reload was not held; held list says:\n%s", out.String())
+		}
+	}
+	if n := count(tail.waitFor(t, "nothing", func([]*schemas.Envelope) bool { return true }), schemas.OpDelete); n != 0 {
+		t.Fatalf("%d deletes emitted while held", n)
+	}
+	out.Reset()
+	if code := runHeld([]string{"release", "-c", cfgPath, "--source", "national", "--table", "tbl", "--reason", "国办 confirmed"}, &out, &errb); code != 0 {
+		t.Fatalf("held release exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "requested on held.signal") {
+		t.Errorf("stdout %q does not confirm the request", out.String())
+	}
+	envs := tail.waitFor(t, "the 20 released deletes", func(envs []*schemas.Envelope) bool { return count(envs, schemas.OpDelete) >= 20 })
+	for _, e := range envs {
+		if e.Op == schemas.OpDelete {
+			if id, _ := e.Key["id"].(json.Number).Int64(); id <= 10 {
+				t.Errorf("row %d deleted, but the push kept it", id)
+			}
+		}
+	}
+	audit, err := os.ReadFile(filepath.Join(dir, "state", "audit.log"))
+	if err != nil || !strings.Contains(string(audit), `"target":"`+db+`.tbl"`) || !strings.Contains(string(audit), "国办 confirmed") {
+		t.Fatalf("audit log %q, %v", audit, err)
 	}
 }
