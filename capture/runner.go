@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,9 @@ type RunnerOptions struct {
 	// saved (progress display, tests); produced counts the messages written to Kafka
 	// (position-only changes excluded).
 	OnBatch func(produced int, saved Position)
+	// OnOpen, when set, is called once Source.Open has succeeded, before the first
+	// read: the source is connected (readiness, start-up supervision).
+	OnOpen func()
 	// Scrub protects ID numbers and phones in dead-letter records (reason, key, payload
 	// and the message key) before they are kept at rest in the DLQ topic, per the
 	// deployment's PII settings (pii.Protector.ScrubText). nil masks them (pii.MaskText).
@@ -174,16 +178,21 @@ var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (r *Runner) Run(ctx context.Context) (err error) {
 	last, found, err := r.o.Positions.Load(ctx, r.o.Name)
 	if err != nil {
-		return fmt.Errorf("capture %s: %w", r.o.Name, err)
-	}
-	if found {
-		r.log.Info("resuming from saved position", "position", string(last))
-	} else {
-		r.log.Info("no saved position: starting according to the snapshot mode")
+		return r.wrap(err, "load position")
 	}
 	if err := r.o.Source.Open(ctx, last); err != nil {
 		r.o.Source.Close()
-		return fmt.Errorf("capture %s: open: %w", r.o.Name, err)
+		return r.wrap(err, "open")
+	}
+	// Logged only once the source is open, so that a source that cannot connect logs
+	// one line per attempt (its supervisor's) rather than two.
+	if found {
+		r.log.Info("source open: resuming from saved position", "position", string(last))
+	} else {
+		r.log.Info("source open: no saved position, starting according to the snapshot mode")
+	}
+	if r.o.OnOpen != nil {
+		r.o.OnOpen()
 	}
 	readCtx, stopReading := context.WithCancel(ctx)
 	readerExited := make(chan struct{})
@@ -271,7 +280,7 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 				continue
 			}
 			if b.err != nil {
-				stop(fmt.Errorf("capture %s: read: %w", r.o.Name, b.err), false)
+				stop(r.wrap(b.err, "read"), false)
 				continue
 			}
 			f, err := r.start(produceCtx, &producers, b.changes, queue)
@@ -287,6 +296,23 @@ func (r *Runner) Run(ctx context.Context) (err error) {
 		return nil // cancelled: whatever failed failed because of it
 	}
 	return stopErr
+}
+
+// wrapped is an error with the runner's context in front of its cause's message.
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (e *wrapped) Error() string { return e.msg }
+func (e *wrapped) Unwrap() error { return e.err }
+
+// wrap prefixes err with "capture <name>: <what>: ", dropping the same "capture
+// <name>: " prefix from err's own message: sources name themselves that way too, and
+// the doubled prefix only made the log harder to read.
+func (r *Runner) wrap(err error, what string) error {
+	prefix := "capture " + r.o.Name + ": "
+	return &wrapped{msg: prefix + what + ": " + strings.TrimPrefix(err.Error(), prefix), err: err}
 }
 
 // start encodes one batch and hands it to the producer in its own goroutine. Messages

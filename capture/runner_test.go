@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -349,4 +350,46 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// refusingSource cannot be opened, the way a connector fails against a server that is
+// down; its error names the source as connectors' errors do.
+type refusingSource struct{ scriptedSource }
+
+func (s *refusingSource) Open(context.Context, Position) error {
+	return errors.New("capture src: connect to 127.0.0.1:1: connection refused")
+}
+
+// TestRunnerOpenFailureNamesTheSourceOnce checks that a source that cannot be opened
+// stops the runner with one "capture src:" prefix (not two), keeps the cause reachable,
+// and never reports the source as open.
+func TestRunnerOpenFailureNamesTheSourceOnce(t *testing.T) {
+	k := testenv.Kafka(t)
+	prod, err := bus.NewProducer(bus.Options{Brokers: k.Brokers()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	store, err := NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := false
+	r, err := NewRunner(RunnerOptions{Name: "src", TopicPrefix: "p", Source: &refusingSource{}, Producer: prod,
+		Positions: store, OnOpen: func() { opened = true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Run(context.Background())
+	const want = "capture src: open: connect to 127.0.0.1:1: connection refused"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Run = %v, want %q", err, want)
+	}
+	var cause interface{ Unwrap() error }
+	if !errors.As(err, &cause) || cause.Unwrap() == nil {
+		t.Errorf("the open error does not wrap its cause")
+	}
+	if opened {
+		t.Error("OnOpen was called although Open failed")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -113,23 +114,83 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	if err := root.Decode(cfg); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
+			// yaml.v3 keeps decoding past type mismatches (bad durations included), so
+			// cfg holds every value that did decode and validation can still run.
 			for _, msg := range te.Errors {
-				l.problems = append(l.problems, l.typeProblem(msg))
+				p := l.typeProblem(msg)
+				l.markFailed(p.Path)
+				l.problems = append(l.problems, p)
 			}
 		} else {
+			// Anything else stops the decoder: report it with what was found so far.
 			l.problems = append(l.problems, syntaxProblem(name, err))
+			return nil, errors.Join(l.problems...)
 		}
-	}
-	if len(l.problems) > 0 {
-		// Decoding problems make further checks noisy (a field that failed to decode
-		// would also be reported missing), so they are reported alone.
-		return nil, errors.Join(l.problems...)
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		for _, e := range unjoin(err) {
+			// A key whose value failed to decode (or whose ${ENV} was unset) is already
+			// reported; its zero value would only add a misleading "required".
+			var p *Problem
+			if errors.As(e, &p) && l.failedAt(p.Path) {
+				continue
+			}
+			l.problems = append(l.problems, e)
+		}
+	}
+	if len(l.problems) > 0 {
+		sortByLine(l.problems)
+		return nil, errors.Join(l.problems...)
 	}
 	return cfg, nil
+}
+
+// unjoin splits an errors.Join result into its parts.
+func unjoin(err error) []error {
+	if m, ok := err.(interface{ Unwrap() []error }); ok {
+		return m.Unwrap()
+	}
+	return []error{err}
+}
+
+// sortByLine orders problems as they appear in the file, so that an operator can fix
+// them top to bottom; problems without a line keep their order after the others.
+func sortByLine(problems []error) {
+	line := func(e error) int {
+		var p *Problem
+		if errors.As(e, &p) && p.Line > 0 {
+			return p.Line
+		}
+		return math.MaxInt
+	}
+	sort.SliceStable(problems, func(i, j int) bool { return line(problems[i]) < line(problems[j]) })
+}
+
+// markFailed records that the value at path could not be taken from the file.
+func (l *loader) markFailed(path string) {
+	if path == "" {
+		return
+	}
+	if l.failed == nil {
+		l.failed = map[string]bool{}
+	}
+	l.failed[path] = true
+}
+
+// failedAt reports whether path, or a key containing it, failed to decode.
+func (l *loader) failedAt(path string) bool {
+	for path != "" {
+		if l.failed[path] {
+			return true
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return false
+		}
+		path = path[:i]
+	}
+	return false
 }
 
 var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
@@ -150,6 +211,8 @@ type loader struct {
 	lines    map[string]int
 	byLine   map[int]string
 	problems []error
+	// failed holds the key paths whose value could not be decoded or substituted.
+	failed map[string]bool
 	// expanding holds the anchors being walked through aliases, to stop on cycles.
 	expanding map[*yaml.Node]bool
 }
@@ -160,7 +223,7 @@ func (l *loader) addf(line int, path, format string, args ...any) {
 
 // typeProblem converts a yaml.v3 "line N: cannot unmarshal …" message to a Problem
 // naming the key recorded at that line.
-func (l *loader) typeProblem(msg string) error {
+func (l *loader) typeProblem(msg string) *Problem {
 	m := lineRe.FindStringSubmatch(msg)
 	if m == nil {
 		return &Problem{File: l.file, Msg: msg}
@@ -223,6 +286,7 @@ func (l *loader) substitute(n *yaml.Node, path string, isKey bool) {
 			if sm[2] != "" {
 				return sm[3]
 			}
+			l.markFailed(path)
 			l.addf(n.Line, path, "environment variable %s is not set: set it, or write ${%s:-default} to give a default", sm[1], sm[1])
 			return ""
 		})

@@ -353,3 +353,58 @@ func BenchmarkMaskDSN(b *testing.B) {
 		_ = MaskDSN(dsns[i%len(dsns)])
 	}
 }
+
+// TestEveryKindOfMistakeInOnePass checks that decoding problems (wrong type, unknown
+// key, bad duration, unset ${ENV}) do not hide validation problems: all come out of
+// one Parse, in file order, each with its line and key path, and a key whose value
+// failed to decode is not reported a second time as missing.
+func TestEveryKindOfMistakeInOnePass(t *testing.T) {
+	doc := `kafka:
+  brokers: [127.0.0.1:9092]
+  topic_prefix: SC
+  partitions: many
+  topic_prefx: sc
+metrics:
+  addr: nope
+sources:
+  - name: national
+    kind: mysqlbinlog
+    mysql:
+      dsn: ${NATIONAL_DSN}
+      server_id: 11
+      tables: qzk.household
+      heartbeat_interval: 5 minutes
+  - name: Civil
+    kind: pglogical
+    postgres:
+      dsn: postgres://repl@127.0.0.1:5432/mz
+      publication: p_civil
+      tables: [public.dibao]
+      status_interval: 2m
+`
+	_, err := Parse("c.yaml", []byte(doc), noEnv)
+	if err == nil {
+		t.Fatal("a file full of mistakes must not load")
+	}
+	want := []string{
+		`c.yaml:3: kafka.topic_prefix: "SC" is not valid`,
+		"c.yaml:4: kafka.partitions: cannot use the string `many` as int",
+		`c.yaml:5: kafka.topic_prefx: unknown key "topic_prefx"`,
+		`c.yaml:7: metrics.addr: "nope" is not host:port`,
+		`c.yaml:12: sources[0].mysql.dsn: environment variable NATIONAL_DSN is not set`,
+		"c.yaml:14: sources[0].mysql.tables: cannot use the string `qzk.hou...` as []string",
+		`c.yaml:15: sources[0].mysql.heartbeat_interval: invalid duration "5 minutes"`,
+		`c.yaml:16: sources[1].name: "Civil" is not a valid source name`,
+		`c.yaml:18: sources[1].postgres.slot: required`,
+		`c.yaml:22: sources[1].postgres.status_interval: 2m0s is out of range`,
+	}
+	got := strings.Split(err.Error(), "\n")
+	if len(got) != len(want) {
+		t.Fatalf("want %d problems, got %d:\n%v", len(want), len(got), err)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) {
+			t.Errorf("problem %d = %q, want prefix %q", i, got[i], w)
+		}
+	}
+}

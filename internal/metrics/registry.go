@@ -1,5 +1,5 @@
 // Package metrics gives every Shouwang worker the same Prometheus registry layout and the
-// same HTTP endpoints: /metrics, /healthz (process alive) and /readyz (every readiness
+// same HTTP endpoints: /metrics, /healthz (process alive and no component declared it unhealthy) and /readyz (every readiness
 // check passes). Metric names follow docs/metrics.md:
 // shouwang_<stage>_<thing>_<unit>{labels}, with bounded label values only.
 package metrics

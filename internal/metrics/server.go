@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +33,9 @@ type Server struct {
 	ln     net.Listener
 	checks map[string]CheckFunc
 	states map[string]state
-	done   chan struct{}
+	// unhealthy holds the components that declared the process unhealthy, with why.
+	unhealthy map[string]string
+	done      chan struct{}
 	// ready mirrors SetReady as shouwang_ready{component} so that alerts can see a
 	// component that stays unready (ShouwangNotReady).
 	ready *prometheus.GaugeVec
@@ -45,17 +48,14 @@ type state struct {
 
 // NewServer prepares a server on addr (host:port; ":0" picks a free port) exporting reg.
 func NewServer(addr string, reg *prometheus.Registry) *Server {
-	s := &Server{addr: addr, reg: reg, checks: map[string]CheckFunc{}, states: map[string]state{}}
+	s := &Server{addr: addr, reg: reg, checks: map[string]CheckFunc{}, states: map[string]state{}, unhealthy: map[string]string{}}
 	s.ready = Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "shouwang_ready",
 		Help: "1 when the component reported itself ready, 0 when not (see /readyz for the reason).",
 	}, []string{"component"}))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorHandling: promhttp.ContinueOnError}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
@@ -124,6 +124,45 @@ func (s *Server) SetReady(component string, ready bool, reason string) {
 		v = 1
 	}
 	s.ready.WithLabelValues(component).Set(v)
+}
+
+// SetHealthy records whether a component considers the whole process healthy. /healthz
+// answers 503, listing every unhealthy component and its reason, while any component
+// is unhealthy; a component that was never set counts as healthy. Liveness is for
+// conditions a restart or an operator must fix (a source that never connected after its
+// start-up grace), not for transient outages, which belong to SetReady.
+func (s *Server) SetHealthy(component string, healthy bool, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if healthy {
+		delete(s.unhealthy, component)
+		return
+	}
+	s.unhealthy[component] = reason
+}
+
+// Health reports whether every component is healthy and, when not, one
+// "component: reason" line per unhealthy component, sorted.
+func (s *Server) Health() (bool, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lines := make([]string, 0, len(s.unhealthy))
+	for c, why := range s.unhealthy {
+		lines = append(lines, c+": "+why)
+	}
+	sort.Strings(lines)
+	return len(lines) == 0, lines
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	ok, lines := s.Health()
+	if ok {
+		_, _ = w.Write([]byte("ok\n"))
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = fmt.Fprintf(w, "unhealthy\n%s\n", strings.Join(lines, "\n"))
 }
 
 // AddCheck registers a readiness check polled on every /readyz request.

@@ -139,3 +139,25 @@ func TestStartBindErrorNamesAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestHealthzFlips(t *testing.T) {
+	s, base := startServer(t)
+	s.SetHealthy("capture/national", false, "has not connected within its start-up grace of 2m0s")
+	s.SetHealthy("capture/civil", false, "has not connected within its start-up grace of 1m0s")
+	code, body := get(t, base+"/healthz")
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("/healthz = %d, want 503", code)
+	}
+	want := "unhealthy\ncapture/civil: has not connected within its start-up grace of 1m0s\ncapture/national: has not connected within its start-up grace of 2m0s\n"
+	if body != want {
+		t.Errorf("/healthz body %q, want %q", body, want)
+	}
+	s.SetHealthy("capture/civil", true, "")
+	if code, _ := get(t, base+"/healthz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/healthz with national still unhealthy = %d, want 503", code)
+	}
+	s.SetHealthy("capture/national", true, "")
+	if code, body := get(t, base+"/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Fatalf("/healthz after recovery = %d %q, want 200 ok", code, body)
+	}
+}
