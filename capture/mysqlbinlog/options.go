@@ -102,6 +102,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger is the structured logger (nil: slog.Default()).
 	Logger *slog.Logger
+	// OnConnection, when set, is told when the stream to the server breaks or a
+	// reconnect attempt fails (with the error) and when it streams again (nil), so that
+	// readiness follows an outage the source rides out by reconnecting itself.
+	OnConnection func(err error)
 }
 
 // ReloadOptions configures the collapse of the national push's weekly reloads

@@ -356,6 +356,7 @@ func (s *Source) startStream() error {
 // changes of a transaction cut in half are read again (at-least-once).
 func (s *Source) reconnect(ctx context.Context, cause error) error {
 	s.log.Warn("binlog stream broken, reconnecting", "error", cause, "position", s.committed.String())
+	s.connection(cause)
 	if s.syncer != nil {
 		s.syncer.Close()
 		s.syncer = nil
@@ -373,11 +374,20 @@ func (s *Source) reconnect(ctx context.Context, cause error) error {
 		}
 		if err := s.startStream(); err != nil {
 			s.log.Warn("binlog reconnect failed", "error", err)
+			s.connection(err)
 			return err
 		}
 		s.m.reconnects.Inc()
+		s.connection(nil)
 		return nil
 	}, b)
+}
+
+// connection reports the stream's state to Options.OnConnection.
+func (s *Source) connection(err error) {
+	if s.opts.OnConnection != nil {
+		s.opts.OnConnection(err)
+	}
 }
 
 // ReadN returns between 1 and max changes, blocking until at least one is ready.

@@ -77,6 +77,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger is the structured logger (nil: slog.Default()).
 	Logger *slog.Logger
+	// OnConnection, when set, is told when the stream to the server breaks or a
+	// reconnect attempt fails (with the error) and when it streams again (nil), so that
+	// readiness follows an outage the source rides out by reconnecting itself.
+	OnConnection func(err error)
 }
 
 var identRe = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)

@@ -71,12 +71,17 @@ func (st *streamState) run(ctx context.Context) {
 			return
 		}
 		s.log.Warn("replication stream failed; reconnecting", "err", err)
+		s.connection(err)
 		s.m.reconnects.Inc()
 		b := backoff.NewExponentialBackOff()
 		b.InitialInterval = 500 * time.Millisecond
 		b.MaxInterval = 10 * time.Second
 		b.MaxElapsedTime = s.o.ReconnectTimeout
-		rerr := backoff.Retry(func() error { return st.reconnect(ctx) }, backoff.WithContext(b, ctx))
+		rerr := backoff.Retry(func() error {
+			err := st.reconnect(ctx)
+			s.connection(err)
+			return err
+		}, backoff.WithContext(b, ctx))
 		if ctx.Err() != nil {
 			return
 		}
@@ -116,6 +121,13 @@ func (st *streamState) reconnect(ctx context.Context) error {
 	st.sent = from
 	s.log.Info("replication stream resumed", "from", from.String())
 	return nil
+}
+
+// connection reports the stream's state to Options.OnConnection.
+func (s *Source) connection(err error) {
+	if s.o.OnConnection != nil {
+		s.o.OnConnection(err)
+	}
 }
 
 func (s *Source) fail(err error) {

@@ -162,7 +162,7 @@ func (w *worker) mysqlOptions(s *config.Source) (mysqlbinlog.Options, error) {
 		StateDir: filepath.Join(w.cfg.State.Dir, "mysqlbinlog", s.Name),
 		MassDelete: mysqlbinlog.MassDeleteOptions{MaxShare: m.Reload.MassDelete.MaxTableShare,
 			MaxCountyShare: m.Reload.MassDelete.MaxCountyShare},
-		Registerer: w.reg, Logger: w.log.With("source", s.Name),
+		Registerer: w.reg, Logger: w.log, OnConnection: w.connectionState(s.Name),
 	}
 	if m.Reload.Detect != "" {
 		detect := m.Reload.Detect
@@ -184,14 +184,14 @@ func (w *worker) pgOptions(s *config.Source) pglogical.Options {
 		SnapshotMode: pglogical.SnapshotMode(p.Snapshot.Mode), ChunkSize: p.Snapshot.ChunkSize,
 		HeartbeatInterval: p.HeartbeatInterval.D(), StatusInterval: p.StatusInterval.D(),
 		MaxRowBytes: p.MaxRowBytes,
-		Registerer:  w.reg, Logger: w.log.With("source", s.Name),
+		Registerer:  w.reg, Logger: w.log, OnConnection: w.connectionState(s.Name),
 	}
 }
 
 func (w *worker) pollOptions(s *config.Source) poll.Options {
 	p := s.Poll
 	o := poll.Options{Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, Driver: poll.Driver(p.Driver),
-		DSN: p.DSN, StateDSN: p.StateDSN, MaxRowBytes: p.MaxRowBytes, Registerer: w.reg, Logger: w.log.With("source", s.Name)}
+		DSN: p.DSN, StateDSN: p.StateDSN, MaxRowBytes: p.MaxRowBytes, Registerer: w.reg, Logger: w.log}
 	for _, q := range p.Queries {
 		qo := poll.QueryOptions{Name: q.Name, Relation: q.TableOrView, Key: q.Key, Mode: poll.Mode(q.Mode),
 			Column: q.Column, Interval: q.Interval.D(), BatchSize: q.BatchSize,
@@ -255,20 +255,36 @@ func (w *worker) datasetOptions(source string, d config.Dataset) filedrop.Datase
 	return o
 }
 
+// connectionState is the OnConnection hook of a streaming source: while the source
+// rides out an outage by reconnecting itself, its connector is not ready.
+func (w *worker) connectionState(connector string) func(error) {
+	return func(err error) {
+		if err != nil {
+			w.server.SetReady("capture/"+connector, false, "reconnecting: "+err.Error())
+		} else {
+			w.server.SetReady("capture/"+connector, true, "")
+		}
+	}
+}
+
 // runCapture runs every connector until ctx is done. A connector that fails is rebuilt
 // and restarted with exponential backoff (it resumes from its saved position); the
-// failure shows on /readyz and in the log. onBatch, when set, sees every acknowledged
-// batch (progress).
+// failure shows on /readyz and in the log. A source that has not connected once within
+// its startup_grace turns /healthz unhealthy and, with exit_on_startup_failure, stops
+// every connector and makes runCapture return a *startupError. onBatch, when set, sees
+// every acknowledged batch (progress).
 func (w *worker) runCapture(ctx context.Context, conns []*connector, onBatch func(conn string, n int)) error {
 	if err := w.ensureCaptureTopics(ctx); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.supervise(ctx, c, onBatch)
+			w.supervise(ctx, c, onBatch, cancel)
 		}()
 	}
 	wg.Add(1)
@@ -277,13 +293,67 @@ func (w *worker) runCapture(ctx context.Context, conns []*connector, onBatch fun
 		w.consumeSignals(ctx, conns)
 	}()
 	wg.Wait()
+	var se *startupError
+	if errors.As(context.Cause(ctx), &se) {
+		return se
+	}
 	return nil
 }
 
-func (w *worker) supervise(ctx context.Context, c *connector, onBatch func(string, int)) {
+// startupError is a source that did not connect within its start-up grace while
+// exit_on_startup_failure was set; `shouwang run` exits with status 3 on it.
+type startupError struct {
+	connector string
+	grace     time.Duration
+	attempts  int
+	last      error
+}
+
+func (e *startupError) Error() string {
+	return fmt.Sprintf("capture %s did not connect within its startup_grace of %s (%d attempts); last error: %v",
+		e.connector, e.grace, e.attempts, e.last)
+}
+
+// supervise keeps one connector running. Until the source has connected once, each
+// failed attempt logs one line saying so; once it has, a failure logs one line saying
+// where the restart resumes. fail stops the whole capture (exit_on_startup_failure).
+func (w *worker) supervise(ctx context.Context, c *connector, onBatch func(string, int), fail context.CancelCauseFunc) {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = time.Second, time.Minute, 0
 	log := w.log.With("connector", c.name)
+	component := "capture/" + c.name
+	grace, exitOnFailure := config.DefaultStartupGrace, w.exitOnStartupFailure
+	if s, ok := w.cfg.SourceByName(c.source); ok {
+		grace, exitOnFailure = s.StartupGrace.D(), exitOnFailure || s.ExitOnStartupFailure
+	}
+	w.server.SetReady(component, false, "connecting")
+
+	var (
+		mu       sync.Mutex
+		opened   bool // Source.Open succeeded at least once since the worker started
+		attempts int
+		lastErr  error
+	)
+	started := time.Now()
+	graceTimer := time.AfterFunc(grace, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if opened {
+			return
+		}
+		why := fmt.Sprintf("has not connected since the worker started %s ago (%d attempts); last error: %v", grace, attempts, lastErr)
+		w.server.SetHealthy(component, false, why)
+		if exitOnFailure {
+			log.Error("capture source did not connect within its startup_grace; stopping the worker (exit_on_startup_failure)",
+				"startup_grace", grace.String(), "attempts", attempts, "err", lastErr)
+			fail(&startupError{connector: c.name, grace: grace, attempts: attempts, last: lastErr})
+			return
+		}
+		log.Error("capture source did not connect within its startup_grace; /healthz now reports the worker unhealthy, retrying",
+			"startup_grace", grace.String(), "attempts", attempts, "err", lastErr)
+	})
+	defer graceTimer.Stop()
+
 	for ctx.Err() == nil {
 		src, err := c.build()
 		if err == nil {
@@ -294,6 +364,14 @@ func (w *worker) supervise(ctx context.Context, c *connector, onBatch func(strin
 			r, err = capture.NewRunner(capture.RunnerOptions{Name: c.name, TopicPrefix: w.cfg.Kafka.TopicPrefix,
 				Source: src, Producer: w.producer, Positions: w.positions, Registerer: w.reg, Logger: log,
 				Scrub: w.pii.ScrubText,
+				OnOpen: func() {
+					mu.Lock()
+					opened = true
+					mu.Unlock()
+					graceTimer.Stop()
+					w.server.SetHealthy(component, true, "")
+					w.server.SetReady(component, true, "")
+				},
 				OnBatch: func(n int, _ capture.Position) {
 					bo.Reset()
 					if onBatch != nil {
@@ -301,7 +379,6 @@ func (w *worker) supervise(ctx context.Context, c *connector, onBatch func(strin
 					}
 				}})
 			if err == nil {
-				w.server.SetReady("capture/"+c.name, true, "")
 				err = r.Run(ctx)
 			}
 			c.mu.Lock()
@@ -315,8 +392,25 @@ func (w *worker) supervise(ctx context.Context, c *connector, onBatch func(strin
 			err = errors.New("runner stopped without an error")
 		}
 		wait := bo.NextBackOff()
-		log.Error("capture connector failed; restarting from its saved position", "err", err, "retry_in", wait)
-		w.server.SetReady("capture/"+c.name, false, err.Error())
+		retryIn := wait.Round(100 * time.Millisecond).String()
+		mu.Lock()
+		attempts++
+		lastErr = err
+		wasOpened, n := opened, attempts
+		mu.Unlock()
+		if !wasOpened {
+			log.Error("capture source has not connected yet; retrying", "attempt", n,
+				"since_start", time.Since(started).Round(time.Second).String(), "startup_grace", grace.String(),
+				"retry_in", retryIn, "err", err)
+			w.server.SetReady(component, false, "not connected yet: "+err.Error())
+		} else {
+			resume := "from the start, according to the snapshot mode (no saved position yet)"
+			if _, found, perr := w.positions.Load(ctx, c.name); perr == nil && found {
+				resume = "from its saved position"
+			}
+			log.Error("capture source failed; restarting "+resume, "retry_in", retryIn, "err", err)
+			w.server.SetReady(component, false, err.Error())
+		}
 		select {
 		case <-ctx.Done():
 			return

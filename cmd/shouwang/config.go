@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,15 +11,35 @@ import (
 )
 
 func init() {
-	register("config", "check a configuration file (config check -c FILE [--connect])", func(args []string) int {
+	register("config", "check a configuration file: every problem at once, with file:line and key (config check)", func(args []string) int {
 		return runConfig(args, os.Stdout, os.Stderr)
 	})
 }
 
+var configHelp = helpText{
+	usage: []string{"shouwang config check -c FILE [--connect]"},
+	about: "Work with a Shouwang configuration file. 'config check' reads the file and reports every problem in it in one " +
+		"run — wrong types, unknown keys, bad durations and invalid or missing values — each with file:line and key path.",
+	examples: []string{"shouwang config check -c /etc/shouwang/shouwang.yaml"},
+}
+
+var configCheckHelp = helpText{
+	usage: []string{"shouwang config check -c FILE [--connect]"},
+	about: "Load and validate a configuration file and list every problem in one run, one line each with file:line, key " +
+		"path and what to do; exit status 0 when the file is valid, 2 otherwise. With --connect it also dials every broker, " +
+		"database and URL the file names.",
+	examples: []string{"shouwang config check -c /etc/shouwang/shouwang.yaml",
+		"SHOUWANG_CONFIG=/etc/shouwang/shouwang.yaml shouwang config check --connect"},
+}
+
 // runConfig dispatches `shouwang config <sub>`; only "check" exists so far.
 func runConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && isHelp(args[0]) {
+		subcommandHelp(stdout, configHelp, [][2]string{{"check", "validate a configuration file (and, with --connect, its endpoints)"}})
+		return 0
+	}
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: shouwang config check -c FILE [--connect]")
+		usageError(stderr, "config", configHelp, "")
 		return 2
 	}
 	return runConfigCheck(args[1:], stdout, stderr)
@@ -30,15 +49,14 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 // every endpoint it names. Exit codes: 0 valid (and reachable), 2 any problem — one
 // line per problem with its key path, so that an operator fixes all in one pass.
 func runConfigCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("config check", stderr)
 	file := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration `file` (default $SHOUWANG_CONFIG)")
 	connect := fs.Bool("connect", false, "also check that every broker, database and URL accepts a TCP connection")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, configCheckHelp, args, stdout, stderr); !ok {
+		return code
 	}
 	if *file == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: shouwang config check -c FILE [--connect]")
+		usageError(stderr, "config check", configCheckHelp, "shouwang config check: give the file with -c FILE (or set SHOUWANG_CONFIG)")
 		return 2
 	}
 	cfg, err := config.Load(*file)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,27 +51,46 @@ type demo struct {
 	stopCapt context.CancelFunc
 	captDone chan struct{}
 	mu       sync.Mutex
-	tty      bool           // stderr is a terminal: progress lines are rewritten in place
-	produced map[string]int // messages produced per connector
-	lastAt   map[string]time.Time
+	tty      bool // stderr is a terminal: progress lines are rewritten in place
+	// progress line state (status, endStatus)
+	errw          io.Writer // progress lines (os.Stderr)
+	statusMu      sync.Mutex
+	lastStatus    string
+	pendingStatus string
+	lastStatusAt  time.Time
+	produced      map[string]int // messages produced per connector
+	lastAt        map[string]time.Time
+}
+
+var demoHelp = helpText{
+	usage: []string{"shouwang demo [--households N] [--seed N] [--dir DIR [--keep]] [--metrics-addr ADDR] [-v]"},
+	about: "Run the pipeline end to end on the embedded default configuration (deploy/config/demo.yaml): private " +
+		"MariaDB and PostgreSQL servers started from this machine's binaries, an in-memory Kafka broker, a generated " +
+		"province, the capture workers, and a simulated weekly national push; it prints what each step did and stops " +
+		"every server it started at the end or on Ctrl-C. Not for production: the broker keeps data in memory only.",
+	examples: []string{"shouwang demo", "shouwang demo --households 20000 --dir /tmp/demo --keep"},
 }
 
 func runDemo(args []string, stdout io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs := newFlagSet("demo", os.Stderr)
 	households := fs.Int("households", 0, "households to generate (default: gen.households of the demo config)")
 	seed := fs.Uint64("seed", 0, "generator seed (default: gen.seed of the demo config)")
 	dir := fs.String("dir", "", "work directory (default: a new temporary directory, removed at the end unless --keep)")
 	keep := fs.Bool("keep", false, "keep the work directory (servers' data, generated files, manifest, state)")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "address of the demo's /metrics, /healthz and /readyz")
 	verbose := fs.Bool("v", false, "show component logs")
-	if err := fs.Parse(args); err != nil {
+	if code, ok := parseFlags(fs, demoHelp, args, stdout, os.Stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		usageError(os.Stderr, "demo", demoHelp, fmt.Sprintf("shouwang demo: unexpected argument %q", fs.Arg(0)))
 		return 2
 	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
 	}
-	d := &demo{households: *households, seed: *seed, metricsAddr: *metricsAddr, out: stdout,
+	d := &demo{households: *households, seed: *seed, metricsAddr: *metricsAddr, out: stdout, errw: os.Stderr,
 		log:      slog.New(pii.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))),
 		produced: map[string]int{}, lastAt: map[string]time.Time{}}
 	slog.SetDefault(d.log)
@@ -263,7 +281,7 @@ func (d *demo) startCapture(ctx context.Context) error {
 			d.log.Error("capture stopped", "err", err)
 		}
 	}()
-	d.printf("      %d connectors; Kafka (in-memory, NOT for production) %s; metrics http://%s/metrics\n",
+	d.printf("      %d connectors; Kafka (in-memory) %s; metrics http://%s/metrics\n",
 		len(conns), strings.Join(w.busOpts.Brokers, ","), w.server.Addr())
 	return nil
 }
@@ -313,20 +331,43 @@ func (d *demo) waitFor(ctx context.Context, what string, limit time.Duration, co
 	}
 }
 
-// status shows a progress line: rewritten in place on a terminal, one line per
-// change otherwise (logs, CI).
+// status shows a progress line: rewritten in place on a terminal; otherwise (logs,
+// CI) a line is printed only when it differs from the last one printed and at most
+// every statusEvery, the latest skipped one being printed by endStatus, so that a
+// long step leaves a short readable trace instead of hundreds of lines.
 func (d *demo) status(line string) {
-	if d.tty {
-		fmt.Fprintf(os.Stderr, "\r      %-100s", line)
-	} else {
-		fmt.Fprintf(os.Stderr, "      %s\n", line)
+	d.statusMu.Lock()
+	defer d.statusMu.Unlock()
+	if line == d.lastStatus {
+		return
 	}
+	d.lastStatus = line
+	if d.tty {
+		fmt.Fprintf(d.errw, "\r      %-100s", line)
+		return
+	}
+	if time.Since(d.lastStatusAt) < statusEvery {
+		d.pendingStatus = line
+		return
+	}
+	fmt.Fprintf(d.errw, "      %s\n", line)
+	d.lastStatusAt, d.pendingStatus = time.Now(), ""
 }
 
+// statusEvery is the least time between two progress lines when stderr is not a terminal.
+const statusEvery = 2 * time.Second
+
 func (d *demo) endStatus() {
+	d.statusMu.Lock()
+	defer d.statusMu.Unlock()
 	if d.tty {
-		fmt.Fprintln(os.Stderr)
+		if d.lastStatus != "" {
+			fmt.Fprintln(d.errw)
+		}
+	} else if d.pendingStatus != "" {
+		fmt.Fprintf(d.errw, "      %s\n", d.pendingStatus)
 	}
+	d.lastStatus, d.pendingStatus, d.lastStatusAt = "", "", time.Time{}
 }
 
 func (d *demo) inboxes() []string {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -30,6 +31,11 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(text, "The demo reached the end of today's pipeline") {
 		t.Fatal("demo did not reach its end")
+	}
+	// The not-for-production warning is the embedded broker's banner on stderr, once;
+	// the summary does not repeat it.
+	if strings.Contains(strings.ToLower(text), "not for production") {
+		t.Error("the demo summary repeats the not-for-production warning of the banner")
 	}
 	// Every generated row reached the bus: compare the generator's totals with the
 	// snapshot events counted from Kafka.
@@ -60,5 +66,30 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	if n, _ := strconv.Atoi(m[1]); n != 0 {
 		t.Errorf("%d dead letters from clean generated data", n)
+	}
+}
+
+// TestDemoProgressCollapses: off a terminal, identical progress lines are printed
+// once and a burst of changing ones leaves only its first and last line.
+func TestDemoProgressCollapses(t *testing.T) {
+	var buf bytes.Buffer
+	d := &demo{errw: &buf}
+	for i := 0; i < 50; i++ {
+		d.status("national: 2540/2540 rows in Kafka")
+	}
+	for i := 1; i <= 100; i++ {
+		d.status(fmt.Sprintf("reloading person: %d rows", i*100))
+	}
+	d.endStatus()
+	want := "      national: 2540/2540 rows in Kafka\n      reloading person: 10000 rows\n"
+	if buf.String() != want {
+		t.Errorf("progress output:\n%q\nwant\n%q", buf.String(), want)
+	}
+	// A new step starts afresh: its first line shows at once.
+	buf.Reset()
+	d.status("reloading household: 501 rows")
+	d.endStatus()
+	if buf.String() != "      reloading household: 501 rows\n" {
+		t.Errorf("after endStatus: %q", buf.String())
 	}
 }

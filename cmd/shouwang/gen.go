@@ -18,11 +18,32 @@ func init() {
 	register("gen", "generate the synthetic Sichuan dataset (gen push: simulate a weekly national push)", runGen)
 }
 
+var genHelp = helpText{
+	usage: []string{"shouwang gen [--seed N] [--households N | --scale full] [--mysql DSN] [--pg DSN] [--out DIR] [--formats LIST]",
+		"shouwang gen push --week N --mysql DSN --out DIR [--mode truncate|delete|spread]"},
+	about: "Generate a synthetic province on the real Sichuan village codes: the national front-end tables (MySQL), the " +
+		"department tables (PostgreSQL) and department file deliveries (CSV, GB18030, XLSX), with injected data-quality " +
+		"defects and department signals recorded as ground truth in manifest.jsonl. The same seed and configuration give " +
+		"identical output.\n\n" +
+		"'shouwang gen push' then simulates the weekly national push on data generated before: a whole-table reload " +
+		"with about 1% real changes (see 'shouwang gen push --help').",
+	examples: []string{"shouwang gen --households 2000 --mysql 'root@tcp(127.0.0.1:3306)/national' --out /tmp/gen",
+		"shouwang gen push --week 1 --mysql 'root@tcp(127.0.0.1:3306)/national' --out /tmp/gen"},
+}
+
+var genPushHelp = helpText{
+	usage: []string{"shouwang gen push --week N --mysql DSN --out DIR [--seed N] [--mode truncate|delete|spread] [--spread DURATION]"},
+	about: "Simulate the weekly national push on a database filled by 'shouwang gen': every national table is reloaded as " +
+		"the national system does it (truncate and reinsert, delete in one transaction, or spread over a duration), with " +
+		"deterministic real changes for week N written to push-week-N.manifest.jsonl. Use the seed the data was generated with.",
+	examples: []string{"shouwang gen push --week 1 --mysql 'root@tcp(127.0.0.1:3306)/national' --out /tmp/gen --mode spread --spread 1m"},
+}
+
 func runGen(args []string) int {
 	if len(args) > 0 && args[0] == "push" {
 		return runGenPush(args[1:])
 	}
-	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
+	fs := newFlagSet("gen", os.Stderr)
 	seed := fs.Uint64("seed", 1, "random seed: same seed and config give identical output")
 	households := fs.Int("households", 2000, "number of households to generate")
 	scale := fs.String("scale", "", `"full" = Sichuan scale (2.2 M households ≈ 7 M persons); overrides --households`)
@@ -32,7 +53,11 @@ func runGen(args []string) int {
 	formats := fs.String("formats", "csv,gb18030,xlsx", "department file formats: csv, csv-bom, gb18030, xlsx (empty: none)")
 	cfgPath := fs.String("config", "", "optional gen.yaml overriding rates, thresholds and distributions")
 	workers := fs.Int("workers", 0, "generator goroutines (default: number of CPUs); output does not depend on it")
-	if err := fs.Parse(args); err != nil {
+	if code, ok := parseFlags(fs, genHelp, args, os.Stdout, os.Stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		usageError(os.Stderr, "gen", genHelp, fmt.Sprintf("shouwang gen: unexpected argument %q (the only subcommand is push)", fs.Arg(0)))
 		return 2
 	}
 	cfg := gen.DefaultConfig()
@@ -60,7 +85,7 @@ func runGen(args []string) int {
 		return 2
 	}
 	if *mysqlDSN == "" && *pgDSN == "" && *out == "" {
-		fmt.Fprintln(os.Stderr, "shouwang gen: nothing to write: give --mysql, --pg and/or --out")
+		usageError(os.Stderr, "gen", genHelp, "shouwang gen: nothing to write: give --mysql, --pg and/or --out")
 		return 2
 	}
 	opts := gen.Options{MySQLDSN: *mysqlDSN, PGDSN: *pgDSN, OutDir: *out, Workers: *workers, Progress: printProgress}
@@ -156,7 +181,7 @@ func peakRSS() string {
 }
 
 func runGenPush(args []string) int {
-	fs := flag.NewFlagSet("gen push", flag.ContinueOnError)
+	fs := newFlagSet("gen push", os.Stderr)
 	week := fs.Int("week", 0, "week number N ≥ 1 (changes are deterministic from seed, week and key)")
 	seed := fs.Uint64("seed", 1, "random seed (use the one the data was generated with)")
 	mysqlDSN := fs.String("mysql", "", "national front-end DB DSN, e.g. root@tcp(127.0.0.1:3306)/national")
@@ -164,11 +189,11 @@ func runGenPush(args []string) int {
 	mode := fs.String("mode", gen.PushTruncate, "reload mode: truncate, delete (one transaction) or spread")
 	spread := fs.Duration("spread", 0, "spread mode: total duration (default from config: 30s)")
 	cfgPath := fs.String("config", "", "optional gen.yaml (push.change_rate, push.chunk_rows, …)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, genPushHelp, args, os.Stdout, os.Stderr); !ok {
+		return code
 	}
-	if *week < 1 || *mysqlDSN == "" || *out == "" {
-		fmt.Fprintln(os.Stderr, "shouwang gen push: --week N (≥ 1), --mysql DSN and --out DIR are required")
+	if *week < 1 || *mysqlDSN == "" || *out == "" || fs.NArg() > 0 {
+		usageError(os.Stderr, "gen push", genPushHelp, "shouwang gen push: --week N (≥ 1), --mysql DSN and --out DIR are required")
 		return 2
 	}
 	cfg := gen.DefaultConfig()

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,9 +23,34 @@ func init() {
 	})
 }
 
-const heldUsage = `usage: shouwang held list    -c FILE [--source NAME]
-       shouwang held release -c FILE --source NAME --dataset NAME [--reason TEXT] FILE_NAME
-       shouwang held release -c FILE --source NAME --table DB.TABLE [--reason TEXT]`
+var heldHelp = helpText{
+	usage: []string{"shouwang held list    -c FILE [--source NAME]",
+		"shouwang held release -c FILE --source NAME --dataset NAME [--reason TEXT] FILE_NAME",
+		"shouwang held release -c FILE --source NAME --table DB.TABLE [--reason TEXT]"},
+	about: "List or release what the mass-delete breakers hold: department file deliveries that would delete more than " +
+		"mass_delete.max_share of a dataset, and the deletes of a weekly national reload that would remove more than " +
+		"reload.mass_delete allows. Every release is recorded in <state.dir>/audit.log with who, when and why.",
+	examples: []string{"shouwang held list -c /etc/shouwang/shouwang.yaml",
+		"shouwang held release -c /etc/shouwang/shouwang.yaml --source yibao --dataset settlement --reason \"confirmed with 医保\" settlement_202611.csv"},
+}
+
+var heldListHelp = helpText{
+	usage: []string{"shouwang held list -c FILE [--source NAME]"},
+	about: "List every held file delivery (with its reason, summary and report) and every table whose reload deletes are " +
+		"held, each with the exact command that releases it. Reads the state directory only: no worker needs to run. " +
+		"Exit status 0 (also when nothing is held), 1 when a state folder cannot be read.",
+	examples: []string{"shouwang held list -c /etc/shouwang/shouwang.yaml --source national"},
+}
+
+var heldReleaseHelp = helpText{
+	usage: []string{"shouwang held release -c FILE --source NAME --dataset NAME [--reason TEXT] FILE_NAME",
+		"shouwang held release -c FILE --source NAME --table DB.TABLE [--reason TEXT]"},
+	about: "Release one held delivery or one table's held deletes once the loss has been confirmed as real. A file " +
+		"delivery is moved back into the inbox and applied, deletions included, at the capture worker's next scan. Held " +
+		"binlog deletes are released by a message on the signal topic <kafka.topic_prefix>.signal that the running capture " +
+		"worker of the source acts on (it must be running, with a real Kafka cluster). The action goes to the audit log.",
+	examples: []string{"shouwang held release -c /etc/shouwang/shouwang.yaml --source national --table gbdb.person --reason \"county merger 2026\""},
+}
 
 // heldReleaseCommand is the release command a held-delivery report prints, up to the
 // file name, with the real configuration, source and dataset names.
@@ -51,22 +75,38 @@ func shellQuote(s string) string {
 }
 
 func runHeld(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && isHelp(args[0]) {
+		subcommandHelp(stdout, heldHelp, [][2]string{
+			{"list", "show what is held, with the command that releases each"},
+			{"release", "release one held delivery or one table's held deletes"}})
+		return 0
+	}
 	if len(args) == 0 || (args[0] != "list" && args[0] != "release") {
-		fmt.Fprintln(stderr, heldUsage)
+		usageError(stderr, "held", heldHelp, "")
 		return 2
 	}
-	fs := flag.NewFlagSet("held "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	name, h := "held "+args[0], heldListHelp
+	if args[0] == "release" {
+		h = heldReleaseHelp
+	}
+	fs := newFlagSet(name, stderr)
 	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration `file` (default $SHOUWANG_CONFIG)")
 	source := fs.String("source", "", "configured source `name` (sources[].name)")
-	dataset := fs.String("dataset", "", "file-delivery dataset `name` (release of a held file)")
-	table := fs.String("table", "", "binlog reload table `db.table` (release of held deletes)")
-	reason := fs.String("reason", "", "why the release is right (e.g. \"confirmed with 医保 on 12-05\"), kept in the audit log")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	var dataset, table, reason *string
+	if args[0] == "release" {
+		dataset = fs.String("dataset", "", "file-delivery dataset `name` (release of a held file)")
+		table = fs.String("table", "", "binlog reload table `db.table` (release of held deletes)")
+		reason = fs.String("reason", "", "why the release is right (e.g. \"confirmed with 医保 on 12-05\"), kept in the audit log")
+	}
+	if code, ok := parseFlags(fs, h, args[1:], stdout, stderr); !ok {
+		return code
 	}
 	if *cfgPath == "" {
-		fmt.Fprintln(stderr, "shouwang held: -c FILE is required\n"+heldUsage)
+		usageError(stderr, name, h, "shouwang "+name+": -c FILE is required (or set SHOUWANG_CONFIG)")
+		return 2
+	}
+	if args[0] == "list" && fs.NArg() > 0 {
+		usageError(stderr, name, h, "shouwang held list takes only -c and --source")
 		return 2
 	}
 	cfg, err := config.Load(*cfgPath)
@@ -81,10 +121,6 @@ func runHeld(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if args[0] == "list" {
-		if fs.NArg() > 0 || *dataset != "" || *table != "" {
-			fmt.Fprintln(stderr, "shouwang held list takes only -c and --source\n"+heldUsage)
-			return 2
-		}
 		return heldList(cfg, *source, stdout, stderr)
 	}
 	return heldRelease(cfg, *source, *dataset, *table, *reason, fs.Args(), stdout, stderr)
@@ -181,7 +217,7 @@ func byteSize(n int64) string {
 // worker), and records the action in the audit log.
 func heldRelease(cfg *config.Config, source, dataset, table, reason string, files []string, stdout, stderr io.Writer) int {
 	if source == "" {
-		fmt.Fprintln(stderr, "shouwang held release: --source is required\n"+heldUsage)
+		usageError(stderr, "held release", heldReleaseHelp, "shouwang held release: --source is required")
 		return 2
 	}
 	src, _ := cfg.SourceByName(source)

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,22 +15,40 @@ import (
 )
 
 func init() {
-	register("run", "run workers: run --role capture|all -c FILE", func(args []string) int {
-		return runRun(args, os.Stderr)
+	register("run", "run the workers of a configuration until stopped (run -c FILE [--role capture|all])", func(args []string) int {
+		return runRun(args, os.Stdout, os.Stderr)
 	})
+}
+
+var runHelp = helpText{
+	usage: []string{"shouwang run -c FILE [--role capture|all] [--log-level LEVEL] [--exit-on-startup-failure]"},
+	about: "Run the workers of a configuration until SIGINT or SIGTERM: the capture connectors of every configured " +
+		"source, their signal consumers (snapshot and release requests) and /metrics, /healthz and /readyz on metrics.addr. " +
+		"Logs are JSON lines on stderr.\n\n" +
+		"A source that has never connected is retried with backoff, one log line per attempt; after its " +
+		"sources[].startup_grace (default 2m) /healthz answers 503 naming it, and with --exit-on-startup-failure (or " +
+		"sources[].exit_on_startup_failure) the worker exits with status 3 instead, for systemd or Kubernetes to restart. " +
+		"A source that was connected and lost its server keeps retrying with /readyz false. Exit status: 0 stopped by a " +
+		"signal, 1 failure, 2 configuration or usage error, 3 a source did not connect within its start-up grace.",
+	examples: []string{"shouwang run -c /etc/shouwang/shouwang.yaml --role capture",
+		"SHOUWANG_CONFIG=/etc/shouwang/shouwang.yaml shouwang run --exit-on-startup-failure"},
 }
 
 // roles lists what `run --role` accepts today. transform, sink and check arrive with
 // their issues; asking for them is a usage error rather than a silent no-op.
 var roles = map[string]bool{"capture": true, "all": true}
 
-func runRun(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration file (default $SHOUWANG_CONFIG)")
+func runRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("run", stderr)
+	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration `file` (default $SHOUWANG_CONFIG)")
 	role := fs.String("role", "all", "which workers to run: capture or all (transform, sink and check are not built yet)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	exitOnStartup := fs.Bool("exit-on-startup-failure", false, "exit with status 3 when a source has not connected within its startup_grace, for every source")
+	if code, ok := parseFlags(fs, runHelp, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		usageError(stderr, "run", runHelp, fmt.Sprintf("shouwang run: unexpected argument %q", fs.Arg(0)))
 		return 2
 	}
 	if !roles[*role] {
@@ -38,7 +56,7 @@ func runRun(args []string, stderr io.Writer) int {
 		return 2
 	}
 	if *cfgPath == "" {
-		fmt.Fprintln(stderr, "shouwang run: give the configuration file with -c FILE (or set SHOUWANG_CONFIG)")
+		usageError(stderr, "run", runHelp, "shouwang run: give the configuration file with -c FILE (or set SHOUWANG_CONFIG)")
 		return 2
 	}
 	var lvl slog.Level
@@ -50,7 +68,7 @@ func runRun(args []string, stderr io.Writer) int {
 	slog.SetDefault(log) // libraries that log through the default logger write JSON too
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		printProblems(stderr, err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -61,6 +79,7 @@ func runRun(args []string, stderr io.Writer) int {
 		return 2
 	}
 	defer w.Close()
+	w.exitOnStartupFailure = *exitOnStartup
 	conns, err := w.connectors()
 	if err != nil {
 		fmt.Fprintf(stderr, "shouwang run: %s:\n%v\n", cfg.File(), err)
@@ -69,6 +88,10 @@ func runRun(args []string, stderr io.Writer) int {
 	log.Info("capture starting", "connectors", len(conns), "metrics", w.server.Addr())
 	if err := w.runCapture(ctx, conns, nil); err != nil {
 		fmt.Fprintf(stderr, "shouwang run: %v\n", err)
+		var se *startupError
+		if errors.As(err, &se) {
+			return 3
+		}
 		return 1
 	}
 	return 0

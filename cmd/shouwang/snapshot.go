@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -21,23 +20,32 @@ func init() {
 	})
 }
 
+var snapshotHelp = helpText{
+	usage: []string{"shouwang snapshot -c FILE --source NAME --table TABLE [--where CONDITION]"},
+	about: "Ask a running capture worker to re-read a table, or only the rows matching --where, and emit them as snapshot " +
+		"events (op r) between watermarks, without stopping the stream. The request is a message on the signal topic " +
+		"<kafka.topic_prefix>.signal of the configured Kafka cluster: this command only puts it there and returns; the " +
+		"capture worker running the source (shouwang run) must be running, or will act on it when it starts. Its log says " +
+		"whether the request was accepted. The embedded in-memory broker of the demo cannot carry signals from outside.",
+	examples: []string{"shouwang snapshot -c /etc/shouwang/shouwang.yaml --source national --table gbdb.person --where \"village_code LIKE '510104%'\""},
+}
+
 func runSnapshot(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("snapshot", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration file (default $SHOUWANG_CONFIG)")
-	source := fs.String("source", "", "configured source name (sources[].name)")
+	fs := newFlagSet("snapshot", stderr)
+	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration `file` (default $SHOUWANG_CONFIG)")
+	source := fs.String("source", "", "configured source `name` (sources[].name)")
 	table := fs.String("table", "", `table to re-read, as configured (e.g. "national.person")`)
 	where := fs.String("where", "", `optional SQL condition limiting the rows (e.g. "village_code LIKE '510104%'")`)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlags(fs, snapshotHelp, args, stdout, stderr); !ok {
+		return code
 	}
-	if *cfgPath == "" || *source == "" || *table == "" {
-		fmt.Fprintln(stderr, "shouwang snapshot: -c FILE, --source and --table are required")
+	if *cfgPath == "" || *source == "" || *table == "" || fs.NArg() > 0 {
+		usageError(stderr, "snapshot", snapshotHelp, "shouwang snapshot: -c FILE, --source and --table are required (and nothing else)")
 		return 2
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		printProblems(stderr, err)
 		return 2
 	}
 	src, ok := cfg.SourceByName(*source)
@@ -62,7 +70,8 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shouwang snapshot: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "snapshot of %s %s requested on %s\n", *source, full, schemas.SignalTopic(k.TopicPrefix))
+	fmt.Fprintf(stdout, "snapshot of %s %s requested on %s; the capture worker running source %s acts on it (its log says so)\n",
+		*source, full, schemas.SignalTopic(k.TopicPrefix), *source)
 	return 0
 }
 

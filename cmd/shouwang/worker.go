@@ -32,6 +32,9 @@ type worker struct {
 	pgPool    *pgxpool.Pool
 	// pii protects ID numbers and phones in dead-letter records and reports.
 	pii *pii.Protector
+	// exitOnStartupFailure (run --exit-on-startup-failure) applies
+	// sources[].exit_on_startup_failure to every source.
+	exitOnStartupFailure bool
 }
 
 // newWorker connects the shared pieces. metricsAddr overrides cfg.Metrics.Addr when

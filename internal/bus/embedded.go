@@ -67,7 +67,9 @@ func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
 		banner = "EMBEDDED KAFKA (kfake): NOT FOR PRODUCTION — single unreplicated in-process broker persisting to " + o.DataDir
 	}
 	fmt.Fprintf(os.Stderr, "\n%s\n%s\n%s\n\n", bar, banner, bar)
-	slog.Warn(banner, "brokers", c.ListenAddrs(), "data_dir", o.DataDir)
+	// The banner above is the one warning; the log line (info, so the demo's default
+	// warn level does not repeat it) keeps the addresses for -v and JSON logs.
+	slog.Info(banner, "brokers", c.ListenAddrs(), "data_dir", o.DataDir)
 	if ctx.Done() != nil {
 		stop := context.AfterFunc(ctx, e.Close)
 		_ = stop // Close is idempotent; leaving the AfterFunc registered is harmless

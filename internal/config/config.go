@@ -200,6 +200,16 @@ type Source struct {
 	Poll *PollSource `yaml:"poll"`
 	// FileDrop configures a filedrop source.
 	FileDrop *FileDropSource `yaml:"filedrop"`
+	// StartupGrace is how long a source that has never connected since the worker
+	// started may keep failing before /healthz reports the worker unhealthy (default
+	// 2m). A source that connected once and then lost its server only turns readiness
+	// false, however long the outage.
+	StartupGrace Duration `yaml:"startup_grace"`
+	// ExitOnStartupFailure makes the worker exit with status 3 when the source has not
+	// connected within StartupGrace, instead of retrying for ever (for systemd's
+	// Restart= and Kubernetes' restart policy); `run --exit-on-startup-failure` sets it
+	// for every source.
+	ExitOnStartupFailure bool `yaml:"exit_on_startup_failure"`
 }
 
 // Tables lists the names a pipeline may refer to as "<source>.<name>": table names

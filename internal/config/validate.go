@@ -27,6 +27,7 @@ const (
 	DefaultStateDir          = "/var/lib/shouwang"
 	DefaultChunkSize         = 10000
 	DefaultBatchSize         = 500
+	DefaultStartupGrace      = 2 * time.Minute
 	DefaultHouseholds        = 1000
 )
 
@@ -59,6 +60,7 @@ func (c *Config) SetDefaults() {
 	setStr(&c.State.Positions, "file")
 	for i := range c.Sources {
 		s := &c.Sources[i]
+		setDur(&s.StartupGrace, DefaultStartupGrace)
 		if m := s.MySQL; m != nil {
 			if m.Flavor == "" {
 				m.Flavor = "mysql"
@@ -406,6 +408,7 @@ func (v *validator) sources() {
 		blocks := map[string]bool{KindMySQLBinlog: s.MySQL != nil, KindPGLogical: s.Postgres != nil, KindPoll: s.Poll != nil, KindFileDrop: s.FileDrop != nil}
 		blockKey := map[string]string{KindMySQLBinlog: "mysql", KindPGLogical: "postgres", KindPoll: "poll", KindFileDrop: "filedrop"}
 		v.oneOf(p+".kind", s.Kind, KindMySQLBinlog, KindPGLogical, KindPoll, KindFileDrop)
+		v.durRange(p+".startup_grace", s.StartupGrace, time.Second, 24*time.Hour)
 		for _, kind := range []string{KindMySQLBinlog, KindPGLogical, KindPoll, KindFileDrop} {
 			if blocks[kind] && kind != s.Kind {
 				v.addf(p+"."+blockKey[kind], "a %s block does not belong to a source of kind %q: remove it or set kind: %s", blockKey[kind], s.Kind, kind)

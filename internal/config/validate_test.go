@@ -115,6 +115,8 @@ func TestValidationRules(t *testing.T) {
 		{"source name charset", []edit{{"name: national", "name: National"}}, `sources[0].name: "National" is not a valid source name`},
 		{"source name duplicate", []edit{{"name: civil", "name: national"}}, `sources[1].name: source name "national" is already used at sources[0].name`},
 		{"source name missing", []edit{{"  - name: housing\n", "  -\n"}}, "sources[2].name: required"},
+		{"startup_grace too short", []edit{{"    kind: mysqlbinlog\n", "    kind: mysqlbinlog\n    startup_grace: 10ms\n"}}, "sources[0].startup_grace: 10ms is out of range: must be between 1s and 24h"},
+		{"exit_on_startup_failure type", []edit{{"    kind: mysqlbinlog\n", "    kind: mysqlbinlog\n    exit_on_startup_failure: sometimes\n"}}, "sources[0].exit_on_startup_failure"},
 		{"unknown kind", []edit{{"kind: pglogical", "kind: logical"}}, `sources[1].kind: "logical" is not valid: use one of mysqlbinlog, pglogical, poll, filedrop`},
 		{"block of another kind", []edit{{"kind: mysqlbinlog", "kind: pglogical"}}, `sources[0].mysql: a mysql block does not belong to a source of kind "pglogical"`},
 		{"block missing", []edit{{"kind: mysqlbinlog", "kind: pglogical"}}, "sources[0].postgres: required: a source of kind pglogical needs a postgres: block"},
