@@ -41,6 +41,9 @@ type Person struct {
 	DisabilityType string `json:"disability_type,omitempty"`
 	// DisabilityGrade is 残疾等级 (一级..四级).
 	DisabilityGrade string `json:"disability_grade,omitempty"`
+	// DisabilityCertNo is 残疾证号: the holder's ID number, the type digit and the grade
+	// digit (20 characters); Q-005 to Q-007 check it against the other fields.
+	DisabilityCertNo string `json:"disability_cert_no,omitempty"`
 	// LabourSkill is 劳动技能.
 	LabourSkill string `json:"labour_skill,omitempty"`
 	// WorkStatus is 务工状况.

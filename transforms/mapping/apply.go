@@ -1,0 +1,115 @@
+package mapping
+
+import (
+	"strings"
+
+	"github.com/shouwang/shouwang/schemas"
+)
+
+// Output is one canonical change made from one raw change.
+type Output struct {
+	// Key is the entity key (also the Kafka message key).
+	Key string
+	// Op is c, u, r (the entity's new version is Doc) or d (Doc holds key and version).
+	Op schemas.Op
+	// Doc is the entity as a JSON object: meta fields (key, version, source,
+	// updated_ms) and the mapped fields.
+	Doc map[string]any
+}
+
+// Skipped says why a raw change made no canonical change (truncate and schema events).
+type Skipped struct{ Reason string }
+
+func (s *Skipped) Error() string { return "skipped: " + s.Reason }
+
+// Apply maps one raw change. version orders the entity's changes (the caller derives it
+// from the raw record's position); position is the readable source position for
+// Meta.Source. Errors: *RecordError (the record goes to the dead-letter queue) or
+// *Skipped.
+func (m *Mapping) Apply(env *schemas.Envelope, version int64, position string, nowMs int64) (Output, error) {
+	switch env.Op {
+	case schemas.OpCreate, schemas.OpUpdate, schemas.OpRead, schemas.OpDelete:
+	default:
+		return Output{}, &Skipped{Reason: "op " + string(env.Op) + " has no canonical counterpart"}
+	}
+	key, kerr := m.entityKey(env)
+	if kerr != nil {
+		return Output{}, kerr
+	}
+	meta := func(doc map[string]any) {
+		doc["key"] = key
+		doc["version"] = version
+		doc["source"] = map[string]any{"system": env.Source.System, "table": env.Source.Table, "position": position}
+		doc["updated_ms"] = nowMs
+	}
+	if env.Op == schemas.OpDelete {
+		doc := make(map[string]any, 4)
+		meta(doc)
+		return Output{Key: key, Op: schemas.OpDelete, Doc: doc}, nil
+	}
+	row := env.After
+	var rerr *RecordError
+	fail := func() *RecordError {
+		if rerr == nil {
+			rerr = &RecordError{Mapping: m.Name}
+		}
+		return rerr
+	}
+	for _, c := range m.columns {
+		if _, ok := row[c]; !ok {
+			fail().Missing = append(fail().Missing, c)
+		}
+	}
+	doc := make(map[string]any, len(m.fields)+4)
+	for _, f := range m.fields {
+		v, why := f.conv(row)
+		if why != "" {
+			fail().Fields = append(fail().Fields, FieldError{Field: f.name, Column: strings.Join(f.from, ","), Reason: why})
+			continue
+		}
+		if v == nil {
+			if f.required {
+				fail().Fields = append(fail().Fields, FieldError{Field: f.name, Column: strings.Join(f.from, ","), Reason: "required but empty"})
+			}
+			continue
+		}
+		doc[f.name] = v
+	}
+	if rerr != nil {
+		return Output{}, rerr
+	}
+	meta(doc)
+	return Output{Key: key, Op: env.Op, Doc: doc}, nil
+}
+
+// entityKey joins the key columns' values, read from the change's key (or, for a
+// source that sends no key map, its row).
+func (m *Mapping) entityKey(env *schemas.Envelope) (string, *RecordError) {
+	var b strings.Builder
+	b.WriteString(m.keyPrefix)
+	for i, c := range m.key {
+		v, ok := env.Key[c]
+		if !ok {
+			v, ok = env.After[c]
+		}
+		if !ok {
+			v, ok = env.Before[c]
+		}
+		s := text(v)
+		if !ok || s == "" {
+			return "", &RecordError{Mapping: m.Name, Fields: []FieldError{{Field: "key", Column: c, Reason: "key column empty or missing"}}}
+		}
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(s)
+	}
+	if len(m.keyHash) == 0 {
+		return b.String(), nil
+	}
+	parts := make([]string, 0, len(m.keyHash)+1)
+	for _, p := range m.keyHash {
+		parts = append(parts, strings.ReplaceAll(p, "{source}", env.Source.System))
+	}
+	return schemas.DeterministicID(append(parts, b.String())...), nil
+}
