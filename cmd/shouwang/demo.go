@@ -59,6 +59,7 @@ type demo struct {
 	pendingStatus string
 	lastStatusAt  time.Time
 	produced      map[string]int // messages produced per connector
+	transformers  []*transformer // the demo configuration's transform pipelines
 	lastAt        map[string]time.Time
 }
 
@@ -136,6 +137,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		{"start the capture workers of " + deploy.DemoConfigName + " (in-memory Kafka)", d.startCapture},
 		{"capture: snapshots of the national front-end and department databases, and the department file deliveries", d.waitInitial},
 		{"read the events back from the bus", d.showBus},
+		{"transform: raw changes → canonical entities (household, person, assistance_measure, department_fact) by the built-in mappings", d.waitTransforms},
 		{"the national system pushes week 1 (whole-table reload, about 1% real changes)", d.push},
 	}
 	for i, s := range steps {
@@ -152,7 +154,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		}
 		d.printf("      done in %s\n\n", time.Since(start).Round(time.Millisecond))
 	}
-	d.printf("The demo reached the end of today's pipeline: sources → capture → Kafka.\n")
+	d.printf("The demo reached the end of today's pipeline: sources → capture → Kafka → transform (canonical entities).\n")
 	if *keep {
 		d.printf("Work directory kept: %s (manifest: %s)\n", d.dir, filepath.Join(d.dir, "gen", "manifest.jsonl"))
 	}
@@ -273,17 +275,129 @@ func (d *demo) startCapture(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ts, err := w.transformers()
+	if err != nil {
+		return err
+	}
+	d.transformers = ts
 	cctx, cancel := context.WithCancel(ctx)
 	d.stopCapt, d.captDone = cancel, make(chan struct{})
+	var both sync.WaitGroup
+	both.Add(2)
 	go func() {
-		defer close(d.captDone)
+		defer both.Done()
 		if err := w.runCapture(cctx, conns, d.onBatch); err != nil {
 			d.log.Error("capture stopped", "err", err)
 		}
 	}()
-	d.printf("      %d connectors; Kafka (in-memory) %s; metrics http://%s/metrics\n",
-		len(conns), strings.Join(w.busOpts.Brokers, ","), w.server.Addr())
+	go func() {
+		defer both.Done()
+		if err := w.runTransforms(cctx, ts); err != nil {
+			d.log.Error("transforms stopped", "err", err)
+		}
+	}()
+	go func() {
+		both.Wait()
+		close(d.captDone)
+	}()
+	d.printf("      %d connectors, %d transform pipelines; Kafka (in-memory) %s; metrics http://%s/metrics\n",
+		len(conns), len(ts), strings.Join(w.busOpts.Brokers, ","), w.server.Addr())
 	return nil
+}
+
+// waitTransforms waits until every raw change has come out of the transform pipelines
+// (as a canonical change or a dead letter), then shows the canonical topics.
+func (d *demo) waitTransforms(ctx context.Context) error {
+	prefix := d.cfg.Kafka.TopicPrefix
+	var ins, outs []string
+	for _, t := range d.transformers {
+		i, o := t.worker.Topics()
+		ins, outs = append(ins, i...), append(outs, o...)
+	}
+	outs = uniq(outs)
+	count := func(topics []string) (int64, error) {
+		var n int64
+		for _, t := range topics {
+			c, err := topicSize(ctx, d.w.busOpts, t)
+			if err != nil {
+				return 0, err
+			}
+			n += c
+		}
+		return n, nil
+	}
+	var werr error
+	err := d.waitFor(ctx, "transforms", 5*time.Minute, func() (bool, string) {
+		in, err1 := count(ins)
+		out, err2 := count(outs)
+		if werr = errors.Join(err1, err2); werr != nil {
+			return true, ""
+		}
+		return out >= in, fmt.Sprintf("transforms: %d/%d raw changes mapped", out, in)
+	})
+	if err != nil {
+		return err
+	}
+	if werr != nil {
+		return werr
+	}
+	for _, t := range outs {
+		counts, sample, err := readTopic(ctx, d.w.busOpts, t)
+		if err != nil {
+			return err
+		}
+		var parts []string
+		total := 0
+		for _, op := range sortedKeys(counts) {
+			parts = append(parts, fmt.Sprintf("%s=%d", op, counts[op]))
+			total += counts[op]
+		}
+		d.printf("      %-38s %6d events  %s\n", t, total, strings.Join(parts, " "))
+		if sample != "" && t != schemas.DLQTopic(prefix, "transform") {
+			d.printf("        e.g. %s\n", sample)
+		}
+	}
+	return nil
+}
+
+func uniq(s []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, x := range s {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// topicSize is the number of messages in a topic (end minus start offsets).
+func topicSize(ctx context.Context, opts bus.Options, topic string) (int64, error) {
+	client := &kafka.Client{Addr: kafka.TCP(opts.Brokers...), Timeout: 10 * time.Second}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", topic, err)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, t := range md.Topics {
+		for _, p := range t.Partitions {
+			reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+	}
+	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", topic, err)
+	}
+	var n int64
+	for _, po := range offs.Topics[topic] {
+		if po.Error != nil {
+			return 0, fmt.Errorf("size of %s partition %d: %w", topic, po.Partition, po.Error)
+		}
+		n += po.LastOffset - po.FirstOffset
+	}
+	return n, nil
 }
 
 func (d *demo) onBatch(conn string, n int) {

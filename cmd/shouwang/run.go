@@ -15,15 +15,16 @@ import (
 )
 
 func init() {
-	register("run", "run the workers of a configuration until stopped (run -c FILE [--role capture|all])", func(args []string) int {
+	register("run", "run the workers of a configuration until stopped (run -c FILE [--role capture|transform|all])", func(args []string) int {
 		return runRun(args, os.Stdout, os.Stderr)
 	})
 }
 
 var runHelp = helpText{
-	usage: []string{"shouwang run -c FILE [--role capture|all] [--log-level LEVEL] [--exit-on-startup-failure]"},
+	usage: []string{"shouwang run -c FILE [--role capture|transform|all] [--log-level LEVEL] [--exit-on-startup-failure]"},
 	about: "Run the workers of a configuration until SIGINT or SIGTERM: the capture connectors of every configured " +
-		"source, their signal consumers (snapshot and release requests) and /metrics, /healthz and /readyz on metrics.addr. " +
+		"source with their signal consumers (snapshot and release requests), the transform pipelines (raw topics to " +
+		"canonical entities by their mapping files, reloaded when the files change), and /metrics, /healthz and /readyz on metrics.addr. " +
 		"Logs are JSON lines on stderr.\n\n" +
 		"A source that has never connected is retried with backoff, one log line per attempt; after its " +
 		"sources[].startup_grace (default 2m) /healthz answers 503 naming it, and with --exit-on-startup-failure (or " +
@@ -34,14 +35,14 @@ var runHelp = helpText{
 		"SHOUWANG_CONFIG=/etc/shouwang/shouwang.yaml shouwang run --exit-on-startup-failure"},
 }
 
-// roles lists what `run --role` accepts today. transform, sink and check arrive with
-// their issues; asking for them is a usage error rather than a silent no-op.
-var roles = map[string]bool{"capture": true, "all": true}
+// roles lists what `run --role` accepts today. sink and check arrive with their
+// issues; asking for them is a usage error rather than a silent no-op.
+var roles = map[string]bool{"capture": true, "transform": true, "all": true}
 
 func runRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", stderr)
 	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration `file` (default $SHOUWANG_CONFIG)")
-	role := fs.String("role", "all", "which workers to run: capture or all (transform, sink and check are not built yet)")
+	role := fs.String("role", "all", "which workers to run: capture, transform or all (sink and check are not built yet)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	exitOnStartup := fs.Bool("exit-on-startup-failure", false, "exit with status 3 when a source has not connected within its startup_grace, for every source")
 	if code, ok := parseFlags(fs, runHelp, args, stdout, stderr); !ok {
@@ -52,7 +53,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if !roles[*role] {
-		fmt.Fprintf(stderr, "shouwang run: --role %q is not available in this build (available: capture, all)\n", *role)
+		fmt.Fprintf(stderr, "shouwang run: --role %q is not available in this build (available: capture, transform, all)\n", *role)
 		return 2
 	}
 	if *cfgPath == "" {
@@ -80,19 +81,49 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	defer w.Close()
 	w.exitOnStartupFailure = *exitOnStartup
-	conns, err := w.connectors()
-	if err != nil {
-		fmt.Fprintf(stderr, "shouwang run: %s:\n%v\n", cfg.File(), err)
-		return 2
-	}
-	log.Info("capture starting", "connectors", len(conns), "metrics", w.server.Addr())
-	if err := w.runCapture(ctx, conns, nil); err != nil {
-		fmt.Fprintf(stderr, "shouwang run: %v\n", err)
-		var se *startupError
-		if errors.As(err, &se) {
-			return 3
+	var conns []*connector
+	var ts []*transformer
+	if *role == "capture" || *role == "all" {
+		if conns, err = w.connectors(); err != nil {
+			fmt.Fprintf(stderr, "shouwang run: %s:\n%v\n", cfg.File(), err)
+			return 2
 		}
-		return 1
 	}
-	return 0
+	if *role == "transform" || *role == "all" {
+		if ts, err = w.transformers(); err != nil {
+			fmt.Fprintf(stderr, "shouwang run: %s:\n%v\n", cfg.File(), err)
+			return 2
+		}
+		if *role == "transform" && len(ts) == 0 {
+			fmt.Fprintf(stderr, "shouwang run: %s configures no pipelines: add pipelines: for --role transform\n", cfg.File())
+			return 2
+		}
+	}
+	log.Info("workers starting", "role", *role, "connectors", len(conns), "pipelines", len(ts), "metrics", w.server.Addr())
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	n := 0
+	if len(conns) > 0 {
+		n++
+		go func() { errc <- w.runCapture(rctx, conns, nil) }()
+	}
+	if len(ts) > 0 {
+		n++
+		go func() { errc <- w.runTransforms(rctx, ts) }()
+	}
+	code := 0
+	for ; n > 0; n-- {
+		if err := <-errc; err != nil {
+			cancel() // one role failing stops the process: its supervisor restarts it whole
+			fmt.Fprintf(stderr, "shouwang run: %v\n", err)
+			var se *startupError
+			if errors.As(err, &se) {
+				code = 3
+			} else if code == 0 {
+				code = 1
+			}
+		}
+	}
+	return code
 }

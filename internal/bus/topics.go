@@ -34,6 +34,17 @@ func EnsureTopics(ctx context.Context, opts Options, specs ...TopicSpec) error {
 	defer tr.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(c.opts.Brokers...), Transport: tr}
 
+	// A request naming a topic twice is rejected whole by the broker (Invalid
+	// Request), so duplicates are dropped here; the first spec of a name wins.
+	uniq := specs[:0:0]
+	dup := map[string]bool{}
+	for _, s := range specs {
+		if !dup[s.Name] {
+			dup[s.Name] = true
+			uniq = append(uniq, s)
+		}
+	}
+	specs = uniq
 	req := &kafka.CreateTopicsRequest{}
 	for i, s := range specs {
 		if err := validTopicName(s.Name); err != nil {
