@@ -303,7 +303,13 @@ type crashProc struct {
 func startCrashProc(t *testing.T, bin, cfg string, log *os.File) *crashProc {
 	t.Helper()
 	fmt.Fprintf(log, "\n===== start %s =====\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(bin, "run", "--role", "capture", "-c", cfg)
+	return startCrashProcArgs(t, bin, log, "run", "--role", "capture", "-c", cfg)
+}
+
+// startCrashProcArgs starts the binary with args, output to log.
+func startCrashProcArgs(t *testing.T, bin string, log *os.File, args ...string) *crashProc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	// Should the test binary die, the worker dies with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -40,10 +40,14 @@ func (w *worker) transformers() ([]*transformer, error) {
 			continue
 		}
 		var inputs [][2]string
+		rawPrefix := w.cfg.Kafka.TopicPrefix + ".raw."
 		for _, in := range pl.Inputs {
-			src, tbl, ok := strings.Cut(in, ".")
+			// A raw topic name (<prefix>.raw.<source>.<table>) names the same input as
+			// the source reference <source>.<table>, for a transform process whose
+			// config does not list the sources.
+			src, tbl, ok := strings.Cut(strings.TrimPrefix(in, rawPrefix), ".")
 			if !ok {
-				errs = append(errs, fmt.Sprintf("%s.inputs: %q: only <source>.<table> inputs are supported by the transform role", path, in))
+				errs = append(errs, fmt.Sprintf("%s.inputs: %q: the transform role reads <source>.<table> or %s<source>.<table>", path, in, rawPrefix))
 				continue
 			}
 			inputs = append(inputs, [2]string{src, tbl})
