@@ -32,6 +32,13 @@ func (s *Source) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 	}
 	if h.EventType == replication.HEARTBEAT_EVENT || h.EventType == replication.HEARTBEAT_LOG_EVENT_V2 {
 		if !s.inTx {
+			// A heartbeat means the server has nothing newer: quiet reload windows
+			// must be able to close on the wall clock here too, or a server heartbeat
+			// that wins the race against the idle read timeout keeps them open for
+			// as long as the source stays quiet (heartbeats carry no timestamp).
+			if s.reload != nil {
+				s.reload.tick(time.Now().Unix())
+			}
 			s.m.behind.Set(0)
 			s.positionOnly(time.Now().UnixMilli())
 		}
