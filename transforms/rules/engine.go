@@ -393,16 +393,17 @@ func (e *Engine) Evaluate(hc *HouseholdContext, asOf time.Time) []Finding {
 	var out []Finding
 	penv := &personEnv{HH: hc.hh, Members: hc.members, Measures: hc.measures}
 	henv := &householdEnv{HH: hc.hh, Members: hc.members, Measures: hc.measures}
+	var m vm.VM // reused across rules: its stack and scopes are allocated once
 	for _, r := range e.rules {
 		if r.subject == SubjectHousehold {
-			if f, ok := r.eval(henv, SubjectHousehold, hc.Key, hc.RegionCode); ok {
+			if f, ok := r.eval(&m, henv, SubjectHousehold, hc.Key, hc.RegionCode); ok {
 				out = append(out, f)
 			}
 			continue
 		}
 		for _, p := range hc.members {
 			penv.P = p
-			if f, ok := r.eval(penv, SubjectPerson, p.Key, hc.RegionCode); ok {
+			if f, ok := r.eval(&m, penv, SubjectPerson, p.Key, hc.RegionCode); ok {
 				out = append(out, f)
 			}
 		}
@@ -410,12 +411,12 @@ func (e *Engine) Evaluate(hc *HouseholdContext, asOf time.Time) []Finding {
 	return out
 }
 
-func (r *rule) eval(env any, kind, key, region string) (Finding, bool) {
+func (r *rule) eval(m *vm.VM, env any, kind, key, region string) (Finding, bool) {
 	mk := func() Finding {
 		return Finding{RuleID: r.id, Severity: r.severity, SubjectKind: kind, SubjectKey: key, RegionCode: region, Message: r.message}
 	}
 	if r.when != nil {
-		v, err := expr.Run(r.when, env)
+		v, err := m.Run(r.when, env)
 		if err != nil {
 			f := mk()
 			f.Err = "when: " + err.Error()
@@ -425,7 +426,7 @@ func (r *rule) eval(env any, kind, key, region string) (Finding, bool) {
 			return Finding{}, false
 		}
 	}
-	v, err := expr.Run(r.fail, env)
+	v, err := m.Run(r.fail, env)
 	if err != nil {
 		f := mk()
 		f.Err = "fail: " + err.Error()
@@ -438,7 +439,7 @@ func (r *rule) eval(env any, kind, key, region string) (Finding, bool) {
 	if len(r.evidence) > 0 {
 		f.Evidence = make(map[string]any, len(r.evidence))
 		for _, ev := range r.evidence {
-			x, err := expr.Run(ev.prog, env)
+			x, err := m.Run(ev.prog, env)
 			if err != nil {
 				x = "error: " + err.Error()
 			}
