@@ -23,3 +23,17 @@ func loadText(t *testing.T, files map[string]string, names ...string) (*Rules, e
 	}
 	return Load(fsys, names...)
 }
+
+// mergedFS serves the embedded default rules plus extra files (name, content pairs).
+func mergedFS(t testing.TB, extra ...string) fstest.MapFS {
+	t.Helper()
+	b, err := defaultFS.ReadFile(DefaultFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fstest.MapFS{DefaultFile: &fstest.MapFile{Data: b}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		fsys[extra[i]] = &fstest.MapFile{Data: []byte(extra[i+1])}
+	}
+	return fsys
+}
