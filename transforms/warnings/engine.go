@@ -91,8 +91,25 @@ func (e *Engine) ApplyFact(key string, version int64, f *schemas.DepartmentFact,
 		return nil, err
 	}
 	units := unitSet{}
+	depts := map[string]bool{}
+	if old != nil && old.Fact != nil {
+		depts[old.Fact.Department] = true
+	}
+	if rec.Fact != nil {
+		depts[rec.Fact.Department] = true
+	}
+	person, household := false, false
+	for d := range depts {
+		person = person || e.rules.uses[SubjectPerson][d]
+		household = household || e.rules.uses[SubjectHousehold][d]
+	}
 	for _, id := range []string{oldID, newID} {
-		units.person(id)
+		if person {
+			units.person(id)
+		}
+		if !household {
+			continue
+		}
 		if p, _, err := e.resolve(id); err != nil {
 			return nil, err
 		} else if p != nil {

@@ -353,7 +353,7 @@ func (e *Engine) evalRule(r *rule, items []item, hh *schemas.Household, subjKey 
 		mi  int
 		v   int64
 		key string
-		s   subject
+		f   *schemas.DepartmentFact
 	}
 	var vals []val
 	for _, it := range items {
@@ -388,40 +388,57 @@ func (e *Engine) evalRule(r *rule, items []item, hh *schemas.Household, subjKey 
 			}
 			v = n
 		}
-		vals = append(vals, val{mi, v, f.Key, s})
+		if vals == nil {
+			vals = make([]val, 0, len(items))
+		}
+		vals = append(vals, val{mi, v, f.Key, f})
 	}
 	if len(vals) == 0 {
 		return nil
 	}
 	var hits []hit
 	if r.rolling {
-		points := map[int]bool{}
+		// The window sum only changes where a fact enters (its month) or leaves (its
+		// month + window): evaluate there, with a sliding window over facts by month.
+		sort.Slice(vals, func(i, j int) bool {
+			if vals[i].mi != vals[j].mi {
+				return vals[i].mi < vals[j].mi
+			}
+			return vals[i].key < vals[j].key
+		})
+		ts := make([]int, 0, 2*len(vals))
 		for _, v := range vals {
-			points[v.mi], points[v.mi+r.window] = true, true
-		}
-		ts := make([]int, 0, len(points))
-		for t := range points {
-			ts = append(ts, t)
+			ts = append(ts, v.mi, v.mi+r.window)
 		}
 		sort.Ints(ts)
 		prevHit := false
-		for _, t := range ts {
-			var sum int64
-			var keys []string
-			var first *schemas.DepartmentFact
-			for _, v := range vals {
-				if v.mi <= t && v.mi > t-r.window {
-					sum += v.v
-					keys = append(keys, v.key)
-					if first == nil {
-						first = v.s.fact
-					}
-				}
+		var sum int64
+		lo, hi := 0, 0
+		for i, t := range ts {
+			if i > 0 && t == ts[i-1] {
+				continue
+			}
+			for hi < len(vals) && vals[hi].mi <= t {
+				sum += vals[hi].v
+				hi++
+			}
+			for lo < hi && vals[lo].mi <= t-r.window {
+				sum -= vals[lo].v
+				lo++
 			}
 			thr, ok := r.thresholdFor(t/12, class, region)
-			h := ok && len(keys) > 0 && compare(sum, r.op, thr.value)
+			h := ok && hi > lo && compare(sum, r.op, thr.value)
 			if h && !prevHit {
-				hits = append(hits, hit{period: periodOf(t), amount: sum, hasAmt: true, thr: thr, keys: keys, first: first,
+				keys := make([]string, 0, hi-lo)
+				first := vals[lo]
+				for _, v := range vals[lo:hi] {
+					keys = append(keys, v.key)
+					if v.key < first.key {
+						first = v
+					}
+				}
+				sort.Strings(keys)
+				hits = append(hits, hit{period: periodOf(t), amount: sum, hasAmt: true, thr: thr, keys: keys, first: first.f,
 					evidence: map[string]string{"window": periodOf(t-r.window+1) + ".." + periodOf(t), "window_months": strconv.Itoa(r.window), "facts": strconv.Itoa(len(keys))}})
 			}
 			prevHit = h
@@ -447,7 +464,7 @@ func (e *Engine) evalRule(r *rule, items []item, hh *schemas.Household, subjKey 
 				continue
 			}
 			byPeriod[p] = len(hits)
-			hits = append(hits, hit{period: p, amount: v.v, hasAmt: hasThr, thr: thr, keys: []string{v.key}, first: v.s.fact, evidence: map[string]string{}})
+			hits = append(hits, hit{period: p, amount: v.v, hasAmt: hasThr, thr: thr, keys: []string{v.key}, first: v.f, evidence: map[string]string{}})
 		}
 	}
 	out := make([]*schemas.Warning, 0, len(hits))

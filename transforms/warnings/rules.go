@@ -102,6 +102,7 @@ type classSpec struct {
 	MonitoringCategories []int    `yaml:"monitoring_categories"`
 	HouseholdTypes       []string `yaml:"household_types"`
 	line                 int
+	file                 string
 }
 
 type ruleSpec struct {
@@ -165,6 +166,19 @@ type Rules struct {
 	warnings     []*rule
 	comparisons  []*comparison
 	files        []string
+	// uses says which departments' facts the rules of a subject kind read, so a fact
+	// re-evaluates only the units whose output it can change.
+	uses map[string]map[string]bool
+}
+
+func (r *Rules) index() {
+	r.uses = map[string]map[string]bool{SubjectPerson: {}, SubjectHousehold: {}}
+	for _, w := range r.warnings {
+		r.uses[w.subject][w.department] = true
+	}
+	for _, c := range r.comparisons {
+		r.uses[c.subject][c.department] = true
+	}
 }
 
 // DueDays is the default verification deadline in days.
@@ -269,6 +283,9 @@ func Load(fsys fs.FS, files ...string) (*Rules, error) {
 		}
 		if spec.Population != nil {
 			population = spec.Population
+			for i := range population {
+				population[i].file = file
+			}
 		}
 		if spec.DefaultClass != "" {
 			defaultClass = spec.DefaultClass
@@ -302,10 +319,10 @@ func Load(fsys fs.FS, files ...string) (*Rules, error) {
 	classes := map[string]bool{defaultClass: true}
 	for _, c := range population {
 		if c.Class == "" {
-			bad(files[0], c.line, "population: class is required")
+			bad(c.file, c.line, "population: class is required")
 		}
 		if len(c.MonitoringCategories) == 0 && len(c.HouseholdTypes) == 0 {
-			bad(files[0], c.line, "population: class %s needs monitoring_categories or household_types", c.Class)
+			bad(c.file, c.line, "population: class %s needs monitoring_categories or household_types", c.Class)
 		}
 		classes[c.Class] = true
 	}
@@ -342,6 +359,7 @@ func Load(fsys fs.FS, files ...string) (*Rules, error) {
 	if len(errs) > 0 {
 		return nil, errors.New("warnings: " + strings.Join(errs, "\nwarnings: "))
 	}
+	out.index()
 	return out, nil
 }
 
