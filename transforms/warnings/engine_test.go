@@ -313,3 +313,46 @@ func TestDueDaysConfigurable(t *testing.T) {
 		t.Fatalf("due: %+v", w)
 	}
 }
+
+// TestRegistryDeleteAndMove: a deleted registry person takes its comparisons and its
+// registry-dependent warnings with it; a household rule follows its head to a new
+// household.
+func TestRegistryDeleteAndMove(t *testing.T) {
+	h := newHarness(t, mustDefault(t))
+	h.ok(h.e.ApplyHousehold("H1", 1, hh("H1", "510114001010", "脱贫户", 0), false))
+	h.ok(h.e.ApplyHousehold("H2", 1, hh("H2", "510114001010", "脱贫户", 0), false))
+	h.ok(h.e.ApplyPerson("P1", 1, person("P1", "H1", id1), false))
+	appraisal := &schemas.DepartmentFact{Department: "zhujian", Dataset: "housing_appraisal", FactType: "house_appraisal", IDNo: id1,
+		Period: "202405", OccurredOn: "2024-05-20", Values: map[string]string{"grade": "D"}}
+	ev := h.ok(h.e.ApplyFact("z1", 1, appraisal, false))
+	w, d := warningsOf(ev, "zhujian.housing_cd"), discrepanciesOf(ev)
+	if len(w) != 1 || w[0].SubjectKey != "H1" || len(d) != 1 || d[0].SubjectKey != "H1" || d[0].RegistryValue != "false" {
+		t.Fatalf("appraisal D for a safe household: %+v", ev)
+	}
+	h.ok(h.e.ApplyFact("g1", 1, death(id1, "2024-06-03"), false))
+	// The head moves to H2: H1's warning and discrepancy go, H2's come.
+	ev = h.ok(h.e.ApplyPerson("P1", 2, person("P1", "H2", id1), false))
+	open, closed := map[string]bool{}, map[string]bool{}
+	for _, e := range ev {
+		if e.Warning != nil && e.Warning.RuleID == "zhujian.housing_cd" {
+			if e.Warning.Status == schemas.WarningOpen {
+				open[e.Warning.SubjectKey] = true
+			} else {
+				closed[e.Warning.SubjectKey] = true
+			}
+		}
+	}
+	if !open["H2"] || !closed["H1"] || len(open) != 1 || len(closed) != 1 {
+		t.Fatalf("move: open %v closed %v (%+v)", open, closed, ev)
+	}
+	// Deleting the person: every registry-dependent output is withdrawn.
+	ev = h.ok(h.e.ApplyPerson("P1", 3, nil, true))
+	for _, e := range ev {
+		if (e.Warning != nil && e.Warning.Status == schemas.WarningOpen) || (e.Discrepancy != nil && e.Discrepancy.Status == schemas.DiscrepancyPending) {
+			t.Errorf("still raised after the person was deleted: %+v %+v", e.Warning, e.Discrepancy)
+		}
+	}
+	if len(warningsOf(ev, "gongan.death_recorded_alive")) != 1 || len(discrepanciesOf(ev)) != 2 {
+		t.Errorf("delete: %d death warnings, %d discrepancies closed, want 1 and 2", len(warningsOf(ev, "gongan.death_recorded_alive")), len(discrepanciesOf(ev)))
+	}
+}
