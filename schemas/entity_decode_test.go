@@ -313,6 +313,22 @@ func TestEntityEdgeCasesMatchEncodingJSON(t *testing.T) {
 	for i, b := range docs {
 		entityChecks[kinds[i]].check(t, b)
 	}
+	// The envelope decoder's cases, and the nesting limit inside an entity: the
+	// entity document is level 1 (DecodeEntity) or 2 (envelope), its source 2 or 3.
+	var more []string
+	for _, tc := range decodeEdgeCases {
+		more = append(more, tc.in)
+	}
+	for _, n := range []int{9997, 9998, 9999} {
+		deep := strings.Repeat("[", n) + strings.Repeat("]", n)
+		more = append(more, `{"source":{"x":`+deep+`}}`, `{"x":`+deep+`}`,
+			`{"v":1,"after":{"source":{"x":`+deep+`}}}`, `{"v":1,"before":{"x":`+deep+`}}`)
+	}
+	for _, in := range more {
+		for _, c := range entityChecks {
+			c.check(t, []byte(in))
+		}
+	}
 }
 
 // TestEntityEnvelopeSeedsDecode checks that the typed decoder reads what the encoder
