@@ -62,6 +62,39 @@ func BenchmarkUnmarshalEnvelope(b *testing.B) {
 	}
 	benchDecode(b, doc, "fast", func(doc []byte) error { _, err := UnmarshalEnvelope(doc); return err })
 	benchDecode(b, doc, "encoding_json", func(doc []byte) error { _, err := oracleUnmarshalEnvelope(doc); return err })
+
+	// Canonical-topic envelopes: an update whose before and after are the entity's
+	// golden, decoded as maps (UnmarshalEnvelope) and typed
+	// (UnmarshalEntityEnvelope), each against encoding/json doing the same.
+	docs, kinds := entityEnvelopeSeeds(b)
+	for i := 1; i < len(docs); i += 2 {
+		name, typed := entityChecks[kinds[i]].name, entityBench[kinds[i]]
+		benchDecode(b, docs[i], name+"/map/fast", func(doc []byte) error { _, err := UnmarshalEnvelope(doc); return err })
+		benchDecode(b, docs[i], name+"/map/encoding_json", func(doc []byte) error { _, err := oracleUnmarshalEnvelope(doc); return err })
+		benchDecode(b, docs[i], name+"/typed/fast", typed.fast)
+		benchDecode(b, docs[i], name+"/typed/encoding_json", typed.oracle)
+	}
+}
+
+// entityBench holds, per entity type in Entities() order, the typed envelope decode
+// and its encoding/json equivalent.
+var entityBench = []struct{ fast, oracle func([]byte) error }{
+	typedBench[Household](), typedBench[Person](), typedBench[MonitoringEpisode](),
+	typedBench[AssistanceMeasure](), typedBench[DepartmentFact](), typedBench[Warning](),
+	typedBench[QualityIssue](), typedBench[Discrepancy](),
+}
+
+func typedBench[T CanonicalEntity]() struct{ fast, oracle func([]byte) error } {
+	return struct{ fast, oracle func([]byte) error }{
+		fast: func(doc []byte) error { _, err := UnmarshalEntityEnvelope[T](doc); return err },
+		oracle: func(doc []byte) error {
+			var e EntityEnvelope[T]
+			if err := oracleDecode(doc, &e); err != nil {
+				return err
+			}
+			return e.Validate()
+		},
+	}
 }
 
 // BenchmarkDecodeObject measures DecodeObject on the household golden (a canonical

@@ -113,14 +113,30 @@ func TestEnvelopeAccepts(t *testing.T) {
 }
 
 // FuzzUnmarshalEnvelope checks that any input is either rejected with an error or
-// yields an envelope that validates, re-encodes, and decodes to the same bytes.
+// yields an envelope that validates, re-encodes, and decodes to the same bytes; and,
+// differentially, that the reflection-free decoders accept exactly what
+// encoding/json accepts with the same result (checkDecode for the map envelope,
+// checkEntity for the typed envelope of the entity its schema names, person when
+// it names none). Seeds: the goldens, encoder outputs, canonical envelopes.
 func FuzzUnmarshalEnvelope(f *testing.F) {
+	for _, b := range goldenSeeds(f) {
+		f.Add(b)
+	}
+	for _, b := range encodedSeeds(f) {
+		f.Add(b)
+	}
+	docs, _ := entityEnvelopeSeeds(f)
+	for _, b := range docs {
+		f.Add(b)
+	}
 	f.Add([]byte(`{"v":1,"op":"c","source":{"system":"s","table":"t"},"after":{"id":9007199254740993}}`))
 	f.Add([]byte(`{"v":1,"op":"d","source":{"system":"s","table":"t"},"key":{"id":"x"}}`))
 	f.Add([]byte(`{"v":1,"op":"s","source":{"system":"s","table":"t"},"ddl":"DROP TABLE t"}`))
 	f.Add([]byte(`{"v":1,"op":"u","source":{"system":"s","table":"t","binlog_pos":4294967295},"after":{"a":[1.5e300,{"b":null}]}}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		checkDecode(t, b)
+		entityCheckFor(b)(t, b)
 		e, err := UnmarshalEnvelope(b)
 		if err != nil {
 			if e != nil {
