@@ -234,31 +234,57 @@ func hasRisk(hc *HouseholdContext, r string) bool { return contains(hc.hh.Risks,
 
 // workerRedrawn: villageGen.risks supports 因务工就业不稳 by a working member, then a
 // later 因病/因残 risk re-draws a member's health with setHealth → setSkill, which
-// clears that member's work; measures() still adds 就业帮扶 for 因务工就业不稳 (and
-// may give someone a public-welfare job, which is not 务工).
-func workerRedrawn(welfare bool) func(hc *HouseholdContext, _ gen.Config) bool {
-	return func(hc *HouseholdContext, _ gen.Config) bool {
-		if !hasRisk(hc, "因务工就业不稳") || !(hasRisk(hc, "因病") || hasRisk(hc, "因残")) {
+// clears that member's work (務工 records).
+func workerRedrawn(hc *HouseholdContext, _ gen.Config) bool {
+	if !hasRisk(hc, "因务工就业不稳") || !(hasRisk(hc, "因病") || hasRisk(hc, "因残")) {
+		return false
+	}
+	for _, p := range hc.members {
+		if works(p, false) {
 			return false
 		}
-		for _, p := range hc.members {
-			if works(p, welfare) {
-				return false
-			}
-		}
-		return true
 	}
+	return true
+}
+
+// employmentWithoutWorker: measures() adds 就业帮扶 (就业技能培训 or 外出务工补贴, the
+// items it uses for 因务工就业不稳 only) whether or not the worker that supported the
+// risk still works after workerRedrawn, so nobody works (a seeded Q-057 may have
+// erased the risks since, hence the signature is the items, not the risks).
+func employmentWithoutWorker(hc *HouseholdContext, _ gen.Config) bool {
+	for _, m := range hc.measures {
+		if (m.Category == "就业帮扶" || m.Category == "公益岗位帮扶") && m.Item != "就业技能培训" && m.Item != "外出务工补贴" {
+			return false
+		}
+	}
+	for _, p := range hc.members {
+		if works(p, true) {
+			return false
+		}
+	}
+	return true
 }
 
 var generatorGaps = map[string][]generatorGap{
-	"Q-053": {{"因务工就业不稳 chosen for a working member whose work a later 因病/因残 risk cleared", workerRedrawn(false)}},
-	"Q-081": {{"就业帮扶 added for 因务工就业不稳 after a later 因病/因残 risk cleared the only work", workerRedrawn(true)}},
-	"Q-083": {{"eliminated with 就业帮扶 for 因务工就业不稳 but no wage, the work cleared by a later 因病/因残 risk",
+	"Q-053": {{"因务工就业不稳 chosen for a working member whose work a later 因病/因残 risk cleared", workerRedrawn}},
+	"Q-081": {{"就业帮扶 added for 因务工就业不稳 after a later 因病/因残 risk cleared the only work", employmentWithoutWorker}},
+	// Each failing Q-083 clause must be explained: the employment clause by
+	// employmentWithoutWorker, the industry clause by income()'s net-business
+	// fallback drawing 0 (business income and expense 0: measures() adds 产业帮扶
+	// without any tie to business income); the transfer clause never is.
+	"Q-083": {{"eliminated: 就业帮扶 without wage (work cleared) or 产业帮扶 with the 0-yuan business fallback",
 		func(hc *HouseholdContext, cfg gen.Config) bool {
 			h := hc.hh
-			transferOK := !(contains(h.MeasureItems, "低保") || contains(h.MeasureItems, "特困供养") || contains(h.MeasureItems, "残疾人补贴")) || h.TransferIncome > 0
-			businessOK := !contains(h.MeasureCategories, "产业帮扶") || h.BusinessIncome > 0
-			return workerRedrawn(true)(hc, cfg) && transferOK && businessOK
+			if (contains(h.MeasureItems, "低保") || contains(h.MeasureItems, "特困供养") || contains(h.MeasureItems, "残疾人补贴")) && h.TransferIncome <= 0 {
+				return false
+			}
+			if contains(h.MeasureCategories, "就业帮扶") && h.WageIncome <= 0 && !employmentWithoutWorker(hc, cfg) {
+				return false
+			}
+			if contains(h.MeasureCategories, "产业帮扶") && h.BusinessIncome <= 0 && !(h.BusinessIncome == 0 && h.BusinessExpense == 0) {
+				return false
+			}
+			return true
 		}}},
 	// measures() maps risks to measures, but 其他 and 因意外事故 have none, and a
 	// household whose members are all 弱劳动力/丧失/无劳动力 without being a whole
@@ -267,19 +293,18 @@ var generatorGaps = map[string][]generatorGap{
 	"Q-092": {{"帮扶消除 without a measure: only 其他/因意外事故 risks and no 普通/技能劳动力", noMeasureGap}},
 	// income() floors scaled monthly wages at 1,500 yuan, and when wage, transfer
 	// (低保 of non-monitored households included) and property income already exceed
-	// the target it cannot pull the total down with business income, so the
-	// per-capita net income overshoots IncomeMaxPerCapita.
-	"Q-100": {{"wage + transfer + property income alone exceed the generator's IncomeMaxPerCapita",
+	// the target, the net business income it would balance with is negative and is
+	// replaced by a random 0–999 yuan: the per-capita net income then overshoots
+	// IncomeMaxPerCapita.
+	"Q-100": {{"net business income is the generator's 0–999 yuan fallback and the total overshoots IncomeMaxPerCapita",
 		func(hc *HouseholdContext, cfg gen.Config) bool {
 			h := hc.hh
-			n := float64(len(hc.members))
-			return n > 0 && h.PerCapitaNetIncome > cfg.IncomeMaxPerCapita &&
-				(h.WageIncome+h.TransferIncome+h.PropertyIncome)/n > cfg.IncomeMaxPerCapita*0.9
+			return h.PerCapitaNetIncome > cfg.IncomeMaxPerCapita && h.BusinessIncome-h.BusinessExpense < 1000
 		}}},
 	// villageGen.person sets 大病保险 only with resident medical insurance
 	// (InsSerious = InsResMed), so a 大病 member on employee insurance has none; the
 	// catalogue's Q-060 flags such a member of a non-monitored 脱贫户.
-	"Q-060": {{"the only Q-060 fact is a 大病 member without resident insurance, whom the generator gives no 大病保险",
+	"Q-060": {{"the only Q-060 fact is a 大病 member on employee insurance, whom the generator gives no 大病保险",
 		func(hc *HouseholdContext, cfg gen.Config) bool {
 			h := hc.hh
 			if h.DangerousHouse || !h.SafeWater || h.ChildOutOfSchool {
@@ -290,8 +315,11 @@ var generatorGaps = map[string][]generatorGap{
 				if p.Age >= 6 && p.Age <= 15 && p.SchoolStatus == "" {
 					return false
 				}
+				// The generator's 大病保险 is its resident insurance before any
+				// seeded change: missing for members on employee
+				// insurance.
 				if p.Health == "大病" && !p.SeriousIll {
-					if p.ResMedical {
+					if p.ResMedical && !p.EmpMedical {
 						return false
 					}
 					hit = true

@@ -197,3 +197,36 @@ func TestMemoryStoreSnapshot(t *testing.T) {
 		t.Error("bad snapshot accepted")
 	}
 }
+
+// TestConcurrentUse evaluates and tracks households from several goroutines with one
+// Engine and one MemoryStore (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	e, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := NewTracker(NewMemoryStore())
+	done := make(chan []schemas.QualityIssue)
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			var all []schemas.QualityIssue
+			h, ps, ms := cleanHousehold(t)
+			h.Key = "H" + string(rune('A'+g))
+			h.DistanceToMainRoadKm = "9.00"
+			hc := NewHouseholdContext(h, ps, ms)
+			for v := int64(1); v <= 20; v++ {
+				evs, err := tr.Apply(hc.Key, v, e.Evaluate(hc, asOf))
+				if err != nil {
+					t.Error(err)
+				}
+				all = append(all, evs...)
+			}
+			done <- all
+		}(g)
+	}
+	for g := 0; g < 4; g++ {
+		if evs := <-done; len(evs) != 1 || evs[0].RuleID != "Q-113" || evs[0].Status != schemas.IssueOpen {
+			t.Errorf("events %v, want one Q-113 open", evs)
+		}
+	}
+}
