@@ -20,6 +20,7 @@ require (
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	github.com/xuri/excelize/v2 v2.11.1
+	go.etcd.io/bbolt v1.4.3
 	golang.org/x/text v0.44.0
 	gopkg.in/yaml.v3 v3.0.1
 )

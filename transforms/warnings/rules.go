@@ -240,6 +240,9 @@ type comparison struct {
 // Default returns the embedded default rules.
 func Default() (*Rules, error) { return Load(defaultFS, DefaultFile) }
 
+// DefaultFS is the file system holding DefaultFile, to layer configured files over.
+func DefaultFS() fs.FS { return defaultFS }
+
 // Load reads and compiles rules files from fsys, later files overriding earlier ones.
 // Every problem is reported with file:line; no Rules is returned unless all compile.
 func Load(fsys fs.FS, files ...string) (*Rules, error) {

@@ -1,0 +1,249 @@
+package monitor
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/shouwang/shouwang/schemas"
+	"github.com/shouwang/shouwang/transforms/rules"
+	"github.com/shouwang/shouwang/transforms/warnings"
+)
+
+// Buckets of the state file besides one per warnings record kind ("w." + kind).
+const (
+	bucketOffsets  = "offsets"     // "topic/partition" → next offset to read (8 bytes)
+	bucketIssues   = "issues"      // household key → rules.HouseholdState
+	bucketMeasure  = "measure"     // measure key → measureRecord
+	bucketMeasures = "measures_of" // household key → warnings.KeyList of measure keys
+	bucketDirty    = "dirty"       // household key → unix ms it first changed since its last evaluation
+)
+
+// measureRecord is the last applied version of an assistance measure.
+type measureRecord struct {
+	Version int64                      `json:"version"`
+	Deleted bool                       `json:"deleted,omitempty"`
+	Measure *schemas.AssistanceMeasure `json:"measure,omitempty"`
+}
+
+// state is the worker's whole state in memory — the warnings engine's records, the
+// quality-issue tracker's households, the measures by household, the households waiting
+// for evaluation and the next offset of every input partition —
+// with the keys changed since the last commit. commit writes exactly those, with the
+// offsets, in one bbolt transaction, so state and input positions never disagree.
+type state struct {
+	db *bolt.DB
+
+	buckets map[string]map[string]any // bucket → key → record (pointer types)
+	dirty   map[string]map[string]bool
+	offsets map[string]int64
+}
+
+// openState opens (creating) the state file and loads it.
+func openState(path string) (*state, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("monitor: state directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("monitor: state file %s is locked by another process (is a second monitor running with the same monitor.state?): %w", path, err)
+		}
+		return nil, fmt.Errorf("monitor: open state file %s: %w", path, err)
+	}
+	s := &state{db: db, buckets: map[string]map[string]any{}, dirty: map[string]map[string]bool{}, offsets: map[string]int64{}}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("monitor: load state file %s: %w (move it away to rebuild the state from the topics)", path, err)
+	}
+	return s, nil
+}
+
+func (s *state) close() error { return s.db.Close() }
+
+// newValue returns a pointer to a zero record of a bucket's type.
+func newValue(bucket string) (any, error) {
+	switch bucket {
+	case bucketIssues:
+		return new(rules.HouseholdState), nil
+	case bucketMeasure:
+		return new(measureRecord), nil
+	case bucketMeasures:
+		return new(warnings.KeyList), nil
+	case bucketDirty:
+		return new(int64), nil
+	}
+	if kind, ok := strings.CutPrefix(bucket, "w."); ok {
+		return warnings.NewRecord(kind)
+	}
+	return nil, fmt.Errorf("unknown state bucket %q", bucket)
+}
+
+func (s *state) load() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			bn := string(name)
+			switch bn {
+			case bucketOffsets:
+				return b.ForEach(func(k, v []byte) error {
+					s.offsets[string(k)] = int64(binary.BigEndian.Uint64(v))
+					return nil
+				})
+			}
+			m := map[string]any{}
+			s.buckets[bn] = m
+			return b.ForEach(func(k, v []byte) error {
+				rec, err := newValue(bn)
+				if err != nil {
+					return err
+				}
+				if err := json.Unmarshal(v, rec); err != nil {
+					return fmt.Errorf("bucket %s key %q: %w", bn, k, err)
+				}
+				m[string(k)] = rec
+				return nil
+			})
+		})
+	})
+}
+
+func (s *state) get(bucket, key string) (any, bool) {
+	v, ok := s.buckets[bucket][key]
+	return v, ok
+}
+
+func (s *state) put(bucket, key string, v any) {
+	m := s.buckets[bucket]
+	if m == nil {
+		m = map[string]any{}
+		s.buckets[bucket] = m
+	}
+	m[key] = v
+	s.mark(bucket, key)
+}
+
+func (s *state) del(bucket, key string) {
+	delete(s.buckets[bucket], key)
+	s.mark(bucket, key)
+}
+
+func (s *state) mark(bucket, key string) {
+	d := s.dirty[bucket]
+	if d == nil {
+		d = map[string]bool{}
+		s.dirty[bucket] = d
+	}
+	d[key] = true
+}
+
+// len is the number of records of a bucket.
+func (s *state) len(bucket string) int { return len(s.buckets[bucket]) }
+
+// pending is the number of changed keys not yet committed.
+func (s *state) pending() int {
+	n := 0
+	for _, d := range s.dirty {
+		n += len(d)
+	}
+	return n
+}
+
+func offsetKey(topic string, partition int) string { return topic + "/" + strconv.Itoa(partition) }
+
+// commit writes every changed record and the offsets in one transaction.
+func (s *state) commit() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		names := make([]string, 0, len(s.dirty))
+		for bn := range s.dirty {
+			names = append(names, bn)
+		}
+		sort.Strings(names)
+		for _, bn := range names {
+			b, err := tx.CreateBucketIfNotExists([]byte(bn))
+			if err != nil {
+				return err
+			}
+			for k := range s.dirty[bn] {
+				v, ok := s.buckets[bn][k]
+				if !ok {
+					if err := b.Delete([]byte(k)); err != nil {
+						return err
+					}
+					continue
+				}
+				raw, err := json.Marshal(v)
+				if err != nil {
+					return fmt.Errorf("encode %s %q: %w", bn, k, err)
+				}
+				if err := b.Put([]byte(k), raw); err != nil {
+					return err
+				}
+			}
+		}
+		ob, err := tx.CreateBucketIfNotExists([]byte(bucketOffsets))
+		if err != nil {
+			return err
+		}
+		var buf [8]byte
+		for k, off := range s.offsets {
+			binary.BigEndian.PutUint64(buf[:], uint64(off))
+			if err := ob.Put([]byte(k), append([]byte(nil), buf[:]...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("monitor: commit state: %w", err)
+	}
+	s.dirty = map[string]map[string]bool{}
+	return nil
+}
+
+// warningsStore is the warnings engine's view of the state.
+type warningsStore struct{ s *state }
+
+func (w warningsStore) Get(kind, key string) (any, bool, error) {
+	v, ok := w.s.get("w."+kind, key)
+	return v, ok, nil
+}
+
+func (w warningsStore) Put(kind, key string, v any) error {
+	w.s.put("w."+kind, key, v)
+	return nil
+}
+
+func (w warningsStore) Delete(kind, key string) error {
+	w.s.del("w."+kind, key)
+	return nil
+}
+
+// issuesStore is the quality-issue tracker's view of the state.
+type issuesStore struct{ s *state }
+
+func (i issuesStore) Get(hhKey string) (rules.HouseholdState, bool, error) {
+	v, ok := i.s.get(bucketIssues, hhKey)
+	if !ok {
+		return rules.HouseholdState{}, false, nil
+	}
+	return *v.(*rules.HouseholdState), true, nil
+}
+
+func (i issuesStore) Put(hhKey string, st rules.HouseholdState) error {
+	if st.Version == 0 && len(st.Open) == 0 {
+		i.s.del(bucketIssues, hhKey)
+		return nil
+	}
+	c := st
+	i.s.put(bucketIssues, hhKey, &c)
+	return nil
+}
