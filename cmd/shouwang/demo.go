@@ -138,6 +138,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		{"capture: snapshots of the national front-end and department databases, and the department file deliveries", d.waitInitial},
 		{"read the events back from the bus", d.showBus},
 		{"transform: raw changes → canonical entities (household, person, assistance_measure, department_fact) by the built-in mappings", d.waitTransforms},
+		{"monitor: supervision rules (质量问题), department screening warnings (部门预警) and comparisons (行业数据比对) on the canonical stream", d.waitMonitor},
 		{"the national system pushes week 1 (whole-table reload, about 1% real changes)", d.push},
 	}
 	for i, s := range steps {
@@ -154,7 +155,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		}
 		d.printf("      done in %s\n\n", time.Since(start).Round(time.Millisecond))
 	}
-	d.printf("The demo reached the end of today's pipeline: sources → capture → Kafka → transform (canonical entities).\n")
+	d.printf("The demo reached the end of today's pipeline: sources → capture → Kafka → transform (canonical entities) → monitor (issues, warnings, discrepancies).\n")
 	if *keep {
 		d.printf("Work directory kept: %s (manifest: %s)\n", d.dir, filepath.Join(d.dir, "gen", "manifest.jsonl"))
 	}

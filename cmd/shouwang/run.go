@@ -94,12 +94,12 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "shouwang run: %s:\n%v\n", cfg.File(), err)
 			return 2
 		}
-		if *role == "transform" && len(ts) == 0 {
+		if *role == "transform" && len(ts) == 0 && w.mon == nil {
 			fmt.Fprintf(stderr, "shouwang run: %s configures no pipelines: add pipelines: for --role transform\n", cfg.File())
 			return 2
 		}
 	}
-	log.Info("workers starting", "role", *role, "connectors", len(conns), "pipelines", len(ts), "metrics", w.server.Addr())
+	log.Info("workers starting", "role", *role, "connectors", len(conns), "pipelines", len(ts), "monitor", w.mon != nil, "metrics", w.server.Addr())
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)
@@ -108,7 +108,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		n++
 		go func() { errc <- w.runCapture(rctx, conns, nil) }()
 	}
-	if len(ts) > 0 {
+	if len(ts) > 0 || w.mon != nil {
 		n++
 		go func() { errc <- w.runTransforms(rctx, ts) }()
 	}

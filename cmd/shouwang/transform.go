@@ -63,9 +63,14 @@ func (w *worker) transformers() ([]*transformer, error) {
 		out = append(out, &transformer{name: pl.Name, worker: pw,
 			reload: &pipeline.Reloader{Where: where, Env: env, Current: cur, Logger: w.log.With("pipeline", pl.Name)}})
 	}
+	mon, err := w.monitorWorker()
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%s", strings.Join(errs, "\n"))
 	}
+	w.mon = mon
 	return out, nil
 }
 
@@ -77,9 +82,17 @@ func (w *worker) runTransforms(ctx context.Context, ts []*transformer) error {
 	// that names a topic twice is rejected whole by the broker.
 	var specs []bus.TopicSpec
 	seen := map[string]bool{}
+	var all [][]string
 	for _, t := range ts {
 		ins, outs := t.worker.Topics()
-		for _, tp := range append(ins, outs...) {
+		all = append(all, append(ins, outs...))
+	}
+	if w.mon != nil {
+		ins, outs := w.mon.Topics()
+		all = append(all, append(ins, outs...))
+	}
+	for _, tps := range all {
+		for _, tp := range tps {
 			if seen[tp] {
 				continue
 			}
@@ -91,6 +104,13 @@ func (w *worker) runTransforms(ctx context.Context, ts []*transformer) error {
 		return err
 	}
 	var wg sync.WaitGroup
+	if w.mon != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.superviseRun(ctx, "transform/monitor", "monitor failed; restarting from its committed state", w.mon.Run)
+		}()
+	}
 	for _, t := range ts {
 		wg.Add(2)
 		go func() {
@@ -99,27 +119,31 @@ func (w *worker) runTransforms(ctx context.Context, ts []*transformer) error {
 		}()
 		go func() {
 			defer wg.Done()
-			component := "transform/" + t.name
-			bo := backoff.NewExponentialBackOff()
-			bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = time.Second, time.Minute, 0
-			for ctx.Err() == nil {
-				w.server.SetReady(component, true, "")
-				err := t.worker.Run(ctx)
-				if ctx.Err() != nil {
-					return
-				}
-				wait := bo.NextBackOff()
-				w.log.Error("transform pipeline failed; restarting from its committed offsets", "pipeline", t.name,
-					"retry_in", wait.Round(100*time.Millisecond).String(), "err", err)
-				w.server.SetReady(component, false, fmt.Sprint(err))
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(wait):
-				}
-			}
+			w.superviseRun(ctx, "transform/"+t.name, "transform pipeline failed; restarting from its committed offsets", t.worker.Run)
 		}()
 	}
 	wg.Wait()
 	return nil
+}
+
+// superviseRun runs fn until ctx is done, restarting it with backoff when it fails
+// (readiness of component false meanwhile, with the error as the reason).
+func (w *worker) superviseRun(ctx context.Context, component, failed string, fn func(context.Context) error) {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = time.Second, time.Minute, 0
+	for ctx.Err() == nil {
+		w.server.SetReady(component, true, "")
+		err := fn(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := bo.NextBackOff()
+		w.log.Error(failed, "component", component, "retry_in", wait.Round(100*time.Millisecond).String(), "err", err)
+		w.server.SetReady(component, false, fmt.Sprint(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }

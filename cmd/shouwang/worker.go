@@ -16,6 +16,7 @@ import (
 	"github.com/shouwang/shouwang/internal/metrics"
 	"github.com/shouwang/shouwang/internal/pii"
 	"github.com/shouwang/shouwang/schemas"
+	"github.com/shouwang/shouwang/transforms/monitor"
 )
 
 // worker is what every role shares: the configuration, the metrics endpoint, the bus
@@ -32,6 +33,8 @@ type worker struct {
 	pgPool    *pgxpool.Pool
 	// pii protects ID numbers and phones in dead-letter records and reports.
 	pii *pii.Protector
+	// mon is the monitor of the transform role (set by transformers; nil: none).
+	mon *monitor.Worker
 	// exitOnStartupFailure (run --exit-on-startup-failure) applies
 	// sources[].exit_on_startup_failure to every source.
 	exitOnStartupFailure bool

@@ -29,6 +29,9 @@ type Config struct {
 	Sources []Source `yaml:"sources"`
 	// Pipelines are the transform stages from raw topics to canonical topics.
 	Pipelines []Pipeline `yaml:"pipelines"`
+	// Monitor runs the supervision rules and the department warning and comparison
+	// rules on the canonical topics (part of the transform role).
+	Monitor Monitor `yaml:"monitor"`
 	// Sinks write canonical topics to the provincial database and the sharing platform.
 	Sinks []Sink `yaml:"sinks"`
 	// Checkers compare regional totals between a source and a sink.
@@ -504,6 +507,38 @@ type Pipeline struct {
 
 // DLQEnabled reports whether failed records go to the dead-letter topic.
 func (p *Pipeline) DLQEnabled() bool { return p.DLQ == nil || *p.DLQ }
+
+// Monitor configures the monitoring stage: canonical household, person, measure and
+// department-fact topics in; quality issues, warnings and discrepancies out.
+type Monitor struct {
+	// Enabled runs the monitor with the transform role (default: whenever pipelines
+	// are configured).
+	Enabled *bool `yaml:"enabled"`
+	// Rules are supervision rule files (relative to the configuration file) that
+	// replace the embedded default rule set; empty means the embedded default.
+	Rules []string `yaml:"rules"`
+	// Params override rule-set parameters by name (ages, thresholds, dates), e.g.
+	// {min_working_age: 16}; an unknown name is an error.
+	Params map[string]any `yaml:"params"`
+	// Warnings are department warning and comparison rule files layered over the
+	// embedded defaults (later files override rules of the same id).
+	Warnings []string `yaml:"warnings"`
+	// State is the monitor's state file (default <state.dir>/monitor.db).
+	State string `yaml:"state"`
+	// Settle is how long the input must be quiet before changed households are
+	// evaluated (default 500ms); MaxDelay bounds the wait while input keeps flowing
+	// (default 30s).
+	Settle   Duration `yaml:"settle"`
+	MaxDelay Duration `yaml:"max_delay"`
+}
+
+// MonitorEnabled reports whether the transform role runs the monitor.
+func (c *Config) MonitorEnabled() bool {
+	if c.Monitor.Enabled != nil {
+		return *c.Monitor.Enabled
+	}
+	return len(c.Pipelines) > 0
+}
 
 // Sink kinds.
 const (
