@@ -23,7 +23,14 @@ type Engine struct {
 	rules *Rules
 	store Store
 	now   func() time.Time
+	asOf  time.Time
 }
+
+// SetAsOf fixes the reference date for "new" department records (within_months
+// predicates), which is otherwise each fact's delivery time (its UpdatedMs). Replaying
+// historical deliveries, or synthetic data dated in the past, needs the date the data
+// describes; the zero time restores the default. Call it before the first Apply.
+func (e *Engine) SetAsOf(t time.Time) { e.asOf = t }
 
 // New returns an Engine over rules keeping its state in store (NewMemoryStore() when
 // nil); now stamps raised/detected times and due dates (time.Now when nil).

@@ -356,3 +356,58 @@ func TestRegistryDeleteAndMove(t *testing.T) {
 		t.Errorf("delete: %d death warnings, %d discrepancies closed, want 1 and 2", len(warningsOf(ev, "gongan.death_recorded_alive")), len(discrepanciesOf(ev)))
 	}
 }
+
+// TestSameRecordTwoChannels: a settlement delivered both as a replicated table row and
+// in a file is two facts (keys differ by channel) but one record: the rolling sum counts
+// it once, while two distinct settlements with the same figures count twice.
+func TestSameRecordTwoChannels(t *testing.T) {
+	const rule = "yibao.oop_12m"
+	rec := func(no, amount string) *schemas.DepartmentFact {
+		f := settlement(id1, "2024-05-10", "门诊", amount)
+		f.Values["settlement_no"] = no
+		f.Values["total_cost"] = "9000.50"
+		return f
+	}
+	h := newHarness(t, mustDefault(t))
+	h.ok(h.e.ApplyHousehold("H1", 1, hh("H1", "510114001010", "脱贫户", 0), false))
+	h.ok(h.e.ApplyPerson("P1", 1, person("P1", "H1", id1), false))
+	// 3000 through the table, the same record again through the file: 3000, under 5000.
+	if w := warningsOf(h.ok(h.e.ApplyFact("table/S1", 1, rec("S1", "3000.00"), false)), rule); len(w) != 0 {
+		t.Fatalf("one 3000 settlement warned: %+v", w[0])
+	}
+	// The file channel writes decimals without trailing fraction zeros.
+	fromFile := rec("S1", "3000")
+	fromFile.Values["total_cost"] = "9000.5"
+	if w := warningsOf(h.ok(h.e.ApplyFact("file/S1", 1, fromFile, false)), rule); len(w) != 0 {
+		t.Fatalf("the same settlement through a second channel was counted twice: %+v", w[0])
+	}
+	// A second, distinct settlement with the same figures: 6000, over 5000.
+	w := warningsOf(h.ok(h.e.ApplyFact("table/S2", 1, rec("S2", "3000.00"), false)), rule)
+	if len(w) != 1 || w[0].Evidence["amount"] != "6000.00" || len(w[0].FactKeys) != 2 {
+		t.Fatalf("two distinct settlements: %+v", w)
+	}
+	if w[0].FactKeys[0] != "file/S1" && w[0].FactKeys[1] != "file/S1" {
+		t.Errorf("the duplicate kept is not the smallest key: %v", w[0].FactKeys)
+	}
+	// Deleting one channel's copy keeps the record counted through the other.
+	if ev := h.ok(h.e.ApplyFact("file/S1", 2, nil, true)); len(warningsOf(ev, rule)) != 1 || warningsOf(ev, rule)[0].Status == schemas.WarningDismissed {
+		t.Errorf("deleting one channel's copy changed the sum: %+v", ev)
+	}
+}
+
+// TestAsOfIsTheReferenceForNew: with an as-of date, "new" is judged against it
+// instead of each fact's delivery time.
+func TestAsOfIsTheReferenceForNew(t *testing.T) {
+	const rule = "minzheng.new_assistance_unmonitored"
+	late := assistance(id1, "2024-06-01", "低保")
+	late.UpdatedMs = time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC).UnixMilli() // delivered 2½ years later
+	h := newHarness(t, mustDefault(t))
+	if w := warningsOf(h.ok(h.e.ApplyFact("m1", 1, late, false)), rule); len(w) != 0 {
+		t.Fatalf("a record 30 months older than its delivery was new: %+v", w[0])
+	}
+	h = newHarness(t, mustDefault(t))
+	h.e.SetAsOf(time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC))
+	if w := warningsOf(h.ok(h.e.ApplyFact("m1", 1, late, false)), rule); len(w) != 1 {
+		t.Fatalf("as of 2024-07-01 a record of 2024-06-01 is new: %d warnings", len(w))
+	}
+}

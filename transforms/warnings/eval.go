@@ -127,16 +127,78 @@ func (e *Engine) liveFacts(id string) ([]*schemas.DepartmentFact, error) {
 		return nil, err
 	}
 	out := make([]*schemas.DepartmentFact, 0, len(keys))
+	seen := make(map[string]int, len(keys))
 	for _, k := range keys {
 		r, err := e.fact(k)
 		if err != nil {
 			return nil, err
 		}
-		if r != nil && !r.Deleted && r.Fact != nil {
-			out = append(out, r.Fact)
+		if r == nil || r.Deleted || r.Fact == nil {
+			continue
 		}
+		// One department record may arrive through several channels (a replicated
+		// table and a file delivery): the mappings key facts per channel, because
+		// versions from different channels cannot be ordered, so the same settlement
+		// is two facts. Counted twice it would double every rolling sum; count it once.
+		id := recordIdentity(r.Fact)
+		if i, dup := seen[id]; dup {
+			if r.Fact.Key < out[i].Key { // deterministic under replay and reordering
+				out[i] = r.Fact
+			}
+			continue
+		}
+		seen[id] = len(out)
+		out = append(out, r.Fact)
 	}
 	return out, nil
+}
+
+// recordIdentity is what makes two facts the same department record: the fields
+// with meaning, not the channel they came through (key, source, version). Every
+// department mapping keeps the record's own number (settlement_no, cert_no, …) in
+// Values, so two distinct records never share an identity.
+func recordIdentity(f *schemas.DepartmentFact) string {
+	h := sha256.New()
+	put := func(s string) {
+		h.Write([]byte(strconv.Itoa(len(s))))
+		h.Write([]byte{':'})
+		h.Write([]byte(s))
+	}
+	put(f.Department)
+	put(f.Dataset)
+	put(f.FactType)
+	put(f.IDNo)
+	put(f.Period)
+	put(f.OccurredOn)
+	put(numberForm(string(f.Amount)))
+	names := make([]string, 0, len(f.Values))
+	for k := range f.Values {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		put(k)
+		put(numberForm(f.Values[k]))
+	}
+	return string(h.Sum(nil))
+}
+
+// numberForm drops the trailing fraction zeros of a plain decimal ("2149.60" →
+// "2149.6", "2687.00" → "2687"): channels differ there (a PostgreSQL numeric keeps its
+// scale, a file delivery's decimal column is normalised by capture), the value does
+// not. Anything else is returned unchanged.
+func numberForm(s string) string {
+	dot := strings.IndexByte(s, '.')
+	if dot <= 0 {
+		return s
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && i != dot && (i != 0 || c != '-') {
+			return s
+		}
+	}
+	s = strings.TrimRight(s, "0")
+	return strings.TrimSuffix(s, ".")
 }
 
 // evaluate re-evaluates units in sorted order and returns the changes.
@@ -361,7 +423,7 @@ func (e *Engine) evalRule(r *rule, items []item, hh *schemas.Household, subjKey 
 		if f.Department != r.department || !r.factTypes[f.FactType] {
 			continue
 		}
-		s := subject{fact: f, person: it.person, hh: hh, now: now}
+		s := subject{fact: f, person: it.person, hh: hh, now: now, asOf: e.asOf}
 		ok := true
 		for _, p := range r.where {
 			if !p.eval(&s) {
@@ -478,7 +540,7 @@ func (e *Engine) evalRule(r *rule, items []item, hh *schemas.Household, subjKey 
 			ev["op"] = r.op
 		}
 		// The predicates' values of the first fact, so a reader sees why it matched.
-		s := subject{fact: h.first, hh: hh, now: now}
+		s := subject{fact: h.first, hh: hh, now: now, asOf: e.asOf}
 		for _, it := range items {
 			if it.fact == h.first {
 				s.person = it.person
@@ -510,7 +572,7 @@ func (e *Engine) evalComparison(c *comparison, items []item, hh *schemas.Househo
 		if f.Department != c.department || !c.factTypes[f.FactType] {
 			continue
 		}
-		s := subject{fact: f, person: it.person, hh: hh, now: now}
+		s := subject{fact: f, person: it.person, hh: hh, now: now, asOf: e.asOf}
 		ok := true
 		for _, p := range c.where {
 			if !p.eval(&s) {

@@ -151,6 +151,7 @@ type subject struct {
 	person *schemas.Person
 	hh     *schemas.Household
 	now    time.Time
+	asOf   time.Time // Engine.SetAsOf, zero when unset
 }
 
 // lookup returns a reference's value as text and whether it exists (a registry field
@@ -258,8 +259,12 @@ func factDate(f *schemas.DepartmentFact) (time.Time, bool) {
 }
 
 // deliveredAt is when the fact was delivered (its UpdatedMs), the reference for "new":
-// a replay of the same inputs sees the same reference, unlike the wall clock.
+// a replay of the same inputs sees the same reference, unlike the wall clock. An
+// engine-wide as-of date (Engine.SetAsOf) overrides it.
 func (s *subject) deliveredAt() time.Time {
+	if !s.asOf.IsZero() {
+		return s.asOf
+	}
 	if s.fact.UpdatedMs > 0 {
 		return time.UnixMilli(s.fact.UpdatedMs).UTC()
 	}
