@@ -8,6 +8,7 @@ package config
 import (
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/shouwang/shouwang/internal/pii"
 )
@@ -530,6 +531,21 @@ type Monitor struct {
 	// (default 30s).
 	Settle   Duration `yaml:"settle"`
 	MaxDelay Duration `yaml:"max_delay"`
+	// AsOf (YYYY-MM-DD), when set, is the date rules are evaluated at instead of
+	// today: ages, 12-month windows and "new" department records. For replaying
+	// history and for synthetic data dated in the past (the demo); leave it unset in
+	// production.
+	AsOf string `yaml:"as_of"`
+}
+
+// MonitorAsOf parses monitor.as_of; the zero time when unset or invalid (Validate
+// reports an invalid one).
+func (c *Config) MonitorAsOf() time.Time {
+	t, err := time.Parse("2006-01-02", c.Monitor.AsOf)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // MonitorEnabled reports whether the transform role runs the monitor.

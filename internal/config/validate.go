@@ -313,6 +313,7 @@ func (c *Config) Validate() error {
 	v.state()
 	v.sources()
 	v.pipelines()
+	v.monitor()
 	v.sinks()
 	v.checkers()
 	v.gen()
@@ -754,6 +755,21 @@ func (v *validator) input(p, in, prefix string) {
 		return
 	}
 	v.addf(p, "%q is neither a source reference <source>.<table> naming a configured source nor a topic starting with %q", in, prefix+".")
+}
+
+func (v *validator) monitor() {
+	m := &v.c.Monitor
+	if m.Settle < 0 {
+		v.addf("monitor.settle", "%s is negative: give a duration like 500ms", m.Settle)
+	}
+	if m.MaxDelay < 0 {
+		v.addf("monitor.max_delay", "%s is negative: give a duration like 30s", m.MaxDelay)
+	}
+	if m.AsOf != "" {
+		if _, err := time.Parse("2006-01-02", m.AsOf); err != nil {
+			v.addf("monitor.as_of", "%q is not a date YYYY-MM-DD (remove it to evaluate at today's date)", m.AsOf)
+		}
+	}
 }
 
 func (v *validator) sinks() {

@@ -110,6 +110,8 @@ func TestValidationRules(t *testing.T) {
 		{"state positions unknown", []edit{{"kafka:\n", "state: {positions: redis}\nkafka:\n"}}, `state.positions: "redis" is not valid: use one of file, postgres`},
 		{"state postgres without dsn", []edit{{"kafka:\n", "state: {positions: postgres}\nkafka:\n"}}, "state.positions_dsn: required with state.positions: postgres"},
 		{"state dsn without postgres", []edit{{"kafka:\n", "state: {positions_dsn: 'postgres://h/db'}\nkafka:\n"}}, "state.positions_dsn: set only with state.positions: postgres"},
+		{"monitor as_of", []edit{{"kafka:\n", "monitor: {as_of: 2024-13-01}\nkafka:\n"}}, `monitor.as_of: "2024-13-01" is not a date YYYY-MM-DD`},
+		{"monitor settle negative", []edit{{"kafka:\n", "monitor: {settle: -1s}\nkafka:\n"}}, "monitor.settle: -1s is negative"},
 		{"server_id zero", []edit{{"server_id: 11", "server_id: 0"}}, "sources[0].mysql.server_id: must be a positive integer unique among mysqlbinlog sources"},
 		{"server_id duplicate", []edit{{"sources:\n", "sources:\n  - name: other\n    kind: mysqlbinlog\n    mysql: {dsn: 'a:b@tcp(h:1)/d', server_id: 11, tables: [d.t]}\n"}}, `sources[1].mysql.server_id: server_id "11" is already used at sources[0].mysql.server_id`},
 		{"source name charset", []edit{{"name: national", "name: National"}}, `sources[0].name: "National" is not a valid source name`},

@@ -74,6 +74,10 @@ type Options struct {
 	Logger     *slog.Logger
 	// Now stamps the events and is the rules' evaluation date (nil: time.Now).
 	Now func() time.Time
+	// AsOf, when not zero, is the evaluation date instead of Now: ages, windows and
+	// "new" department records are judged at this date (replays of history, synthetic
+	// data dated in the past). Events are still stamped with Now.
+	AsOf time.Time
 }
 
 // Worker is the monitor.
@@ -220,6 +224,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer st.close()
 	r := &run{w: w, st: st, eng: warnings.New(w.o.Warnings, warningsStore{st}, w.o.Now)}
+	r.eng.SetAsOf(w.o.AsOf)
 	r.tracker = rules.NewTracker(issuesStore{st})
 	r.tracker.Now = w.o.Now
 	r.tracker.RuleSet = w.o.Rules.Version()
@@ -553,6 +558,9 @@ func (r *run) evaluateWaiting() error {
 	}
 	sort.Strings(keys)
 	asOf := r.w.o.Now()
+	if !r.w.o.AsOf.IsZero() {
+		asOf = r.w.o.AsOf
+	}
 	for _, hh := range keys {
 		if err := r.evaluate(hh, asOf); err != nil {
 			return err
