@@ -519,7 +519,7 @@ type Monitor struct {
 	// replace the embedded default rule set; empty means the embedded default.
 	Rules []string `yaml:"rules"`
 	// Params override rule-set parameters by name (ages, thresholds, dates), e.g.
-	// {min_working_age: 16}; an unknown name is an error.
+	// {labour_min_age: 16}; an unknown name is an error.
 	Params map[string]any `yaml:"params"`
 	// Warnings are department warning and comparison rule files layered over the
 	// embedded defaults (later files override rules of the same id).
