@@ -247,3 +247,37 @@ func (i issuesStore) Put(hhKey string, st rules.HouseholdState) error {
 	i.s.put(bucketIssues, hhKey, &c)
 	return nil
 }
+
+// StateSummary is what a stopped monitor's state file says about its progress.
+type StateSummary struct {
+	// Offsets is the next input offset to read, by "topic/partition".
+	Offsets map[string]int64
+	// Waiting is the number of households changed but not yet evaluated.
+	Waiting int
+}
+
+// ReadState summarises the state file at path without changing it. It waits up to
+// timeout for the file lock, which a running monitor holds.
+func ReadState(path string, timeout time.Duration) (StateSummary, error) {
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: timeout})
+	if err != nil {
+		return StateSummary{}, fmt.Errorf("monitor: open state file %s: %w", path, err)
+	}
+	defer db.Close()
+	sum := StateSummary{Offsets: map[string]int64{}}
+	err = db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket([]byte(bucketOffsets)); b != nil {
+			if err := b.ForEach(func(k, v []byte) error {
+				sum.Offsets[string(k)] = int64(binary.BigEndian.Uint64(v))
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		if b := tx.Bucket([]byte(bucketDirty)); b != nil {
+			sum.Waiting = b.Stats().KeyN
+		}
+		return nil
+	})
+	return sum, err
+}

@@ -207,7 +207,13 @@ type run struct {
 	tracker *rules.Tracker
 	eng     *warnings.Engine
 	oldest  time.Time // when the oldest waiting household changed (zero: none waits)
-	out     []bus.Message
+	// queue holds the waiting households in the order they changed (from head on;
+	// entries evaluated since are skipped), so evaluation goes oldest first in
+	// chunks of BatchSize without sorting the whole waiting set each time.
+	queue      []string
+	head       int
+	evaluating bool
+	out        []bus.Message
 	// pos is the input position: the sum of the next offsets of every input partition.
 	// It versions the issue events of an evaluation: it grows with every applied
 	// change, so it grows along each issue's events, and a replay that has read the
@@ -228,11 +234,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	r.tracker = rules.NewTracker(issuesStore{st})
 	r.tracker.Now = w.o.Now
 	r.tracker.RuleSet = w.o.Rules.Version()
-	for _, v := range st.buckets[bucketDirty] {
-		if t := time.UnixMilli(*v.(*int64)); r.oldest.IsZero() || t.Before(r.oldest) {
-			r.oldest = t
-		}
-	}
+	r.loadQueue()
 	w.mu.Lock()
 	w.applied = map[string]int64{}
 	for k, v := range st.offsets {
@@ -283,7 +285,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	for {
 		batch = batch[:0]
 		var wait <-chan time.Time
-		if !r.oldest.IsZero() {
+		switch {
+		case r.evaluating:
+			wait = time.After(0) // a chunked evaluation goes on while input is quiet
+		case !r.oldest.IsZero():
 			wait = time.After(w.o.Settle)
 		}
 		select {
@@ -423,8 +428,27 @@ func (r *run) waitFor(hh string) {
 	now := time.Now()
 	ms := now.UnixMilli()
 	r.st.put(bucketDirty, hh, &ms)
+	r.queue = append(r.queue, hh)
 	if r.oldest.IsZero() {
 		r.oldest = now
+	}
+}
+
+// loadQueue orders the waiting households of a loaded state by when they changed.
+func (r *run) loadQueue() {
+	dirty := r.st.buckets[bucketDirty]
+	r.queue, r.head = make([]string, 0, len(dirty)), 0
+	for k := range dirty {
+		r.queue = append(r.queue, k)
+	}
+	at := func(k string) int64 { return *dirty[k].(*int64) }
+	sort.Slice(r.queue, func(i, j int) bool {
+		a, b := at(r.queue[i]), at(r.queue[j])
+		return a < b || a == b && r.queue[i] < r.queue[j]
+	})
+	r.oldest = time.Time{}
+	if len(r.queue) > 0 {
+		r.oldest = time.UnixMilli(at(r.queue[0]))
 	}
 }
 
@@ -544,30 +568,48 @@ func (r *run) index(bucket, owner, key string, add bool) {
 	}
 }
 
-// evaluateWaiting runs the supervision rules over every waiting household, in key
-// order, and queues the issue events.
+// evaluateWaiting runs the supervision rules over the households that have waited
+// longest, at most BatchSize of them (in key order within the chunk), and queues the
+// issue events. Bounded chunks keep every produce and state commit small when a
+// snapshot marks millions of households; evaluating is set while some still wait.
 func (r *run) evaluateWaiting() error {
 	dirty := r.st.buckets[bucketDirty]
-	if len(dirty) == 0 {
-		r.oldest = time.Time{}
-		return nil
+	chunk := make([]string, 0, min(len(dirty), r.w.o.BatchSize))
+	for r.head < len(r.queue) && len(chunk) < r.w.o.BatchSize {
+		hh := r.queue[r.head]
+		r.head++
+		if _, ok := dirty[hh]; ok {
+			chunk = append(chunk, hh)
+		}
 	}
-	keys := make([]string, 0, len(dirty))
-	for k := range dirty {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	sort.Strings(chunk)
 	asOf := r.w.o.Now()
 	if !r.w.o.AsOf.IsZero() {
 		asOf = r.w.o.AsOf
 	}
-	for _, hh := range keys {
+	for _, hh := range chunk {
 		if err := r.evaluate(hh, asOf); err != nil {
 			return err
 		}
 		r.st.del(bucketDirty, hh)
 	}
-	r.oldest = time.Time{}
+	// Skip what was evaluated, drop the consumed front now and then, and find the
+	// change time of the oldest household still waiting.
+	for r.head < len(r.queue) {
+		if _, ok := dirty[r.queue[r.head]]; ok {
+			break
+		}
+		r.head++
+	}
+	if r.head > 4096 && r.head > len(r.queue)/2 {
+		r.queue = append(r.queue[:0], r.queue[r.head:]...)
+		r.head = 0
+	}
+	r.oldest, r.evaluating = time.Time{}, false
+	if r.head < len(r.queue) {
+		r.oldest = time.UnixMilli(*dirty[r.queue[r.head]].(*int64))
+		r.evaluating = true
+	}
 	return nil
 }
 
