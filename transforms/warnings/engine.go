@@ -44,6 +44,24 @@ func New(rules *Rules, store Store, now func() time.Time) *Engine {
 	return &Engine{rules: rules, store: store, now: now}
 }
 
+// SetRules replaces the rules (a hot reload). Existing warnings and discrepancies
+// change only when their units are evaluated again: call Reevaluate for every unit.
+func (e *Engine) SetRules(r *Rules) { e.rules = r }
+
+// Reevaluate evaluates again the units of the given persons (ID numbers) and
+// households and returns the changes — after SetRules, or when the evaluation date
+// moved.
+func (e *Engine) Reevaluate(ids, households []string) ([]Event, error) {
+	units := unitSet{}
+	for _, id := range ids {
+		units.person(id)
+	}
+	for _, hh := range households {
+		units.household(hh)
+	}
+	return e.evaluate(units)
+}
+
 // Store is the engine's state.
 func (e *Engine) Store() Store { return e.store }
 

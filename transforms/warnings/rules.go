@@ -51,7 +51,9 @@ package warnings
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -166,10 +168,14 @@ type Rules struct {
 	warnings     []*rule
 	comparisons  []*comparison
 	files        []string
+	version      string // hash of the files' contents
 	// uses says which departments' facts the rules of a subject kind read, so a fact
 	// re-evaluates only the units whose output it can change.
 	uses map[string]map[string]bool
 }
+
+// Version identifies the loaded rules: a hash of the files' names and contents.
+func (r *Rules) Version() string { return r.version }
 
 func (r *Rules) index() {
 	r.uses = map[string]map[string]bool{SubjectPerson: {}, SubjectHousehold: {}}
@@ -262,11 +268,14 @@ func Load(fsys fs.FS, files ...string) (*Rules, error) {
 	var cmpOrder []string
 	cmps := map[string]compareSpec{}
 	cmpFile := map[string]string{}
+	sum := sha256.New()
 	for _, file := range files {
 		b, err := fs.ReadFile(fsys, file)
 		if err != nil {
 			return nil, fmt.Errorf("warnings: %w", err)
 		}
+		fmt.Fprintf(sum, "%d:%s%d:", len(file), file, len(b))
+		sum.Write(b)
 		spec, err := parseFile(file, b)
 		if err != nil {
 			errs = append(errs, err.Error())
@@ -318,7 +327,7 @@ func Load(fsys fs.FS, files ...string) (*Rules, error) {
 	if len(errs) > 0 {
 		return nil, errors.New("warnings: " + strings.Join(errs, "\nwarnings: "))
 	}
-	out := &Rules{dueDays: due, defaultClass: defaultClass, files: files}
+	out := &Rules{dueDays: due, defaultClass: defaultClass, files: files, version: hex.EncodeToString(sum.Sum(nil))[:12]}
 	classes := map[string]bool{defaultClass: true}
 	for _, c := range population {
 		if c.Class == "" {
