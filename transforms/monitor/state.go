@@ -26,7 +26,19 @@ const (
 	bucketMeasure  = "measure"     // measure key → measureRecord
 	bucketMeasures = "measures_of" // household key → warnings.KeyList of measure keys
 	bucketDirty    = "dirty"       // household key → unix ms it first changed since its last evaluation
+	bucketMeta     = "meta"        // "meta" → metaRecord
 )
+
+// metaRecord says what the last full evaluation was made with.
+type metaRecord struct {
+	// Passes counts full re-evaluations (rules changed, or a new evaluation day).
+	// Issue versions are the input position plus Passes, so the events of a pass
+	// order after those of the same input before it.
+	Passes int64 `json:"passes"`
+	// Rules identifies the rule sets in force; Day the evaluation date (YYYY-MM-DD).
+	Rules string `json:"rules"`
+	Day   string `json:"day"`
+}
 
 // measureRecord is the last applied version of an assistance measure.
 type measureRecord struct {
@@ -81,6 +93,8 @@ func newValue(bucket string) (any, error) {
 		return new(warnings.KeyList), nil
 	case bucketDirty:
 		return new(int64), nil
+	case bucketMeta:
+		return new(metaRecord), nil
 	}
 	if kind, ok := strings.CutPrefix(bucket, "w."); ok {
 		return warnings.NewRecord(kind)

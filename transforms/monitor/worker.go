@@ -78,6 +78,16 @@ type Options struct {
 	// "new" department records are judged at this date (replays of history, synthetic
 	// data dated in the past). Events are still stamped with Now.
 	AsOf time.Time
+	// NoDailyPass turns off re-evaluating every household when the evaluation date
+	// (today, without AsOf) changes — the pass that opens age- and date-based issues
+	// of households whose data did not change.
+	NoDailyPass bool
+}
+
+// ruleSets is a hot reload waiting for the loop.
+type ruleSets struct {
+	rules    *rules.Engine
+	warnings *warnings.Rules
 }
 
 // Worker is the monitor.
@@ -95,6 +105,25 @@ type Worker struct {
 	// households waiting for evaluation at the last commit.
 	done    int64
 	waiting int
+	reload  chan ruleSets // capacity 1: the newest reload waits
+}
+
+// Reload makes the running worker use new rule sets from its next batch on; a reload
+// not yet applied is replaced by a newer one. Both must be complete, loaded sets (a
+// set that failed to load is never passed in, so a reload never half-applies).
+func (w *Worker) Reload(re *rules.Engine, wr *warnings.Rules) {
+	rs := ruleSets{rules: re, warnings: wr}
+	for {
+		select {
+		case w.reload <- rs:
+			return
+		default:
+		}
+		select {
+		case <-w.reload:
+		default:
+		}
+	}
 }
 
 // Progress reports the input changes applied and committed by this process and the
@@ -168,7 +197,8 @@ func New(o Options) (*Worker, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	w := &Worker{o: o, log: o.Logger.With("worker", "monitor/"+o.Name), m: newMetrics(o.Registerer, o.Name), kinds: map[string]string{}}
+	w := &Worker{o: o, log: o.Logger.With("worker", "monitor/"+o.Name), m: newMetrics(o.Registerer, o.Name), kinds: map[string]string{},
+		reload: make(chan ruleSets, 1)}
 	for _, e := range inputEntities {
 		w.kinds[schemas.CanonicalTopic(o.TopicPrefix, e)] = e
 	}
@@ -213,7 +243,11 @@ type run struct {
 	queue      []string
 	head       int
 	evaluating bool
-	out        []bus.Message
+	// rules and warnRules are the rule sets in force (Reload swaps them).
+	rules     *rules.Engine
+	warnRules *warnings.Rules
+	meta      *metaRecord
+	out       []bus.Message
 	// pos is the input position: the sum of the next offsets of every input partition.
 	// It versions the issue events of an evaluation: it grows with every applied
 	// change, so it grows along each issue's events, and a replay that has read the
@@ -229,12 +263,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	defer st.close()
-	r := &run{w: w, st: st, eng: warnings.New(w.o.Warnings, warningsStore{st}, w.o.Now)}
+	r := &run{w: w, st: st, eng: warnings.New(w.o.Warnings, warningsStore{st}, w.o.Now), rules: w.o.Rules, warnRules: w.o.Warnings}
 	r.eng.SetAsOf(w.o.AsOf)
 	r.tracker = rules.NewTracker(issuesStore{st})
 	r.tracker.Now = w.o.Now
 	r.tracker.RuleSet = w.o.Rules.Version()
 	r.loadQueue()
+	r.checkPass()
 	w.mu.Lock()
 	w.applied = map[string]int64{}
 	for k, v := range st.offsets {
@@ -284,6 +319,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	batch := make([]item, 0, w.o.BatchSize)
 	for {
 		batch = batch[:0]
+		r.checkPass()
 		var wait <-chan time.Time
 		switch {
 		case r.evaluating:
@@ -299,6 +335,14 @@ func (w *Worker) Run(ctx context.Context) error {
 				return nil
 			}
 			return fmt.Errorf("monitor: %w", err)
+		case rs := <-w.reload:
+			if err := r.reloadRules(rs); err != nil {
+				return err
+			}
+			if err := r.flush(ctx, nil, false); err != nil {
+				return err
+			}
+			continue
 		case it := <-in:
 			batch = append(batch, it)
 		case <-wait:
@@ -434,6 +478,109 @@ func (r *run) waitFor(hh string) {
 	}
 }
 
+// version is the version of the issue events evaluated now: the input position plus
+// the full passes made (see metaRecord).
+func (r *run) version() int64 {
+	if r.meta == nil {
+		return r.pos
+	}
+	return r.pos + r.meta.Passes
+}
+
+// evalDate is the date rules are evaluated at.
+func (r *run) evalDate() time.Time {
+	if !r.w.o.AsOf.IsZero() {
+		return r.w.o.AsOf
+	}
+	return r.w.o.Now()
+}
+
+// rulesID identifies the rule sets in force.
+func (r *run) rulesID() string {
+	return r.rules.Version() + "|" + r.warnRules.Version()
+}
+
+// checkPass starts a full re-evaluation when the rule sets or the evaluation day are
+// not those of the state: every household waits for evaluation again (in chunks, see
+// evaluateWaiting). A new state only records them.
+func (r *run) checkPass() {
+	day := r.evalDate().Format("2006-01-02")
+	if r.meta == nil {
+		if v, ok := r.st.get(bucketMeta, "meta"); ok {
+			r.meta = v.(*metaRecord)
+		} else {
+			r.meta = &metaRecord{}
+		}
+	}
+	id := r.rulesID()
+	m := r.meta
+	newDay := m.Day != day && !r.w.o.NoDailyPass
+	if m.Rules == id && (m.Day == day || !newDay) {
+		return
+	}
+	if m.Rules == "" && m.Day == "" {
+		r.meta = &metaRecord{Rules: id, Day: day}
+		r.st.put(bucketMeta, "meta", r.meta)
+		return
+	}
+	why := "rules changed"
+	if m.Rules == id {
+		why = "new evaluation day"
+	}
+	households := r.households()
+	r.meta = &metaRecord{Passes: m.Passes + 1, Rules: id, Day: day}
+	r.st.put(bucketMeta, "meta", r.meta)
+	for _, hh := range households {
+		r.waitFor(hh)
+	}
+	r.w.log.Info("monitor: re-evaluating every household", "why", why, "households", len(households), "day", day, "rules", id)
+}
+
+// households lists every household the state knows: registry households, households
+// with open issues, and households named by registry persons.
+func (r *run) households() []string {
+	seen := map[string]bool{}
+	for k := range r.st.buckets["w."+warnings.KindHousehold] {
+		seen[k] = true
+	}
+	for k := range r.st.buckets[bucketIssues] {
+		seen[k] = true
+	}
+	for _, v := range r.st.buckets["w."+warnings.KindPerson] {
+		if pr := v.(*warnings.PersonRecord); pr.Person != nil && pr.Person.HouseholdNo != "" {
+			seen[pr.Person.HouseholdNo] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// reloadRules swaps in new rule sets. Department warnings are evaluated again at once
+// for every person with department facts and every household; the supervision rules
+// through a full pass (checkPass).
+func (r *run) reloadRules(rs ruleSets) error {
+	r.rules, r.warnRules = rs.rules, rs.warnings
+	r.tracker.RuleSet = rs.rules.Version()
+	r.eng.SetRules(rs.warnings)
+	var ids []string
+	for k := range r.st.buckets["w."+warnings.KindFactsByID] {
+		ids = append(ids, k)
+	}
+	sort.Strings(ids)
+	events, err := r.eng.Reevaluate(ids, r.households())
+	if err != nil {
+		return fmt.Errorf("monitor: re-evaluate department warnings after a reload: %w", err)
+	}
+	r.queueEvents(events)
+	r.w.log.Info("monitor: rule sets reloaded", "rules", rs.rules.Version(), "warnings", rs.warnings.Version(), "warning_changes", len(events))
+	r.checkPass()
+	return nil
+}
+
 // loadQueue orders the waiting households of a loaded state by when they changed.
 func (r *run) loadQueue() {
 	dirty := r.st.buckets[bucketDirty]
@@ -500,6 +647,13 @@ func (r *run) apply(m bus.Message) error {
 	if err != nil {
 		return fmt.Errorf("monitor: apply %s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
 	}
+	r.queueEvents(events)
+	return nil
+}
+
+// queueEvents queues the warnings engine's events for producing.
+func (r *run) queueEvents(events []warnings.Event) {
+	w := r.w
 	for _, e := range events {
 		// Copies: the events may share memory with the engine's records, and emit
 		// protects the subject key in place.
@@ -511,7 +665,6 @@ func (r *run) apply(m bus.Message) error {
 			r.emit(schemas.DiscrepancyTopic(w.o.TopicPrefix), "discrepancy", e.Key, c.Status, c.SubjectKind, &c.SubjectKey, &c)
 		}
 	}
-	return nil
 }
 
 // applyMeasure keeps the measures by household, dropping stale versions.
@@ -625,7 +778,7 @@ func (r *run) evaluate(hh string, asOf time.Time) error {
 	var err error
 	if h == nil {
 		// Gone (or not yet seen): close whatever is open; keep nothing else.
-		issues, err = r.tracker.Delete(hh, r.pos)
+		issues, err = r.tracker.Delete(hh, r.version())
 		if err == nil {
 			r.st.del(bucketIssues, hh)
 		}
@@ -651,14 +804,14 @@ func (r *run) evaluate(hh string, asOf time.Time) error {
 			}
 		}
 		hc := rules.NewHouseholdContext(h, persons, measures)
-		findings := w.o.Rules.Evaluate(hc, asOf)
+		findings := r.rules.Evaluate(hc, asOf)
 		for i := range findings {
 			if findings[i].Err != "" {
 				w.m.ruleErrors.WithLabelValues(findings[i].RuleID).Inc()
 			}
 		}
 		w.m.evaluated.Inc()
-		issues, err = r.tracker.Apply(hh, r.pos, findings)
+		issues, err = r.tracker.Apply(hh, r.version(), findings)
 	}
 	if err != nil {
 		return fmt.Errorf("monitor: evaluate household %s: %w", hh, err)
