@@ -11,12 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/gen"
 	"github.com/shouwang/shouwang/internal/ident"
+	"github.com/shouwang/shouwang/internal/metrics"
 	"github.com/shouwang/shouwang/schemas"
+	"github.com/shouwang/shouwang/transforms/mapping"
 	"github.com/shouwang/shouwang/transforms/monitor"
 	"github.com/shouwang/shouwang/transforms/rules"
 	"github.com/shouwang/shouwang/transforms/warnings"
@@ -30,6 +33,26 @@ func (w *worker) monitorWorker() (*monitor.Worker, error) {
 		return nil, nil
 	}
 	mc := w.cfg.Monitor
+	w.monRulesFP = w.monitorRulesFingerprint()
+	re, wr, err := w.monitorRules()
+	if err != nil {
+		return nil, err
+	}
+	state := mc.State
+	if state == "" {
+		state = filepath.Join(w.cfg.State.Dir, "monitor.db")
+	} else {
+		state = w.cfg.ResolvePath(state)
+	}
+	return monitor.New(monitor.Options{TopicPrefix: w.cfg.Kafka.TopicPrefix, ClientID: w.cfg.Kafka.ClientID, Bus: w.busOpts,
+		Producer: w.producer, Rules: re, Warnings: wr, StatePath: state, Protect: w.pii, Settle: mc.Settle.D(), MaxDelay: mc.MaxDelay.D(),
+		AsOf: w.cfg.MonitorAsOf(), NoDailyPass: mc.DailyPass != nil && !*mc.DailyPass, Registerer: w.reg, Logger: w.log})
+}
+
+// monitorRules loads the configured supervision rules (or the embedded set) and the
+// department warning rules layered over the embedded ones.
+func (w *worker) monitorRules() (*rules.Engine, *warnings.Rules, error) {
+	mc := w.cfg.Monitor
 	var re *rules.Engine
 	var err error
 	opts := rules.Options{Params: mc.Params}
@@ -41,22 +64,72 @@ func (w *worker) monitorWorker() (*monitor.Worker, error) {
 		err = realNames(err, real)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("monitor.rules: %w", err)
+		return nil, nil, fmt.Errorf("monitor.rules: %w", err)
 	}
 	fsys, names, real := w.overlay(warnings.DefaultFS(), mc.Warnings)
 	wr, err := warnings.Load(fsys, append([]string{warnings.DefaultFile}, names...)...)
 	if err != nil {
-		return nil, fmt.Errorf("monitor.warnings: %w", realNames(err, real))
+		return nil, nil, fmt.Errorf("monitor.warnings: %w", realNames(err, real))
 	}
-	state := mc.State
-	if state == "" {
-		state = filepath.Join(w.cfg.State.Dir, "monitor.db")
-	} else {
-		state = w.cfg.ResolvePath(state)
+	return re, wr, nil
+}
+
+// monitorRuleFiles are the configured rule files' paths.
+func (w *worker) monitorRuleFiles() []string {
+	var paths []string
+	for _, p := range append(append([]string{}, w.cfg.Monitor.Rules...), w.cfg.Monitor.Warnings...) {
+		paths = append(paths, w.cfg.ResolvePath(p))
 	}
-	return monitor.New(monitor.Options{TopicPrefix: w.cfg.Kafka.TopicPrefix, ClientID: w.cfg.Kafka.ClientID, Bus: w.busOpts,
-		Producer: w.producer, Rules: re, Warnings: wr, StatePath: state, Protect: w.pii, Settle: mc.Settle.D(), MaxDelay: mc.MaxDelay.D(), AsOf: w.cfg.MonitorAsOf(),
-		Registerer: w.reg, Logger: w.log})
+	return paths
+}
+
+// monitorRulesFingerprint changes whenever a configured rule file does.
+func (w *worker) monitorRulesFingerprint() string {
+	var b strings.Builder
+	for _, p := range w.monitorRuleFiles() {
+		fp, err := mapping.Fingerprint(p)
+		if err != nil {
+			fp = err.Error()
+		}
+		b.WriteString(fp)
+	}
+	return b.String()
+}
+
+// watchMonitorRules polls the configured rule files and hot-reloads the monitor when
+// they change. Files that do not load are logged with every problem and counted, and
+// the running rule sets stay in force.
+func (w *worker) watchMonitorRules(ctx context.Context, every time.Duration) {
+	if len(w.monitorRuleFiles()) == 0 || w.mon == nil {
+		return
+	}
+	reloads := metrics.Register(w.reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "shouwang_monitor_rule_reloads_total",
+		Help: "Hot reloads of the monitor's rule files, by result (applied, refused: the running rule sets stay in force)."}, []string{"result"}))
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// The fingerprint is taken before the files are read (at start-up too), so a
+		// change while reading is seen at the next tick.
+		fp := w.monitorRulesFingerprint()
+		if fp == w.monRulesFP {
+			continue
+		}
+		w.monRulesFP = fp
+		re, wr, err := w.monitorRules()
+		if err != nil {
+			reloads.WithLabelValues("refused").Inc()
+			w.log.Error("monitor rules reload refused; the running rule sets stay in force", "err", err)
+			continue
+		}
+		reloads.WithLabelValues("applied").Inc()
+		w.log.Info("monitor rules reloaded", "rules", re.Version(), "warnings", wr.Version())
+		w.mon.Reload(re, wr)
+	}
 }
 
 // overlay is a file system holding the configured files (by a name derived from their

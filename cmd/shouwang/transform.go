@@ -110,6 +110,11 @@ func (w *worker) runTransforms(ctx context.Context, ts []*transformer) error {
 			defer wg.Done()
 			w.superviseRun(ctx, "transform/monitor", "monitor failed; restarting from its committed state", w.mon.Run)
 		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.watchMonitorRules(ctx, 5*time.Second)
+		}()
 	}
 	for _, t := range ts {
 		wg.Add(2)

@@ -35,6 +35,8 @@ type worker struct {
 	pii *pii.Protector
 	// mon is the monitor of the transform role (set by transformers; nil: none).
 	mon *monitor.Worker
+	// monRulesFP is the fingerprint of the monitor's rule files as last loaded.
+	monRulesFP string
 	// exitOnStartupFailure (run --exit-on-startup-failure) applies
 	// sources[].exit_on_startup_failure to every source.
 	exitOnStartupFailure bool

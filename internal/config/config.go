@@ -536,6 +536,9 @@ type Monitor struct {
 	// history and for synthetic data dated in the past (the demo); leave it unset in
 	// production.
 	AsOf string `yaml:"as_of"`
+	// DailyPass re-evaluates every household when the date changes, so age- and
+	// date-based issues open without a data change (default true; ignored with as_of).
+	DailyPass *bool `yaml:"daily_pass"`
 }
 
 // MonitorAsOf parses monitor.as_of; the zero time when unset or invalid (Validate
