@@ -13,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -157,55 +159,152 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer cons.Close()
 	w.log.Info("transform pipeline started", "inputs", len(inputs), "group", w.Group())
-	var batch []bus.Message
+	l := Loop{Consumer: cons, Producer: w.o.Producer, BatchSize: w.o.BatchSize, Linger: w.o.Linger, Transform: w.transform,
+		Committed: func(_ int, start time.Time) { w.m.batch.Observe(time.Since(start).Seconds()) }}
+	if err := l.Run(ctx); err != nil {
+		return fmt.Errorf("pipeline %s: %w", w.o.Name, err)
+	}
+	return nil
+}
+
+// Loop is a transform worker's consume → transform → produce → commit loop. Batches
+// overlap: while one batch is being produced and committed, the next is fetched and
+// transformed. Batches are produced and committed strictly in order, and a batch's
+// offsets are committed only after Kafka acknowledged all of its outputs, so after a
+// failure or a kill nothing past the last commit counts as done.
+type Loop struct {
+	Consumer *bus.Consumer
+	Producer *bus.Producer
+	// BatchSize is the most input messages per batch; Linger how long a batch waits to
+	// fill after its first message.
+	BatchSize int
+	Linger    time.Duration
+	// Transform turns a batch into the messages to produce (it must not keep the
+	// slice).
+	Transform func(batch []bus.Message) []bus.Message
+	// Committed, if set, is called after each commit with the batch size and the time
+	// its first message was fetched.
+	Committed func(n int, start time.Time)
+}
+
+type loopBatch struct {
+	in, out []bus.Message
+	start   time.Time
+}
+
+// Run runs until ctx is done (nil) or a fetch, produce or commit fails (the error).
+func (l Loop) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// One batch in flight and one waiting behind it bound what is held in memory.
+	work := make(chan loopBatch, 1)
+	var sendErr error
+	sendDone := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		if sendErr = l.send(ctx, work); sendErr != nil {
+			cancel() // stops a fetch waiting on a quiet topic
+		}
+	}()
+	err := l.fetch(ctx, work, sendDone)
+	close(work)
+	<-sendDone
+	if sendErr != nil {
+		return sendErr
+	}
+	return err
+}
+
+// fetch fills batches and hands them to send until ctx is done, a fetch fails or send
+// stopped.
+func (l Loop) fetch(ctx context.Context, work chan<- loopBatch, sendDone <-chan struct{}) error {
 	for ctx.Err() == nil {
-		batch = batch[:0]
-		m, err := cons.Fetch(ctx)
+		m, err := l.Consumer.Fetch(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("pipeline %s: %w", w.o.Name, err)
+			return err
 		}
-		start := time.Now()
-		batch = append(batch, m)
-		lctx, cancel := context.WithTimeout(ctx, w.o.Linger)
-		for len(batch) < w.o.BatchSize {
-			m, err := cons.Fetch(lctx)
+		b := loopBatch{in: make([]bus.Message, 0, l.BatchSize), start: time.Now()}
+		b.in = append(b.in, m)
+		lctx, lcancel := context.WithTimeout(ctx, l.Linger)
+		for len(b.in) < l.BatchSize {
+			m, err := l.Consumer.Fetch(lctx)
 			if err != nil {
 				break
 			}
-			batch = append(batch, m)
+			b.in = append(b.in, m)
 		}
-		cancel()
-		out := w.transform(batch)
-		if err := w.o.Producer.Produce(ctx, out...); err != nil {
+		lcancel()
+		b.out = l.Transform(b.in)
+		select {
+		case work <- b:
+		case <-sendDone: // send failed; Run reports its error
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// send produces and commits the batches in order.
+func (l Loop) send(ctx context.Context, work <-chan loopBatch) error {
+	for b := range work {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := l.Producer.Produce(ctx, b.out...); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("pipeline %s: produce %d messages (offsets not committed; a restart redoes them): %w", w.o.Name, len(out), err)
+			return fmt.Errorf("produce %d messages (offsets not committed; a restart redoes them): %w", len(b.out), err)
 		}
-		if err := cons.Commit(ctx, batch...); err != nil {
+		if err := l.Consumer.Commit(ctx, b.in...); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("pipeline %s: commit: %w", w.o.Name, err)
+			return fmt.Errorf("commit: %w", err)
 		}
-		w.m.batch.Observe(time.Since(start).Seconds())
+		if l.Committed != nil {
+			l.Committed(len(b.in), b.start)
+		}
 	}
 	return nil
 }
 
 // transform maps a batch; every input gives zero or one output message (canonical or
-// dead letter), in input order.
+// dead letter), in input order. Large batches are mapped by one goroutine per CPU.
 func (w *Worker) transform(batch []bus.Message) []bus.Message {
 	set := w.o.Mappings.Load()
 	now := w.o.Now().UnixMilli()
-	out := make([]bus.Message, 0, len(batch))
-	for _, m := range batch {
-		w.m.in.WithLabelValues(m.Topic).Inc()
-		if msg, ok := w.one(set, m, now); ok {
-			out = append(out, msg)
+	res := make([]bus.Message, len(batch))
+	ok := make([]bool, len(batch))
+	parts := min(runtime.GOMAXPROCS(0), (len(batch)+127)/128)
+	if parts <= 1 {
+		for i, m := range batch {
+			w.m.in.WithLabelValues(m.Topic).Inc()
+			res[i], ok[i] = w.one(set, m, now)
+		}
+	} else {
+		var wg sync.WaitGroup
+		size := (len(batch) + parts - 1) / parts
+		for lo := 0; lo < len(batch); lo += size {
+			hi := min(lo+size, len(batch))
+			wg.Go(func() {
+				for i := lo; i < hi; i++ {
+					w.m.in.WithLabelValues(batch[i].Topic).Inc()
+					res[i], ok[i] = w.one(set, batch[i], now)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	out := res[:0]
+	for i := range res {
+		if ok[i] {
+			out = append(out, res[i])
 		}
 	}
 	return out
