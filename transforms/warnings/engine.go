@@ -102,6 +102,7 @@ func (e *Engine) ApplyFact(key string, version int64, f *schemas.DepartmentFact,
 		c.Key = key
 		c.Values = copyMap(f.Values)
 		rec.Fact = &c
+		rec.Identity = recordIdentity(&c)
 		newID = c.IDNo
 	}
 	if err := e.store.Put(KindFact, key, rec); err != nil {

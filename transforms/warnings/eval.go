@@ -140,7 +140,10 @@ func (e *Engine) liveFacts(id string) ([]*schemas.DepartmentFact, error) {
 		// table and a file delivery): the mappings key facts per channel, because
 		// versions from different channels cannot be ordered, so the same settlement
 		// is two facts. Counted twice it would double every rolling sum; count it once.
-		id := recordIdentity(r.Fact)
+		id := r.Identity
+		if id == "" {
+			id = recordIdentity(r.Fact)
+		}
 		if i, dup := seen[id]; dup {
 			if r.Fact.Key < out[i].Key { // deterministic under replay and reordering
 				out[i] = r.Fact
@@ -180,7 +183,7 @@ func recordIdentity(f *schemas.DepartmentFact) string {
 		put(k)
 		put(numberForm(f.Values[k]))
 	}
-	return string(h.Sum(nil))
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // numberForm drops the trailing fraction zeros of a plain decimal ("2149.60" →

@@ -32,6 +32,9 @@ type FactRecord struct {
 	Version int64                   `json:"version"`
 	Deleted bool                    `json:"deleted,omitempty"`
 	Fact    *schemas.DepartmentFact `json:"fact,omitempty"`
+	// Identity is recordIdentity(Fact), kept so that evaluating a person's facts does
+	// not hash every one of them again (empty in state written before it existed).
+	Identity string `json:"identity,omitempty"`
 }
 
 // PersonRecord is the last applied version of a registry person.
