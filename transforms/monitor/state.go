@@ -65,7 +65,9 @@ func openState(path string) (*state, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("monitor: state directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	// The freelist is rebuilt on open instead of written by every commit (as etcd runs
+	// bbolt): commits write fewer pages; opening a large file scans it once.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("monitor: state file %s is locked by another process (is a second monitor running with the same monitor.state?): %w", path, err)
@@ -186,7 +188,13 @@ func (s *state) commit() error {
 			if err != nil {
 				return err
 			}
+			// In key order: bbolt inserts in order touch each page once.
+			keys := make([]string, 0, len(s.dirty[bn]))
 			for k := range s.dirty[bn] {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
 				v, ok := s.buckets[bn][k]
 				if !ok {
 					if err := b.Delete([]byte(k)); err != nil {
