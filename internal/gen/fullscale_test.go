@@ -1,11 +1,9 @@
 package gen
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -67,7 +65,7 @@ func TestFullScale(t *testing.T) {
 		dept += n
 	}
 	t.Logf("generate: %d households, %d persons, %d measures, %d department (PG) rows in %.1f s: %.0f households/s, %.0f persons/s, %.0f PG rows/s; peak RSS %s",
-		sum.Households, sum.Persons, sum.Measures, dept, el, float64(sum.Households)/el, float64(sum.Persons)/el, float64(dept)/el, vmHWM(t))
+		sum.Households, sum.Persons, sum.Measures, dept, el, float64(sum.Households)/el, float64(sum.Persons)/el, float64(dept)/el, testenv.PeakRSS())
 	if sum.Households != FullScaleHouseholds {
 		t.Errorf("%d households, want %d", sum.Households, FullScaleHouseholds)
 	}
@@ -92,21 +90,5 @@ func TestFullScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("push week 1 (truncate): rows %v, changes %v in %.1f s; peak RSS %s", res.Rows, res.Changes, time.Since(start).Seconds(), vmHWM(t))
-}
-
-// vmHWM returns the process's peak resident set size as /proc reports it.
-func vmHWM(t *testing.T) string {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
+	t.Logf("push week 1 (truncate): rows %v, changes %v in %.1f s; peak RSS %s", res.Rows, res.Changes, time.Since(start).Seconds(), testenv.PeakRSS())
 }

@@ -55,6 +55,8 @@ type dataset struct {
 	measures   map[string][]schemas.AssistanceMeasure
 	order      []string // household keys
 	wInputs    []change // households, persons, facts (the warnings engine's inputs)
+	// raw are the rows as capture publishes them (the transform worker's input).
+	raw []bus.Message
 }
 
 var shared *dataset
@@ -72,6 +74,13 @@ func generated(t *testing.T) *dataset {
 	for _, r := range gen.DefectRules {
 		cfg.DefectRates[r] = 0.01
 	}
+	shared = generate(t, cfg)
+	return shared
+}
+
+// generate generates cfg's province into private servers and maps it (see generated).
+func generate(t testing.TB, cfg gen.Config) *dataset {
+	t.Helper()
 	m, mdb := testenv.MariaDBDatabase(t)
 	p, pdb := testenv.PostgresDatabase(t)
 	ctx := context.Background()
@@ -90,8 +99,13 @@ func generated(t *testing.T) *dataset {
 			t.Fatalf("no mapping for %s.%s", source, table)
 		}
 		src := schemas.Source{System: source, Kind: "test", Table: table}
-		o, err := mp.Apply(&schemas.Envelope{V: 1, Op: schemas.OpRead, Source: src, Key: map[string]any{keyCol: row[keyCol]}, After: row},
-			version, fmt.Sprintf("%s.%s#%d", source, table, version), cfg.UpdatedAt.UnixMilli())
+		rawEnv := &schemas.Envelope{V: 1, Op: schemas.OpRead, Source: src, Key: map[string]any{keyCol: row[keyCol]}, After: row}
+		rb, err := rawEnv.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.raw = append(d.raw, bus.Message{Topic: schemas.RawTopic(prefix, source, table), Key: []byte(fmt.Sprint(row[keyCol])), Value: rb})
+		o, err := mp.Apply(rawEnv, version, fmt.Sprintf("%s.%s#%d", source, table, version), cfg.UpdatedAt.UnixMilli())
 		if err != nil {
 			t.Fatalf("map %s.%s %v: %v", source, table, row[keyCol], err)
 		}
@@ -163,7 +177,6 @@ func generated(t *testing.T) *dataset {
 			add("departments", ds.Name, ds.Columns[0], r, int64(i+1))
 		}
 	}
-	shared = d
 	return d
 }
 
@@ -174,7 +187,7 @@ func mustJSON(t testing.TB, b []byte, v any) {
 	}
 }
 
-func queryMySQL(t *testing.T, db *sql.DB, q string) []map[string]any {
+func queryMySQL(t testing.TB, db *sql.DB, q string) []map[string]any {
 	t.Helper()
 	rows, err := db.Query(q)
 	if err != nil {
