@@ -183,10 +183,21 @@ func parseDateLayouts(s string) (string, error) {
 	return "", errBad
 }
 
-// fastDate handles the two commonest forms, YYYY-MM-DD and YYYY-MM-DD hh:mm:ss (what
-// the databases send), without trying layouts one after another; ok is false for
+// fastDate handles the commonest forms, YYYY-MM-DD and YYYY-MM-DD hh:mm:ss[.ffffff]
+// (what capture publishes for DATE and DATETIME), without trying layouts one after another; ok is false for
 // anything else, which goes through the layouts (with the same result).
 func fastDate(s string) (string, bool) {
+	if len(s) > 19 && s[19] == '.' && len(s) <= 26 { // fractional seconds, as capture writes DATETIME(6)
+		for i := 20; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return "", false
+			}
+		}
+		if len(s) == 20 {
+			return "", false
+		}
+		return fastDate(s[:19])
+	}
 	if len(s) != 10 && len(s) != 19 {
 		return "", false
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/shouwang/shouwang/internal/gen"
 	"github.com/shouwang/shouwang/internal/testenv"
 	"github.com/shouwang/shouwang/schemas"
@@ -77,7 +79,13 @@ func TestRulesFullScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("mysql", m.RootDSN("national"))
+	// Without parseTime: dates come as capture publishes them ("2006-01-02[ 15:04:05]").
+	dc, err := mysql.ParseDSN(m.RootDSN("national"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.ParseTime = false
+	db, err := sql.Open("mysql", dc.FormatDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
