@@ -40,8 +40,15 @@ type envEncoder struct {
 	nested            []string
 }
 
-// keyCache remembers the sorted keys of the last map encoded in one role.
-type keyCache struct{ keys []string }
+// keyCache remembers the sorted key sets of the last maps encoded in one role: a
+// worker's stream mixes a few entities and tables, and their rows leave out different
+// empty columns, so one remembered set would mostly miss.
+type keyCache struct {
+	sets [keySets][]string
+	next int // the set to replace on a miss
+}
+
+const keySets = 8
 
 var encoderPool = sync.Pool{New: func() any { return &envEncoder{buf: make([]byte, 0, 4096)} }}
 
@@ -189,33 +196,47 @@ func (enc *envEncoder) appendMap(b []byte, m map[string]any, kc *keyCache, depth
 	if m == nil {
 		return append(b, "null"...), nil
 	}
+	if len(m) == 0 {
+		return append(b, "{}"...), nil
+	}
 	vals := enc.vals[:0]
-	same := len(m) == len(kc.keys)
-	if same {
-		for _, k := range kc.keys {
+	var keys []string
+	for i := range kc.sets {
+		if len(kc.sets[i]) != len(m) {
+			continue
+		}
+		vals = vals[:0]
+		hit := true
+		for _, k := range kc.sets[i] {
 			v, ok := m[k]
 			if !ok {
-				same = false
+				hit = false
 				break
 			}
 			vals = append(vals, v)
 		}
-	}
-	if !same {
-		kc.keys = kc.keys[:0]
-		for k := range m {
-			kc.keys = append(kc.keys, k)
+		if hit {
+			keys = kc.sets[i]
+			break
 		}
-		slices.Sort(kc.keys)
+	}
+	if keys == nil {
+		keys = kc.sets[kc.next][:0]
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		kc.sets[kc.next] = keys
+		kc.next = (kc.next + 1) % keySets
 		vals = vals[:0]
-		for _, k := range kc.keys {
+		for _, k := range keys {
 			vals = append(vals, m[k])
 		}
 	}
 	enc.vals = vals[:0]
 	b = append(b, '{')
 	var err error
-	for i, k := range kc.keys {
+	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ',')
 		}
