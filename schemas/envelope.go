@@ -95,6 +95,12 @@ type Source struct {
 
 // Validate checks the fields every consumer relies on.
 func (e *Envelope) Validate() error {
+	return e.validate(len(e.Key) > 0, len(e.Before) > 0, len(e.After) > 0)
+}
+
+// validate is Validate with whether the key, before and after maps are non-empty
+// given (UnmarshalEnvelopeCells builds no maps).
+func (e *Envelope) validate(key, before, after bool) error {
 	if e.V < 1 || e.V > EnvelopeVersion {
 		return fmt.Errorf("envelope: unsupported version %d (this build reads 1..%d)", e.V, EnvelopeVersion)
 	}
@@ -107,11 +113,11 @@ func (e *Envelope) Validate() error {
 	switch e.Op {
 	case OpCreate, OpRead, OpUpdate:
 		// len, not nil: an empty map is omitted on encoding and would come back as nil.
-		if len(e.After) == 0 {
+		if !after {
 			return fmt.Errorf("envelope: op %q needs field after", e.Op)
 		}
 	case OpDelete:
-		if len(e.Before) == 0 && len(e.Key) == 0 {
+		if !before && !key {
 			return fmt.Errorf("envelope: op d needs field before or key")
 		}
 	}

@@ -89,6 +89,11 @@ type decoder struct {
 	// of one table repeat them, so comparing with the expected next name is cheaper
 	// than looking it up in strs.
 	key, before, after []string
+	// rows, when set, receives the key, before and after maps as cells
+	// (UnmarshalEnvelopeCells); full records whether each map (key, before, after)
+	// would be non-empty, for validation.
+	rows *Rows
+	full [3]bool
 }
 
 var decoderPool = sync.Pool{New: func() any {
@@ -103,6 +108,7 @@ func getDecoder(b []byte) *decoder {
 
 func putDecoder(d *decoder) {
 	d.data = nil
+	d.rows, d.full = nil, [3]bool{}
 	// Do not keep decoded values reachable from the pool; an error may have left
 	// members or elements on the stacks.
 	clear(d.members[:cap(d.members)])
@@ -166,6 +172,10 @@ func DecodeObject(b []byte) (map[string]any, error) {
 func decodeEnvelope(b []byte, e *Envelope) error {
 	d := getDecoder(b)
 	defer putDecoder(d)
+	return d.decodeEnvelopeInto(e)
+}
+
+func (d *decoder) decodeEnvelopeInto(e *Envelope) error {
 	d.skipSpace()
 	if d.off >= len(d.data) {
 		return d.eof()
@@ -415,6 +425,9 @@ func (d *decoder) structField(field, want string, decode func() error) error {
 // already set by an earlier member with the same name, and null sets it to nil.
 // names holds the column names of the previous map in this role.
 func (d *decoder) mapField(dst *map[string]any, field string, names *[]string) error {
+	if d.rows != nil {
+		return d.cellField(field)
+	}
 	switch d.data[d.off] {
 	case '{':
 		start := len(d.members)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -87,6 +88,8 @@ func checkDecode(t testing.TB, b []byte) bool {
 	case uerr == nil && !reflect.DeepEqual(genv, wenv):
 		t.Fatalf("UnmarshalEnvelope(%q)\n got %#v\nwant %#v", b, genv, wenv)
 	}
+
+	checkDecodeCells(t, b, genv, uerr)
 
 	var wv, gv any
 	werr = oracleDecode(b, &wv)
@@ -531,4 +534,78 @@ func FuzzDecodeValue(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDecode(t, b)
 	})
+}
+
+// checkDecodeCells checks UnmarshalEnvelopeCells against UnmarshalEnvelope's result
+// for b (full, ferr): the same errors, the same envelope without its maps, and for
+// the indexed columns (names of even length in any of the maps, and a few fixed
+// ones) cells that hold what the maps hold.
+func checkDecodeCells(t testing.TB, b []byte, full *Envelope, ferr error) {
+	t.Helper()
+	rows := &Rows{Index: map[string]int{}}
+	add := func(k string) {
+		if _, ok := rows.Index[k]; !ok {
+			rows.Index[k] = len(rows.Index)
+		}
+	}
+	for _, k := range []string{"", "id", "name", "pk", "ſs", "sfz_hm"} {
+		add(k)
+	}
+	if full != nil {
+		for _, m := range []map[string]any{full.Key, full.Before, full.After} {
+			for k := range m {
+				if len(k)%2 == 0 {
+					add(k)
+				}
+			}
+		}
+	}
+	// Stale cells from an earlier decode must not survive the reset.
+	rows.Reset()
+	for i := range rows.After {
+		rows.After[i] = Cell{Kind: CellString, S: "stale"}
+	}
+	got, err := UnmarshalEnvelopeCells(b, rows)
+	if (err == nil) != (ferr == nil) || err != nil && err.Error() != ferr.Error() {
+		t.Fatalf("UnmarshalEnvelopeCells(%q): error %v, UnmarshalEnvelope says %v", b, err, ferr)
+	}
+	if err != nil {
+		if got != nil {
+			t.Fatalf("UnmarshalEnvelopeCells returned an envelope with error %v", err)
+		}
+		return
+	}
+	want := *full
+	want.Key, want.Before, want.After = nil, nil, nil
+	if !reflect.DeepEqual(got, &want) {
+		t.Fatalf("UnmarshalEnvelopeCells(%q)\n got %#v\nwant %#v", b, got, &want)
+	}
+	for _, role := range []struct {
+		name  string
+		m     map[string]any
+		cells []Cell
+	}{{"key", full.Key, rows.Key}, {"before", full.Before, rows.Before}, {"after", full.After, rows.After}} {
+		for col, i := range rows.Index {
+			v, ok := role.m[col]
+			c := role.cells[i]
+			var w Cell
+			switch x := v.(type) {
+			case nil:
+				if ok {
+					w = Cell{Kind: CellNull}
+				}
+			case string:
+				w = Cell{Kind: CellString, S: x}
+			case json.Number:
+				w = Cell{Kind: CellNumber, S: string(x)}
+			case bool:
+				w = Cell{Kind: CellBool, S: strconv.FormatBool(x)}
+			default:
+				w = Cell{Kind: CellOther, V: x}
+			}
+			if !reflect.DeepEqual(c, w) {
+				t.Fatalf("UnmarshalEnvelopeCells(%q): %s[%q] = %#v, the map holds %#v (present %v)", b, role.name, col, c, v, ok)
+			}
+		}
+	}
 }

@@ -27,12 +27,31 @@ func (s *Skipped) Error() string { return "skipped: " + s.Reason }
 // Meta.Source. Errors: *RecordError (the record goes to the dead-letter queue) or
 // *Skipped.
 func (m *Mapping) Apply(env *schemas.Envelope, version int64, position string, nowMs int64) (Output, error) {
+	rows := schemas.Rows{Index: m.index}
+	rows.Reset()
+	for c, i := range m.index {
+		for _, r := range []struct {
+			m     map[string]any
+			cells []schemas.Cell
+		}{{env.Key, rows.Key}, {env.Before, rows.Before}, {env.After, rows.After}} {
+			if v, ok := r.m[c]; ok {
+				r.cells[i] = schemas.CellOf(v)
+			}
+		}
+	}
+	return m.ApplyRows(env, &rows, version, position, nowMs)
+}
+
+// ApplyRows is Apply of a change whose key, before and after rows were decoded into
+// rows by schemas.UnmarshalEnvelopeCells with Index (env's own maps are not read):
+// the same change gives the same output as through Apply.
+func (m *Mapping) ApplyRows(env *schemas.Envelope, rows *schemas.Rows, version int64, position string, nowMs int64) (Output, error) {
 	switch env.Op {
 	case schemas.OpCreate, schemas.OpUpdate, schemas.OpRead, schemas.OpDelete:
 	default:
 		return Output{}, &Skipped{Reason: "op " + string(env.Op) + " has no canonical counterpart"}
 	}
-	key, kerr := m.entityKey(env)
+	key, kerr := m.entityKey(env, rows)
 	if kerr != nil {
 		return Output{}, kerr
 	}
@@ -47,7 +66,7 @@ func (m *Mapping) Apply(env *schemas.Envelope, version int64, position string, n
 		meta(doc)
 		return Output{Key: key, Op: schemas.OpDelete, Doc: doc}, nil
 	}
-	row := env.After
+	row := rows.After
 	var rerr *RecordError
 	fail := func() *RecordError {
 		if rerr == nil {
@@ -55,8 +74,8 @@ func (m *Mapping) Apply(env *schemas.Envelope, version int64, position string, n
 		}
 		return rerr
 	}
-	for _, c := range m.columns {
-		if _, ok := row[c]; !ok {
+	for i, c := range m.columns {
+		if row[m.colSlots[i]].Kind == schemas.CellAbsent {
 			fail().Missing = append(fail().Missing, c)
 		}
 	}
@@ -84,19 +103,20 @@ func (m *Mapping) Apply(env *schemas.Envelope, version int64, position string, n
 
 // entityKey joins the key columns' values, read from the change's key (or, for a
 // source that sends no key map, its row).
-func (m *Mapping) entityKey(env *schemas.Envelope) (string, *RecordError) {
+func (m *Mapping) entityKey(env *schemas.Envelope, rows *schemas.Rows) (string, *RecordError) {
 	var b strings.Builder
 	b.WriteString(m.keyPrefix)
 	for i, c := range m.key {
-		v, ok := env.Key[c]
-		if !ok {
-			v, ok = env.After[c]
+		j := m.keySlots[i]
+		v := rows.Key[j]
+		if v.Kind == schemas.CellAbsent {
+			v = rows.After[j]
 		}
-		if !ok {
-			v, ok = env.Before[c]
+		if v.Kind == schemas.CellAbsent {
+			v = rows.Before[j]
 		}
-		s := text(v)
-		if !ok || s == "" {
+		s := v.Text(text)
+		if v.Kind == schemas.CellAbsent || s == "" {
 			return "", &RecordError{Mapping: m.Name, Fields: []FieldError{{Field: "key", Column: c, Reason: "key column empty or missing"}}}
 		}
 		if i > 0 {

@@ -64,14 +64,22 @@ type Mapping struct {
 	keyHash   []string
 	fields    []*field
 	columns   []string // every column a field reads, for drift detection
+	index     map[string]int
+	keySlots  []int
+	colSlots  []int // slots of columns
 }
+
+// Index maps every source column Apply reads (mapped, derived-from and key columns)
+// to its cell in the rows ApplyRows takes (schemas.Rows.Index). The caller must not
+// modify it.
+func (m *Mapping) Index() map[string]int { return m.index }
 
 // field is one compiled target field.
 type field struct {
 	name     string // JSON name in the entity
 	from     []string
 	required bool
-	conv     func(row map[string]any) (any, string) // value, or a reason
+	conv     func(row []schemas.Cell) (any, string) // value, or a reason
 }
 
 // FieldError is why one field of one record could not be mapped.
@@ -174,6 +182,25 @@ func Compile(s *Spec, env *Env) (*Mapping, error) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	m.index = map[string]int{}
+	slot := func(c string) int {
+		i, ok := m.index[c]
+		if !ok {
+			i = len(m.index)
+			m.index[c] = i
+		}
+		return i
+	}
+	for _, c := range s.Key {
+		m.keySlots = append(m.keySlots, slot(c))
+	}
+	for _, n := range names {
+		for _, c := range append(append([]string{}, s.Fields[n].From...), s.Fields[n].DeriveFrom) {
+			if c != "" {
+				slot(c)
+			}
+		}
+	}
 	cols := map[string]bool{}
 	for _, n := range names {
 		fs := s.Fields[n]
@@ -182,7 +209,7 @@ func Compile(s *Spec, env *Env) (*Mapping, error) {
 			addf(s.at(n), "%s has no such field (fields: %s)", s.Entity, strings.Join(sortedKeys(targets), ", "))
 			continue
 		}
-		f, err := compileField(n, fs, t, env)
+		f, err := compileField(n, fs, t, env, m.index)
 		if err != nil {
 			addf(s.at(n), "%v", err)
 			continue
@@ -196,6 +223,9 @@ func Compile(s *Spec, env *Env) (*Mapping, error) {
 		}
 	}
 	sort.Strings(m.columns)
+	for _, c := range m.columns {
+		m.colSlots = append(m.colSlots, m.index[c])
+	}
 	if len(errs) > 0 {
 		return nil, errors.New(strings.Join(errs, "\n"))
 	}
@@ -279,7 +309,7 @@ func compatible(typ string, t reflect.Type) bool {
 	return false
 }
 
-func compileField(name string, fs FieldSpec, t reflect.Type, env *Env) (*field, error) {
+func compileField(name string, fs FieldSpec, t reflect.Type, env *Env, index map[string]int) (*field, error) {
 	typ := fs.Type
 	if typ == "" {
 		if fs.Dict != "" && t == typeInt {
@@ -417,12 +447,13 @@ func compileField(name string, fs FieldSpec, t reflect.Type, env *Env) (*field, 
 	}
 	switch {
 	case fs.Const != nil:
-		f.conv = func(map[string]any) (any, string) { return constVal, "" }
+		f.conv = func([]schemas.Cell) (any, string) { return constVal, "" }
 	case typ == TypeList:
-		f.conv = func(row map[string]any) (any, string) {
+		slots := slotsOf(index, fs.From)
+		f.conv = func(row []schemas.Cell) (any, string) {
 			var out []any // []any and map[string]any: what the envelope encoder writes
-			for _, c := range fs.From {
-				s := text(row[c])
+			for j, c := range fs.From {
+				s := row[slots[j]].Text(text)
 				if s == "" {
 					continue
 				}
@@ -448,10 +479,11 @@ func compileField(name string, fs FieldSpec, t reflect.Type, env *Env) (*field, 
 			return out, ""
 		}
 	case typ == TypeMap:
-		f.conv = func(row map[string]any) (any, string) {
+		slots := slotsOf(index, fs.From)
+		f.conv = func(row []schemas.Cell) (any, string) {
 			out := make(map[string]any, len(fs.From))
-			for _, c := range fs.From {
-				if s := text(row[c]); s != "" {
+			for j, c := range fs.From {
+				if s := row[slots[j]].Text(text); s != "" {
 					out[c] = s
 				}
 			}
@@ -461,17 +493,20 @@ func compileField(name string, fs FieldSpec, t reflect.Type, env *Env) (*field, 
 			return out, ""
 		}
 	default:
-		var col string
+		col, deriveCol := -1, -1
 		if len(fs.From) == 1 {
-			col = fs.From[0]
+			col = index[fs.From[0]]
 		}
-		f.conv = func(row map[string]any) (any, string) {
+		if fs.DeriveFrom != "" {
+			deriveCol = index[fs.DeriveFrom]
+		}
+		f.conv = func(row []schemas.Cell) (any, string) {
 			s := ""
-			if col != "" {
-				s = text(row[col])
+			if col >= 0 {
+				s = row[col].Text(text)
 			}
 			if s == "" && derive != nil {
-				if v, ok := derive(text(row[fs.DeriveFrom])); ok {
+				if v, ok := derive(row[deriveCol].Text(text)); ok {
 					s = v
 				}
 			}
@@ -494,6 +529,15 @@ func compileField(name string, fs FieldSpec, t reflect.Type, env *Env) (*field, 
 		}
 	}
 	return f, nil
+}
+
+// slotsOf is the cells of columns.
+func slotsOf(index map[string]int, columns []string) []int {
+	out := make([]int, len(columns))
+	for i, c := range columns {
+		out[i] = index[c]
+	}
+	return out
 }
 
 // converter returns the conversion of one non-empty text value.

@@ -38,6 +38,16 @@ func benchHouseholds(b *testing.B) int {
 
 var benchData *dataset
 
+// benchDataset generates the benchmarks' province once per process.
+func benchDataset(b *testing.B) *dataset {
+	if benchData == nil {
+		cfg := gentest.RoundTripConfig()
+		cfg.Households = benchHouseholds(b)
+		benchData = generate(b, cfg)
+	}
+	return benchData
+}
+
 // BenchmarkTransformStages measures, over the same raw changes of a generated province
 // (national households, persons, measures and every department dataset) in the same
 // kfake cluster and run, the throughput of
@@ -56,12 +66,7 @@ var benchData *dataset
 //
 //	go test -run '^$' -bench TransformStages -benchtime 1x -count 3 ./transforms/monitor/
 func BenchmarkTransformStages(b *testing.B) {
-	if benchData == nil {
-		cfg := gentest.RoundTripConfig()
-		cfg.Households = benchHouseholds(b)
-		benchData = generate(b, cfg)
-	}
-	d := benchData
+	d := benchDataset(b)
 	k := testenv.Kafka(b)
 	brokers := k.Brokers()
 	set, err := mapping.Load(mapping.Embedded, &mapping.Env{})
@@ -300,3 +305,44 @@ func waitCommitted(b *testing.B, brokers []string, group string, topics []string
 // benchMonitorBatch is the monitor's batch size in the all_rules stage
 // (SHOUWANG_BENCH_MONITOR_BATCH; 0: the default).
 var benchMonitorBatch = func() int { n, _ := strconv.Atoi(os.Getenv("SHOUWANG_BENCH_MONITOR_BATCH")); return n }()
+
+// BenchmarkTransformCPU measures the transform pipeline's per-change work alone
+// (decode the raw envelope, map, validate, encode the canonical envelope) over the
+// stage benchmark's raw changes, in batches of 1,000 on every core, without Kafka.
+//
+//	go test -run '^$' -bench TransformCPU ./transforms/monitor/
+func BenchmarkTransformCPU(b *testing.B) {
+	d := benchDataset(b)
+	set, err := mapping.Load(mapping.Embedded, &mapping.Env{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sets atomic.Pointer[mapping.Set]
+	sets.Store(set)
+	prod, err := bus.NewProducer(bus.Options{Brokers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close()
+	w, err := pipeline.New(pipeline.Options{Name: "bench", TopicPrefix: prefix, ClientID: prefix, Producer: prod, Mappings: &sets,
+		Now: func() time.Time { return d.now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	msgs := make([]bus.Message, len(d.raw))
+	for i, m := range d.raw {
+		m.Offset = int64(i)
+		msgs[i] = m
+	}
+	b.ResetTimer()
+	for range b.N {
+		for i := 0; i < len(msgs); i += 1000 {
+			out := w.Transform(msgs[i:min(i+1000, len(msgs))])
+			if len(out) == 0 {
+				b.Fatal("no output")
+			}
+		}
+	}
+	b.ReportMetric(float64(len(msgs))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(len(msgs))/float64(b.N), "ns/event")
+}

@@ -159,7 +159,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	defer cons.Close()
 	w.log.Info("transform pipeline started", "inputs", len(inputs), "group", w.Group())
-	l := Loop{Consumer: cons, Producer: w.o.Producer, BatchSize: w.o.BatchSize, Linger: w.o.Linger, Transform: w.transform,
+	l := Loop{Consumer: cons, Producer: w.o.Producer, BatchSize: w.o.BatchSize, Linger: w.o.Linger, Transform: w.Transform,
 		Committed: func(_ int, start time.Time) { w.m.batch.Observe(time.Since(start).Seconds()) }}
 	if err := l.Run(ctx); err != nil {
 		return fmt.Errorf("pipeline %s: %w", w.o.Name, err)
@@ -274,9 +274,9 @@ func (l Loop) send(ctx context.Context, work <-chan loopBatch) error {
 	return nil
 }
 
-// transform maps a batch; every input gives zero or one output message (canonical or
+// Transform maps a batch; every input gives zero or one output message (canonical or
 // dead letter), in input order. Large batches are mapped by one goroutine per CPU.
-func (w *Worker) transform(batch []bus.Message) []bus.Message {
+func (w *Worker) Transform(batch []bus.Message) []bus.Message {
 	set := w.o.Mappings.Load()
 	now := w.o.Now().UnixMilli()
 	res := make([]bus.Message, len(batch))
@@ -310,6 +310,10 @@ func (w *Worker) transform(batch []bus.Message) []bus.Message {
 	return out
 }
 
+// rowsPool holds the decoded rows of raw changes (only the columns a mapping reads
+// are decoded, into cells, without building the row maps).
+var rowsPool = sync.Pool{New: func() any { return new(schemas.Rows) }}
+
 // Version is the canonical version of the change at a raw record's offset: offsets
 // grow along a partition, and one raw key always lands in one partition, so versions
 // grow along each entity's changes and repeat exactly on redelivery and replay.
@@ -324,11 +328,14 @@ func (w *Worker) one(set *mapping.Set, m bus.Message, now int64) (bus.Message, b
 	if !ok {
 		return w.dead(m, "", "no_mapping", fmt.Sprintf("the reloaded mapping set %s no longer maps %s.%s", set.Where(), in[0], in[1])), true
 	}
-	env, err := schemas.UnmarshalEnvelope(m.Value)
+	rows := rowsPool.Get().(*schemas.Rows)
+	defer rowsPool.Put(rows)
+	rows.Index = mp.Index()
+	env, err := schemas.UnmarshalEnvelopeCells(m.Value, rows)
 	if err != nil {
 		return w.dead(m, mp.Name, "decode", err.Error()), true
 	}
-	o, err := mp.Apply(env, Version(m.Offset), position(env), now)
+	o, err := mp.ApplyRows(env, rows, Version(m.Offset), position(env), now)
 	var skip *mapping.Skipped
 	var rerr *mapping.RecordError
 	switch {
