@@ -195,10 +195,13 @@ func Compile(s *Spec, env *Env) (*Mapping, error) {
 		m.keySlots = append(m.keySlots, slot(c))
 	}
 	for _, n := range names {
-		for _, c := range append(append([]string{}, s.Fields[n].From...), s.Fields[n].DeriveFrom) {
-			if c != "" {
-				slot(c)
-			}
+		// Every from column gets a cell, the empty name too (a list or map field reads
+		// a row's "" member; a single-column field ignores it, see compileField).
+		for _, c := range s.Fields[n].From {
+			slot(c)
+		}
+		if c := s.Fields[n].DeriveFrom; c != "" {
+			slot(c)
 		}
 	}
 	cols := map[string]bool{}
@@ -494,7 +497,7 @@ func compileField(name string, fs FieldSpec, t reflect.Type, env *Env, index map
 		}
 	default:
 		col, deriveCol := -1, -1
-		if len(fs.From) == 1 {
+		if len(fs.From) == 1 && fs.From[0] != "" {
 			col = index[fs.From[0]]
 		}
 		if fs.DeriveFrom != "" {

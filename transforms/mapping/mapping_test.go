@@ -224,3 +224,43 @@ func TestApplyDepartmentFact(t *testing.T) {
 		t.Errorf("unknown region: %v", err)
 	}
 }
+
+// TestEmptyColumnName: a field mapped from the empty column name is ignored by a
+// single-column field and read as the row's "" member by a map field, whichever cell
+// the key columns take.
+func TestEmptyColumnName(t *testing.T) {
+	spec, err := ParseSpec("empty.yaml", []byte(`mapping: t.empty
+version: 1
+source: s
+table: t
+entity: department_fact
+key: [record_no]
+fields:
+  department: {const: yibao}
+  dataset: {const: settlement}
+  id_no: id_no
+  region_code: ""
+  values: {from: [record_no, ""]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Compile(spec, &Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := schemas.UnmarshalEnvelope([]byte(`{"v":1,"op":"c","source":{"system":"s","table":"t"},"after":{"record_no":"R1","id_no":"11010519491231002X","":"E"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.Apply(env, 1, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := out.Doc["region_code"]; ok {
+		t.Errorf("region_code read from the empty column: %v", out.Doc["region_code"])
+	}
+	if v := out.Doc["values"].(map[string]any); v[""] != "E" || v["record_no"] != "R1" {
+		t.Errorf("values: %v", v)
+	}
+}
