@@ -482,8 +482,9 @@ func (h *harness) runUntil(w *Worker, want int64) {
 	go func() { done <- w.Run(ctx) }()
 	deadline := time.After(3 * time.Minute)
 	for {
+		// Ready first: before it has loaded its state, a worker reports nothing waiting.
 		n, waiting := w.Progress()
-		if n >= want && waiting == 0 {
+		if w.Ready() && n >= want && waiting == 0 {
 			break
 		}
 		select {
@@ -694,4 +695,56 @@ func indexOf(d *dataset, entity, key string) int {
 		}
 	}
 	panic("no " + entity + " " + key)
+}
+
+// TestMonitorCrashAroundCommit: a run that stops after making its first events and
+// before committing them has sent none of them (a restarted state would know nothing
+// of them and never withdraw them); one that stops after the commit and before
+// sending finds them in the outbox at the restart and sends them. Either way the
+// restart ends with the reference's open set, each issue opened once.
+func TestMonitorCrashAroundCommit(t *testing.T) {
+	for _, stage := range []string{"before commit", "after commit"} {
+		t.Run(strings.ReplaceAll(stage, " ", "_"), func(t *testing.T) {
+			h := newHarness(t)
+			d := h.d
+			h.produce(d.changes)
+			n := int64(len(d.changes))
+			want := reference(t, d, h.rules, h.warn, nil)
+
+			crashAt = func(s string) bool { return s == stage }
+			defer func() { crashAt = nil }()
+			dir := t.TempDir()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			if err := h.worker("x", dir).Run(ctx); err == nil || !strings.Contains(err.Error(), "crash "+stage) {
+				t.Fatalf("run: %v, want the injected crash", err)
+			}
+			if got := readOutcome(t, h.k); len(got.issues)+len(got.warnings)+len(got.discrepancies) != 0 {
+				t.Fatalf("a run that sent nothing yet put out %v", got.events)
+			}
+			st, err := openState(filepath.Join(dir, "monitor.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			outbox := len(st.outbox)
+			var applied int64
+			for _, off := range st.offsets {
+				applied += off
+			}
+			st.close()
+			if (stage == "after commit") != (outbox > 0) {
+				t.Fatalf("crash %s left %d events in the outbox", stage, outbox)
+			}
+
+			crashAt = nil
+			h.runUntil(h.worker("x", dir), n-applied)
+			got := readOutcome(t, h.k)
+			compareOpen(t, "after the crash", got, want)
+			for id, c := range got.opened {
+				if c != 1 {
+					t.Errorf("issue %s opened %d times", id, c)
+				}
+			}
+		})
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/schemas"
 	"github.com/shouwang/shouwang/transforms/rules"
 	"github.com/shouwang/shouwang/transforms/warnings"
@@ -27,6 +28,10 @@ const (
 	bucketMeasures = "measures_of" // household key → warnings.KeyList of measure keys
 	bucketDirty    = "dirty"       // household key → unix ms it first changed since its last evaluation
 	bucketMeta     = "meta"        // "meta" → metaRecord
+	// bucketOutbox holds the events of the last commit (8-byte sequence → encoded
+	// message): they are committed with the state that produced them and sent after
+	// the commit, and sent again when a restart finds them (see state.outbox).
+	bucketOutbox = "outbox"
 )
 
 // metaRecord says what the last full evaluation was made with.
@@ -58,6 +63,10 @@ type state struct {
 	buckets map[string]map[string]any // bucket → key → record (pointer types)
 	dirty   map[string]map[string]bool
 	offsets map[string]int64
+	// outbox is written by commit in place of the previous one: the events made by
+	// the changes since the last commit. Loaded, it holds the events of the last
+	// commit, which a crash may have kept from being sent.
+	outbox []bus.Message
 }
 
 // openState opens (creating) the state file and loads it.
@@ -112,6 +121,15 @@ func (s *state) load() error {
 			case bucketOffsets:
 				return b.ForEach(func(k, v []byte) error {
 					s.offsets[string(k)] = int64(binary.BigEndian.Uint64(v))
+					return nil
+				})
+			case bucketOutbox:
+				return b.ForEach(func(k, v []byte) error {
+					m, err := decodeOutMessage(v)
+					if err != nil {
+						return fmt.Errorf("bucket %s key %x: %w", bn, k, err)
+					}
+					s.outbox = append(s.outbox, m)
 					return nil
 				})
 			}
@@ -211,6 +229,22 @@ func (s *state) commit() error {
 				}
 			}
 		}
+		if err := tx.DeleteBucket([]byte(bucketOutbox)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		if len(s.outbox) > 0 {
+			xb, err := tx.CreateBucket([]byte(bucketOutbox))
+			if err != nil {
+				return err
+			}
+			for i, m := range s.outbox {
+				var k [8]byte
+				binary.BigEndian.PutUint64(k[:], uint64(i))
+				if err := xb.Put(k[:], encodeOutMessage(m)); err != nil {
+					return err
+				}
+			}
+		}
 		ob, err := tx.CreateBucketIfNotExists([]byte(bucketOffsets))
 		if err != nil {
 			return err
@@ -229,6 +263,43 @@ func (s *state) commit() error {
 	}
 	s.dirty = map[string]map[string]bool{}
 	return nil
+}
+
+// clearOutbox empties the outbox on disk (its events have been sent).
+func (s *state) clearOutbox() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte(bucketOutbox)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		return nil
+	})
+}
+
+// encodeOutMessage encodes an outbox message: topic, key and value, each preceded by
+// its length as a uvarint (monitor events carry no headers).
+func encodeOutMessage(m bus.Message) []byte {
+	b := make([]byte, 0, len(m.Topic)+len(m.Key)+len(m.Value)+3*binary.MaxVarintLen32)
+	for _, f := range [][]byte{[]byte(m.Topic), m.Key, m.Value} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+func decodeOutMessage(b []byte) (bus.Message, error) {
+	var f [3][]byte
+	for i := range f {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			return bus.Message{}, errors.New("truncated outbox message")
+		}
+		f[i] = append([]byte(nil), b[w:w+int(n)]...)
+		b = b[w+int(n):]
+	}
+	if len(b) != 0 {
+		return bus.Message{}, errors.New("outbox message with trailing bytes")
+	}
+	return bus.Message{Topic: string(f[0]), Key: f[1], Value: f[2]}, nil
 }
 
 // warningsStore is the warnings engine's view of the state.
