@@ -131,9 +131,18 @@ func TestMonitorKill9Converges(t *testing.T) {
 			msgs = append(msgs, bus.Message{Topic: rawHH, Key: []byte(hh), Value: b})
 		}
 	}
-	if err := p.Produce(ctx, msgs...); err != nil {
-		t.Fatal(err)
+	// The input arrives in parts, one before each of the first rounds, so that every
+	// round has changes to apply and households to evaluate when it is killed (on a
+	// fast machine the whole input is applied before the first kill otherwise).
+	const parts = 8
+	producePart := func(i int) {
+		t.Helper()
+		lo, hi := i*len(msgs)/parts, (i+1)*len(msgs)/parts
+		if err := p.Produce(ctx, msgs[lo:hi]...); err != nil {
+			t.Fatal(err)
+		}
 	}
+	nextPart := 0
 
 	var cfg strings.Builder
 	cfg.WriteString("kafka:\n  brokers:\n")
@@ -181,6 +190,10 @@ func TestMonitorKill9Converges(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	kills := 0
 	for round := 0; round < 15 && kills < 3; round++ {
+		if nextPart < parts {
+			producePart(nextPart)
+			nextPart++
+		}
 		before := size(issuesTopic)
 		proc := startRoleProc(t, bin, "transform", cfgPath, log)
 		time.Sleep(300*time.Millisecond + time.Duration(rng.IntN(3000))*time.Millisecond)
@@ -199,6 +212,9 @@ func TestMonitorKill9Converges(t *testing.T) {
 	}
 	if kills == 0 {
 		t.Fatal("the monitor was never killed mid-stream: the test proved nothing")
+	}
+	for ; nextPart < parts; nextPart++ {
+		producePart(nextPart)
 	}
 	// Last run: until the state file says every canonical record is applied and
 	// evaluated, then a clean stop.
