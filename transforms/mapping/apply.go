@@ -29,13 +29,11 @@ func (s *Skipped) Error() string { return "skipped: " + s.Reason }
 func (m *Mapping) Apply(env *schemas.Envelope, version int64, position string, nowMs int64) (Output, error) {
 	rows := schemas.Rows{Index: m.index}
 	rows.Reset()
-	for c, i := range m.index {
-		for _, r := range []struct {
-			m     map[string]any
-			cells []schemas.Cell
-		}{{env.Key, rows.Key}, {env.Before, rows.Before}, {env.After, rows.After}} {
-			if v, ok := r.m[c]; ok {
-				r.cells[i] = schemas.CellOf(v)
+	for j, row := range []map[string]any{env.Key, env.Before, env.After} {
+		cells := [][]schemas.Cell{rows.Key, rows.Before, rows.After}[j]
+		for c, i := range m.index {
+			if v, ok := row[c]; ok {
+				cells[i] = schemas.CellOf(v)
 			}
 		}
 	}

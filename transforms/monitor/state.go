@@ -229,7 +229,7 @@ func (s *state) commit() error {
 				}
 			}
 		}
-		if err := tx.DeleteBucket([]byte(bucketOutbox)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		if err := dropOutbox(tx); err != nil {
 			return err
 		}
 		if len(s.outbox) > 0 {
@@ -266,13 +266,14 @@ func (s *state) commit() error {
 }
 
 // clearOutbox empties the outbox on disk (its events have been sent).
-func (s *state) clearOutbox() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket([]byte(bucketOutbox)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
-			return err
-		}
-		return nil
-	})
+func (s *state) clearOutbox() error { return s.db.Update(dropOutbox) }
+
+// dropOutbox deletes the outbox bucket, if there is one.
+func dropOutbox(tx *bolt.Tx) error {
+	if err := tx.DeleteBucket([]byte(bucketOutbox)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		return err
+	}
+	return nil
 }
 
 // encodeOutMessage encodes an outbox message: topic, key and value, each preceded by
