@@ -376,29 +376,7 @@ func uniq(s []string) []string {
 
 // topicSize is the number of messages in a topic (end minus start offsets).
 func topicSize(ctx context.Context, opts bus.Options, topic string) (int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(opts.Brokers...), Timeout: 10 * time.Second}
-	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", topic, err)
-	}
-	var reqs []kafka.OffsetRequest
-	for _, t := range md.Topics {
-		for _, p := range t.Partitions {
-			reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-		}
-	}
-	offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", topic, err)
-	}
-	var n int64
-	for _, po := range offs.Topics[topic] {
-		if po.Error != nil {
-			return 0, fmt.Errorf("size of %s partition %d: %w", topic, po.Partition, po.Error)
-		}
-		n += po.LastOffset - po.FirstOffset
-	}
-	return n, nil
+	return bus.TopicSize(ctx, opts, topic)
 }
 
 func (d *demo) onBatch(conn string, n int) {

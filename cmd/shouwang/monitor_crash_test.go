@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/ident"
@@ -131,10 +134,10 @@ func TestMonitorKill9Converges(t *testing.T) {
 			msgs = append(msgs, bus.Message{Topic: rawHH, Key: []byte(hh), Value: b})
 		}
 	}
-	// The input arrives in parts, one before each of the first rounds, so that every
+	// The input arrives in parts, one during each of the first rounds, so that every
 	// round has changes to apply and households to evaluate when it is killed (on a
 	// fast machine the whole input is applied before the first kill otherwise).
-	const parts = 8
+	const parts = 12
 	producePart := func(i int) {
 		t.Helper()
 		lo, hi := i*len(msgs)/parts, (i+1)*len(msgs)/parts
@@ -149,7 +152,7 @@ func TestMonitorKill9Converges(t *testing.T) {
 	for _, a := range k.Brokers() {
 		fmt.Fprintf(&cfg, "    - %q\n", a)
 	}
-	cfg.WriteString("  topic_prefix: " + prefix + "\n  partitions: 2\n  replication_factor: 1\nmetrics:\n  addr: 127.0.0.1:0\nregions:\n  province: \"51\"\nstate:\n  dir: ./state\n" +
+	cfg.WriteString("  topic_prefix: " + prefix + "\n  session_timeout: 1s\n  partitions: 2\n  replication_factor: 1\nmetrics:\n  addr: 127.0.0.1:0\nregions:\n  province: \"51\"\nstate:\n  dir: ./state\n" +
 		"pipelines:\n  - name: registry\n    inputs: [" + raw + ", " + rawHH + "]\n    mapping: embedded\n    outputs: [person, household]\n" +
 		"monitor:\n  settle: 100ms\n  max_delay: 1s\n  as_of: \"2024-07-01\"\n")
 	cfgPath := filepath.Join(dir, "transform.yaml")
@@ -168,11 +171,20 @@ func TestMonitorKill9Converges(t *testing.T) {
 		t.Fatalf(format+"\n%s", append(args, logTailOf(logPath, 30))...)
 	}
 	size := func(topic string) int64 {
-		c, err := topicSize(ctx, opts, topic)
-		if err != nil {
-			return 0
+		t.Helper()
+		var err error
+		for range 5 {
+			var c int64
+			switch c, err = topicSize(ctx, opts, topic); {
+			case err == nil:
+				return c
+			case errors.Is(err, kafka.UnknownTopicOrPartition):
+				return 0 // the worker has not created it yet
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		return c
+		failWithLog("%v", err)
+		return 0
 	}
 	// applied is how many canonical records the monitor's state file says it applied.
 	applied := func(st monitor.StateSummary) int64 {
@@ -185,18 +197,24 @@ func TestMonitorKill9Converges(t *testing.T) {
 		return sum
 	}
 
-	// Kill at random moments until three kills landed while the monitor was
-	// producing issues (some out, input not all applied).
+	// Kill at random moments until three kills landed mid-stream: the monitor had
+	// committed progress in that round (so it was past joining its group and re-sending
+	// its outbox, which alone also adds issue events) and still had records to apply or
+	// households to evaluate.
 	rng := rand.New(rand.NewPCG(3, 4))
 	kills := 0
-	for round := 0; round < 15 && kills < 3; round++ {
+	var lastApplied int64
+	for round := 0; round < parts && kills < 3; round++ {
+		before := size(issuesTopic)
+		proc := startRoleProc(t, bin, "transform", cfgPath, log)
+		// The killed member's session (1s) expires and both groups rejoin, then the
+		// next part arrives and the kill lands while it is mapped, applied or evaluated.
+		time.Sleep(1500 * time.Millisecond)
 		if nextPart < parts {
 			producePart(nextPart)
 			nextPart++
 		}
-		before := size(issuesTopic)
-		proc := startRoleProc(t, bin, "transform", cfgPath, log)
-		time.Sleep(300*time.Millisecond + time.Duration(rng.IntN(3000))*time.Millisecond)
+		time.Sleep(50*time.Millisecond + time.Duration(rng.IntN(700))*time.Millisecond)
 		if err := proc.kill(); err != nil {
 			failWithLog("%v", err)
 		}
@@ -205,10 +223,13 @@ func TestMonitorKill9Converges(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after a kill: %v", err)
 		}
-		t.Logf("round %d: killed with %d canonical records, %d applied by the monitor, %d issue events", round, size(canon)+size(canonHH), applied(st), after)
-		if after > before && applied(st) < n+n/3 {
+		records := size(canon) + size(canonHH)
+		t.Logf("round %d: killed with %d canonical records, %d applied by the monitor, %d households waiting, %d issue events",
+			round, records, applied(st), st.Waiting, after)
+		if applied(st) > lastApplied && after > before && (applied(st) < records || st.Waiting > 0) {
 			kills++
 		}
+		lastApplied = applied(st)
 	}
 	if kills == 0 {
 		t.Fatal("the monitor was never killed mid-stream: the test proved nothing")
@@ -223,10 +244,15 @@ func TestMonitorKill9Converges(t *testing.T) {
 			failWithLog("the monitor never finished the canonical topic")
 		}
 		proc := startRoleProc(t, bin, "transform", cfgPath, log)
+		deadline := time.Now().Add(2 * time.Minute)
 		for stable, last := 0, int64(-1); stable < 3; {
 			time.Sleep(time.Second)
 			if err := proc.exitedEarly(); err != nil {
 				failWithLog("%v", err)
+			}
+			if time.Now().After(deadline) {
+				failWithLog("final run %d: after 2 minutes %d of %d persons and %d of %d households are mapped, %d issue events",
+					attempt, size(canon), n, size(canonHH), n/3, size(issuesTopic))
 			}
 			if c := size(issuesTopic); c == last && size(canon) >= n && size(canonHH) >= n/3 {
 				stable++
@@ -248,9 +274,12 @@ func TestMonitorKill9Converges(t *testing.T) {
 		}
 		total := size(canon) + size(canonHH)
 		if applied(st) == total && st.Waiting == 0 {
+			if st.Outbox != 0 {
+				t.Fatalf("final run %d stopped cleanly with %d events of its last commit still in the outbox: a clean stop sends them", attempt, st.Outbox)
+			}
 			break
 		}
-		t.Logf("final run %d stopped with %d of %d canonical records applied, %d households waiting", attempt, applied(st), total, st.Waiting)
+		t.Logf("final run %d stopped with %d of %d canonical records applied, %d households waiting, %d events in the outbox", attempt, applied(st), total, st.Waiting, st.Outbox)
 	}
 
 	// The reference: an uninterrupted monitor over a copy of the same canonical topic.

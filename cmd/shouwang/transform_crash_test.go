@@ -78,7 +78,7 @@ func TestTransformKill9LosesNothing(t *testing.T) {
 	for _, a := range k.Brokers() {
 		fmt.Fprintf(&cfg, "    - %q\n", a)
 	}
-	cfg.WriteString("  topic_prefix: tx\n  partitions: 2\n  replication_factor: 1\nmetrics:\n  addr: 127.0.0.1:0\nregions:\n  province: \"11\"\nstate:\n  dir: ./state\n" +
+	cfg.WriteString("  topic_prefix: tx\n  session_timeout: 1s\n  partitions: 2\n  replication_factor: 1\nmetrics:\n  addr: 127.0.0.1:0\nregions:\n  province: \"11\"\nstate:\n  dir: ./state\n" +
 		"pipelines:\n  - name: registry\n    inputs: [tx.raw.national.person]\n    mapping: embedded\n    outputs: [person]\n")
 	cfgPath := filepath.Join(dir, "transform.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {

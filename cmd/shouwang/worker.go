@@ -68,7 +68,7 @@ func newWorker(ctx context.Context, cfg *config.Config, log *slog.Logger, metric
 			return nil, err
 		}
 		// The in-process broker speaks plain Kafka: no TLS, no SASL.
-		w.busOpts = bus.Options{Brokers: w.embedded.Brokers(), ClientID: cfg.Kafka.ClientID, Registerer: w.reg, Logger: log}
+		w.busOpts = bus.Options{Brokers: w.embedded.Brokers(), ClientID: cfg.Kafka.ClientID, SessionTimeout: cfg.Kafka.SessionTimeout.D(), Registerer: w.reg, Logger: log}
 	}
 	if w.producer, err = bus.NewProducer(w.busOpts); err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
@@ -91,7 +91,7 @@ func newWorker(ctx context.Context, cfg *config.Config, log *slog.Logger, metric
 
 // busOptions maps the kafka section of the configuration onto the bus.
 func busOptions(k config.Kafka) bus.Options {
-	return bus.Options{Brokers: k.Brokers, ClientID: k.ClientID,
+	return bus.Options{Brokers: k.Brokers, ClientID: k.ClientID, SessionTimeout: k.SessionTimeout.D(),
 		TLSEnabled: k.TLS.Enabled, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
 		InsecureSkipVerify: k.TLS.InsecureSkipVerify,
 		SASLMechanism:      k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password}

@@ -364,6 +364,38 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
+// TopicSize sees a topic created after an earlier call (it reads fresh metadata; the
+// demo once shared kafka-go's default transport, whose cached metadata reported a new
+// topic as empty for seconds) and names a missing topic.
+func TestTopicSize(t *testing.T) {
+	ctx := ctxFor(t, 30*time.Second)
+	o := testOpts(newCluster(t, kfake.SeedTopics(2, "t.first")))
+	if n, err := TopicSize(ctx, o, "t.first"); err != nil || n != 0 {
+		t.Fatalf("TopicSize of an empty topic = %d, %v; want 0", n, err)
+	}
+	if err := EnsureTopics(ctx, o, TopicSpec{Name: "t.later", Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewProducer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var msgs []Message
+	for i := range 7 {
+		msgs = append(msgs, Message{Topic: "t.later", Key: []byte(fmt.Sprint(i)), Value: []byte("v")})
+	}
+	if err := p.Produce(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := TopicSize(ctx, o, "t.later"); err != nil || n != 7 {
+		t.Errorf("TopicSize of a topic created and filled after the first call = %d, %v; want 7", n, err)
+	}
+	if _, err := TopicSize(ctx, o, "no.such.topic"); err == nil || !strings.Contains(err.Error(), "no.such.topic") {
+		t.Errorf("TopicSize of a missing topic: %v, want an error naming it", err)
+	}
+}
+
 func TestPartitionConsumerSeeksAndRebalances(t *testing.T) {
 	ctx := ctxFor(t, 90*time.Second)
 	o := testOpts(newCluster(t, kfake.SeedTopics(4, "t.part")))

@@ -45,9 +45,9 @@ func NewGroupConsumer(opts Options, group string, topics []string) (*Consumer, e
 		// CommitInterval 0 makes CommitMessages synchronous; FetchMessage never commits.
 		CommitInterval:    0,
 		StartOffset:       kafka.FirstOffset,
-		HeartbeatInterval: time.Second,
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
+		HeartbeatInterval: c.opts.heartbeatInterval(),
+		SessionTimeout:    c.opts.SessionTimeout,
+		RebalanceTimeout:  c.opts.SessionTimeout,
 		JoinGroupBackoff:  500 * time.Millisecond,
 		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { c.opts.Logger.Debug("kafka-go: "+fmt.Sprintf(f, a...), "group", group) }),
 	})

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -41,7 +42,8 @@ type Embedded struct {
 // StartEmbedded starts kfake and announces loudly that it is not production Kafka. The
 // broker lives until Close or until ctx is done.
 func StartEmbedded(ctx context.Context, o EmbeddedOptions) (*Embedded, error) {
-	opts := []kfake.Opt{kfake.NumBrokers(1)}
+	// kafka.session_timeout may go down to a second (kfake's own floor is 6s).
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(time.Second)}
 	if o.Port > 0 {
 		opts = append(opts, kfake.Ports(o.Port))
 	}

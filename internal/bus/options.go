@@ -46,7 +46,13 @@ const (
 	DefaultMaxAttempts     = 5
 	DefaultRetryMaxElapsed = 30 * time.Second
 	DefaultDialTimeout     = 10 * time.Second
+	DefaultSessionTimeout  = 10 * time.Second
 )
+
+// heartbeatInterval is a third of the session timeout, at most a second.
+func (o Options) heartbeatInterval() time.Duration {
+	return min(time.Second, o.SessionTimeout/3)
+}
 
 // Options configures producers, consumers and topic administration. The zero value of
 // every tuning field means "use the default"; Brokers is required.
@@ -87,6 +93,10 @@ type Options struct {
 	Compression string
 	// DialTimeout bounds connecting (and the SASL/TLS handshake) to one broker.
 	DialTimeout time.Duration
+	// SessionTimeout is how long a consumer group waits for a silent member before it
+	// rebalances the member's partitions to the others; it also bounds a rebalance.
+	// Heartbeats go every SessionTimeout/3, at most every second.
+	SessionTimeout time.Duration
 
 	// Registerer receives the bus metrics (see metrics.go). Nil means metrics are counted
 	// but not exported.
@@ -117,6 +127,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.SessionTimeout <= 0 {
+		o.SessionTimeout = DefaultSessionTimeout
 	}
 	if o.ClientID == "" {
 		o.ClientID = "shouwang"

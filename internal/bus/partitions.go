@@ -95,9 +95,9 @@ func (pc *PartitionConsumer) Run(ctx context.Context, fn PartitionFunc) error {
 		Dialer:            pc.c.dialer,
 		Topics:            pc.topics,
 		StartOffset:       kafka.FirstOffset,
-		HeartbeatInterval: time.Second,
-		SessionTimeout:    10 * time.Second,
-		RebalanceTimeout:  10 * time.Second,
+		HeartbeatInterval: pc.c.opts.heartbeatInterval(),
+		SessionTimeout:    pc.c.opts.SessionTimeout,
+		RebalanceTimeout:  pc.c.opts.SessionTimeout,
 		JoinGroupBackoff:  500 * time.Millisecond,
 		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { log.Debug("kafka-go: " + fmt.Sprintf(f, a...)) }),
 	})

@@ -135,24 +135,64 @@ func names(specs []TopicSpec) []string {
 // Partitions returns the number of partitions of topic, or an error naming it when the
 // topic does not exist.
 func Partitions(ctx context.Context, opts Options, topic string) (int, error) {
+	var n int
+	err := withTopic(ctx, opts, topic, "metadata", func(_ *kafka.Client, t kafka.Topic) error {
+		n = len(t.Partitions)
+		return nil
+	})
+	return n, err
+}
+
+// TopicSize is the number of messages a topic holds now (end minus start offset, summed
+// over its partitions), or an error naming it when the topic does not exist. Each call
+// reads fresh metadata, so a topic created a moment ago is seen.
+func TopicSize(ctx context.Context, opts Options, topic string) (int64, error) {
+	var n int64
+	err := withTopic(ctx, opts, topic, "size", func(client *kafka.Client, t kafka.Topic) error {
+		var reqs []kafka.OffsetRequest
+		for _, p := range t.Partitions {
+			reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+		}
+		offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+		if err != nil {
+			return err
+		}
+		for _, po := range offs.Topics[topic] {
+			if po.Error != nil {
+				return fmt.Errorf("partition %d: %w", po.Partition, po.Error)
+			}
+			n += po.LastOffset - po.FirstOffset
+		}
+		return nil
+	})
+	return n, err
+}
+
+// withTopic reads fresh metadata of topic (a transport of its own, no cache) and calls
+// fn with a client and the topic; errors name the topic and what was asked.
+func withTopic(ctx context.Context, opts Options, topic, what string, fn func(*kafka.Client, kafka.Topic) error) error {
 	c, err := newConn(opts)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	tr := c.transport()
 	defer tr.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(c.opts.Brokers...), Transport: tr}
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return 0, fmt.Errorf("bus: metadata of topic %q: %w", topic, err)
+		return fmt.Errorf("bus: %s of topic %q: %w", what, topic, err)
 	}
 	for _, t := range meta.Topics {
-		if t.Name == topic {
-			if t.Error != nil {
-				return 0, fmt.Errorf("bus: metadata of topic %q: %w", topic, t.Error)
-			}
-			return len(t.Partitions), nil
+		if t.Name != topic {
+			continue
 		}
+		if t.Error != nil {
+			return fmt.Errorf("bus: %s of topic %q: %w", what, topic, t.Error)
+		}
+		if err := fn(client, t); err != nil {
+			return fmt.Errorf("bus: %s of topic %q: %w", what, topic, err)
+		}
+		return nil
 	}
-	return 0, fmt.Errorf("bus: metadata of topic %q: %w", topic, kafka.UnknownTopicOrPartition)
+	return fmt.Errorf("bus: %s of topic %q: %w", what, topic, kafka.UnknownTopicOrPartition)
 }

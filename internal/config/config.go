@@ -135,6 +135,10 @@ type Kafka struct {
 	ReplicationFactor int `yaml:"replication_factor"`
 	// ClientID names this deployment in broker logs and quotas (default "shouwang").
 	ClientID string `yaml:"client_id"`
+	// SessionTimeout is how long a consumer group waits for a silent member (a worker
+	// killed without leaving) before handing its partitions to the others (default 10s;
+	// 1s to 5m, and within the brokers' group.min/max.session.timeout.ms).
+	SessionTimeout Duration `yaml:"session_timeout"`
 }
 
 // TLS configures transport security towards Kafka.

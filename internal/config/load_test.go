@@ -84,7 +84,7 @@ func TestUnknownKeyNamesPathAndLine(t *testing.T) {
 		t.Fatal("unknown keys must be errors")
 	}
 	want := []string{
-		`c.yaml:4: kafka.topic_prefx: unknown key "topic_prefx" (valid keys here: brokers, client_id, embedded, partitions, replication_factor, sasl, tls, topic_prefix)`,
+		`c.yaml:4: kafka.topic_prefx: unknown key "topic_prefx" (valid keys here: brokers, client_id, embedded, partitions, replication_factor, sasl, session_timeout, tls, topic_prefix)`,
 		`c.yaml:11: sources[0].mysql.serverid: unknown key "serverid" (valid keys here: dsn, flavor, gtid, heartbeat_interval, reload, server_id, snapshot, snapshot, tables)`,
 	}
 	got := strings.Split(err.Error(), "\n")

@@ -29,6 +29,7 @@ const (
 	DefaultBatchSize         = 500
 	DefaultStartupGrace      = 2 * time.Minute
 	DefaultHouseholds        = 1000
+	DefaultSessionTimeout    = 10 * time.Second
 )
 
 // SetDefaults fills every unset field that has a default. Parse calls it before
@@ -47,6 +48,9 @@ func (c *Config) SetDefaults() {
 	}
 	if k.ClientID == "" {
 		k.ClientID = DefaultClientID
+	}
+	if k.SessionTimeout == 0 {
+		k.SessionTimeout = Duration(DefaultSessionTimeout)
 	}
 	if c.Metrics.Addr == "" {
 		c.Metrics.Addr = DefaultMetricsAddr
@@ -377,6 +381,7 @@ func (v *validator) kafka() {
 	}
 	v.intRange("kafka.partitions", k.Partitions, 1, 1000)
 	v.intRange("kafka.replication_factor", k.ReplicationFactor, 1, 7)
+	v.durRange("kafka.session_timeout", k.SessionTimeout, time.Second, 5*time.Minute)
 	if k.TLS.CertFile != "" && k.TLS.KeyFile == "" {
 		v.addf("kafka.tls.key_file", "required when kafka.tls.cert_file is set (mutual TLS needs both)")
 	}

@@ -186,6 +186,7 @@ func TestValidationRules(t *testing.T) {
 		{"topic prefix missing", []edit{{"  topic_prefix: sc\n", ""}}, "kafka.topic_prefix: required"},
 		{"partitions", []edit{{"topic_prefix: sc", "topic_prefix: sc\n  partitions: 5000"}}, "kafka.partitions: 5000 is out of range: must be between 1 and 1000"},
 		{"replication", []edit{{"topic_prefix: sc", "topic_prefix: sc\n  replication_factor: -1"}}, "kafka.replication_factor: -1 is out of range: must be between 1 and 7"},
+		{"session timeout", []edit{{"topic_prefix: sc", "topic_prefix: sc\n  session_timeout: 200ms"}}, "kafka.session_timeout: 200ms is out of range: must be between 1s and 5m"},
 		{"sasl mechanism", []edit{{"topic_prefix: sc", "topic_prefix: sc\n  sasl: {mechanism: gssapi, username: u, password: p}"}}, `kafka.sasl.mechanism: "gssapi" is not valid: use one of plain, scram-sha-256, scram-sha-512`},
 		{"sasl password", []edit{{"topic_prefix: sc", "topic_prefix: sc\n  sasl: {mechanism: plain, username: u}"}}, "kafka.sasl.password: required when SASL is configured"},
 		{"tls half pair", []edit{{"topic_prefix: sc", "topic_prefix: sc\n  tls: {enabled: true, cert_file: c.pem}"}}, "kafka.tls.key_file: required when kafka.tls.cert_file is set"},

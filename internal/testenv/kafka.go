@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -62,7 +63,9 @@ func StartKafka(opts ...KafkaOption) (*KafkaCluster, error) {
 	if cfg.brokers < 1 {
 		return nil, fmt.Errorf("testenv: StartKafka: WithBrokers(%d): need at least one broker", cfg.brokers)
 	}
-	kopts := []kfake.Opt{kfake.NumBrokers(cfg.brokers)}
+	// Consumer groups may use session timeouts down to a second, so that tests that
+	// kill a worker see its partitions move without kfake's default 6 s floor.
+	kopts := []kfake.Opt{kfake.NumBrokers(cfg.brokers), kfake.GroupMinSessionTimeout(time.Second)}
 	if cfg.autoCreate {
 		kopts = append(kopts, kfake.AllowAutoTopicCreation())
 	}

@@ -748,3 +748,45 @@ func TestMonitorCrashAroundCommit(t *testing.T) {
 		})
 	}
 }
+
+// A stop asked for between a commit and the sending of its events (SIGTERM) still
+// sends them before Run returns, and the clean stop leaves the outbox empty: a
+// stopped monitor owes nothing to the next start (before, the events stayed behind
+// until a next start that a decommissioned worker never has).
+func TestMonitorStopAfterCommitSends(t *testing.T) {
+	h := newHarness(t)
+	d := h.d
+	h.produce(d.changes)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	stopped := false
+	crashAt = func(s string) bool {
+		if s == "after commit" && !stopped {
+			stopped = true
+			cancel()
+		}
+		return false
+	}
+	defer func() { crashAt = nil }()
+	dir := t.TempDir()
+	if err := h.worker("x", dir).Run(ctx); err != nil {
+		t.Fatalf("run stopped after a commit: %v, want nil", err)
+	}
+	if !stopped {
+		t.Fatal("the run never committed events: the test proved nothing")
+	}
+	st, err := ReadState(filepath.Join(dir, "monitor.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Outbox != 0 {
+		t.Errorf("a clean stop left %d events in the outbox", st.Outbox)
+	}
+	sent := 0
+	for _, n := range readOutcome(t, h.k).events {
+		sent += n
+	}
+	if sent == 0 {
+		t.Fatal("the events committed before the stop were not sent")
+	}
+}

@@ -348,6 +348,9 @@ type StateSummary struct {
 	Offsets map[string]int64
 	// Waiting is the number of households changed but not yet evaluated.
 	Waiting int
+	// Outbox is the number of events of the last commit kept for sending again: 0
+	// after a clean stop (they were sent), the next start sends them after a kill.
+	Outbox int
 }
 
 // ReadState summarises the state file at path without changing it. It waits up to
@@ -370,6 +373,9 @@ func ReadState(path string, timeout time.Duration) (StateSummary, error) {
 		}
 		if b := tx.Bucket([]byte(bucketDirty)); b != nil {
 			sum.Waiting = b.Stats().KeyN
+		}
+		if b := tx.Bucket([]byte(bucketOutbox)); b != nil {
+			sum.Outbox = b.Stats().KeyN
 		}
 		return nil
 	})

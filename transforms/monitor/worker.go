@@ -422,6 +422,9 @@ func (w *Worker) offsetOf(_ context.Context, topic string, partition int) (int64
 	return off, ok, nil
 }
 
+// stopSendTimeout bounds sending a committed batch's events after a stop was asked for.
+const stopSendTimeout = 30 * time.Second
+
 // crashAt, set by tests, makes flush stop as a crash would at a stage ("before
 // commit": events made, nothing committed; "after commit": committed, nothing sent)
 // when it returns true.
@@ -487,7 +490,16 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 		return errors.New("monitor: test: crash after commit")
 	}
 	if len(r.out) > 0 {
-		if err := w.o.Producer.Produce(ctx, r.out...); err != nil {
+		err := w.o.Producer.Produce(ctx, r.out...)
+		if err != nil && ctx.Err() != nil {
+			// Stopping: what is committed is sent before the worker exits (a kill
+			// leaves it to the next start). Events sent before the stop go again,
+			// with the same IDs and versions.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopSendTimeout)
+			err = w.o.Producer.Produce(sctx, r.out...)
+			cancel()
+		}
+		if err != nil {
 			return fmt.Errorf("monitor: produce %d events (committed with the state; a restart sends them again): %w", len(r.out), err)
 		}
 		r.out = r.out[:0]
