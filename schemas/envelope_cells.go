@@ -3,6 +3,7 @@ package schemas
 import (
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 // CellKind is the JSON kind of one decoded column value.
@@ -142,7 +143,7 @@ func (d *decoder) cell(row []Cell, i int, keep bool) error {
 	case c == '"':
 		s, err := d.str()
 		if err == nil && keep {
-			row[i] = Cell{Kind: CellString, S: string(s)}
+			row[i] = Cell{Kind: CellString, S: d.cellText(s)}
 		}
 		return err
 	case c == 't' || c == 'f':
@@ -163,7 +164,7 @@ func (d *decoder) cell(row []Cell, i int, keep bool) error {
 	case c == '-' || '0' <= c && c <= '9':
 		lit, err := d.number()
 		if err == nil && keep {
-			row[i] = Cell{Kind: CellNumber, S: string(lit)}
+			row[i] = Cell{Kind: CellNumber, S: d.cellText(lit)}
 		}
 		return err
 	}
@@ -172,4 +173,25 @@ func (d *decoder) cell(row []Cell, i int, keep bool) error {
 		row[i] = Cell{Kind: CellOther, V: v}
 	}
 	return err
+}
+
+// cellText copies a cell's text into the decode's arena and returns it as a string
+// viewing those bytes: one allocation for the cells of a change instead of one per
+// cell. This is strings.Builder's technique: the viewed bytes are never written again
+// (the arena only grows, into a fresh array when full, and is dropped after the
+// decode), so the strings are as immutable as any.
+func (d *decoder) cellText(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if cap(d.arena)-len(d.arena) < len(b) {
+		// Doubling from 512 bytes, but no more than the rest of the input can still
+		// bring (unescaping only shrinks text; an invalid UTF-8 byte grows to three,
+		// and then the arena just grows again).
+		n := min(max(512, 2*cap(d.arena)), len(d.data)-d.off+64)
+		d.arena = make([]byte, 0, max(n, len(b)))
+	}
+	off := len(d.arena)
+	d.arena = append(d.arena, b...)
+	return unsafe.String(&d.arena[off], len(b))
 }

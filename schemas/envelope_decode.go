@@ -93,7 +93,10 @@ type decoder struct {
 	// (UnmarshalEnvelopeCells); full records whether each map (key, before, after)
 	// would be non-empty, for validation.
 	rows *Rows
-	full [3]bool
+	// arena holds the text of the cells of one decode, each cell's string a view of
+	// its bytes (see cellText); it is never reused, only appended to.
+	arena []byte
+	full  [3]bool
 }
 
 var decoderPool = sync.Pool{New: func() any {
@@ -108,7 +111,7 @@ func getDecoder(b []byte) *decoder {
 
 func putDecoder(d *decoder) {
 	d.data = nil
-	d.rows, d.full = nil, [3]bool{}
+	d.rows, d.full, d.arena = nil, [3]bool{}, nil
 	// Do not keep decoded values reachable from the pool; an error may have left
 	// members or elements on the stacks.
 	clear(d.members[:cap(d.members)])

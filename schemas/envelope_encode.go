@@ -38,6 +38,10 @@ type envEncoder struct {
 	key, before, aftr keyCache
 	vals              []any
 	nested            []string
+	// row, when set by MarshalEnvelopeFields, is written as the after row (the before
+	// row when rowDelete) in place of the envelope's map.
+	row       Fields
+	rowDelete bool
 }
 
 // keyCache remembers the sorted key sets of the last maps encoded in one role: a
@@ -109,13 +113,25 @@ func (enc *envEncoder) appendEnvelope(b []byte, e *Envelope) ([]byte, error) {
 			return b, err
 		}
 	}
-	if len(e.Before) > 0 {
+	switch {
+	case enc.rowDelete && len(enc.row) > 0:
+		b = append(b, `,"before":`...)
+		if b, err = enc.appendFields(b, enc.row, 1); err != nil {
+			return b, err
+		}
+	case len(e.Before) > 0:
 		b = append(b, `,"before":`...)
 		if b, err = enc.appendMap(b, e.Before, &enc.before, 1); err != nil {
 			return b, err
 		}
 	}
-	if len(e.After) > 0 {
+	switch {
+	case !enc.rowDelete && len(enc.row) > 0:
+		b = append(b, `,"after":`...)
+		if b, err = enc.appendFields(b, enc.row, 1); err != nil {
+			return b, err
+		}
+	case len(e.After) > 0:
 		b = append(b, `,"after":`...)
 		if b, err = enc.appendMap(b, e.After, &enc.aftr, 1); err != nil {
 			return b, err
@@ -310,6 +326,14 @@ func (enc *envEncoder) appendValue(b []byte, v any, depth int) ([]byte, error) {
 			return b, errTooDeep
 		}
 		return enc.appendNested(b, x, depth+1)
+	case Fields:
+		if x == nil {
+			return append(b, "null"...), nil
+		}
+		if depth >= maxFastDepth {
+			return b, errTooDeep
+		}
+		return enc.appendFields(b, x, depth+1)
 	case []any:
 		if x == nil {
 			return append(b, "null"...), nil

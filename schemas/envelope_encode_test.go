@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,6 +65,53 @@ func checkSame(t testing.TB, e *Envelope) {
 	if err != nil || string(app) != "prefix"+string(want) {
 		t.Fatalf("AppendJSON = %s, %v; want prefix%s", app, err, want)
 	}
+	checkSameFields(t, e, want, werr)
+}
+
+// checkSameFields encodes e's row (before for a delete, after otherwise) given as
+// Fields, sorted (nested maps too) and reversed, through MarshalEnvelopeFields: the
+// bytes or error of json.Marshal(e) either way.
+func checkSameFields(t testing.TB, e *Envelope, want []byte, werr error) {
+	t.Helper()
+	if e == nil {
+		return
+	}
+	c := *e
+	row := c.After
+	if c.Op == OpDelete {
+		row, c.Before = c.Before, nil
+	} else {
+		c.After = nil
+	}
+	sorted := toFields(row, 0)
+	reversed := slices.Clone(sorted)
+	slices.Reverse(reversed)
+	for _, f := range []Fields{sorted, reversed} {
+		got, gerr := MarshalEnvelopeFields(&c, f)
+		switch {
+		case (werr == nil) != (gerr == nil) || werr != nil && werr.Error() != gerr.Error():
+			t.Fatalf("MarshalEnvelopeFields error %v, json.Marshal error %v", gerr, werr)
+		case werr == nil && !bytes.Equal(got, want):
+			t.Fatalf("MarshalEnvelopeFields differs from json.Marshal:\n got %s\nwant %s", got, want)
+		}
+	}
+}
+
+// toFields turns a map into Fields sorted by name, nested maps too (down to a depth
+// past the fast encoder's, so that deep and cyclic maps reach its fallback).
+func toFields(m map[string]any, depth int) Fields {
+	if m == nil {
+		return nil
+	}
+	f := make(Fields, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v := m[k]
+		if n, ok := v.(map[string]any); ok && n != nil && depth < 2*maxFastDepth {
+			v = toFields(n, depth+1)
+		}
+		f = append(f, Field{Name: k, Value: v})
+	}
+	return f
 }
 
 type namedString string
@@ -233,7 +282,7 @@ func FuzzEnvelopeMarshal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s1, s2, s3 string, i int64, u uint64, fbits uint64, num string, raw []byte, shape uint8) {
 		fl := math.Float64frombits(fbits)
 		vals := []any{s1, s2, s3, i, u, fl, float32(fl), json.Number(num), raw, nil, shape&1 == 1,
-			[]any{s3, i, fl}, map[string]any{s2: s1, s3: u}, int(i), uint32(u)}
+			[]any{s3, i, fl}, map[string]any{s2: s1, s3: u}, int(i), uint32(u), Fields{{s2, s1}, {s3, fl}, {s1, Fields{{s1, i}}}}, Fields(nil)}
 		row := map[string]any{}
 		for j, v := range vals {
 			if shape&2 != 0 && j%3 == 0 {

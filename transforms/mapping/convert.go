@@ -245,6 +245,41 @@ var ymLayouts = []string{"200601", "2006-01", "2006/1", "2006-1", "2006.1", "200
 // parseYM returns YYYYMM from YYYYMM, YYYY-MM, 2024年5月 or any date form.
 func parseYM(s string) (string, error) {
 	s = strings.TrimSpace(s)
+	if ym, ok := fastYM(s); ok {
+		return ym, nil
+	}
+	return parseYMLayouts(s)
+}
+
+// fastYM handles YYYYMM, YYYY-MM and YYYY-MM-DD (what departments and capture send
+// most) without trying layouts one after another, each failure of which allocates its
+// error; ok is false for anything else, which goes through the layouts (with the same
+// result).
+func fastYM(s string) (string, bool) {
+	digits := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	validMonth := func(m string) bool { return m >= "01" && m <= "12" }
+	switch {
+	case len(s) == 6 && digits(s) && validMonth(s[4:]):
+		return s, true
+	case len(s) == 7 && s[4] == '-' && digits(s[:4]) && digits(s[5:]) && validMonth(s[5:]):
+		return s[:4] + s[5:], true
+	case len(s) == 10 && s[4] == '-' && s[7] == '-':
+		if d, ok := fastDate(s); ok {
+			return d[:4] + d[5:7], true
+		}
+	}
+	return "", false
+}
+
+// parseYMLayouts is parseYM without the fast path.
+func parseYMLayouts(s string) (string, error) {
 	for _, l := range ymLayouts {
 		if t, err := time.Parse(l, s); err == nil {
 			return t.Format("200601"), nil

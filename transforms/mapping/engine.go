@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,6 +68,17 @@ type Mapping struct {
 	index     map[string]int
 	keySlots  []int
 	colSlots  []int // slots of columns
+	layout    []int // the document's members in name order (see layoutOf)
+	ref       []byte
+}
+
+// Ref is "name@version", the mapping as the header of its outputs names it; shared,
+// the caller must not modify it.
+func (m *Mapping) Ref() []byte {
+	if m.ref == nil {
+		return []byte(m.Name + "@" + strconv.Itoa(m.Version))
+	}
+	return m.ref
 }
 
 // Index maps every source column Apply reads (mapped, derived-from and key columns)
@@ -226,6 +238,8 @@ func Compile(s *Spec, env *Env) (*Mapping, error) {
 		}
 	}
 	sort.Strings(m.columns)
+	m.layout = layoutOf(m.fields)
+	m.ref = []byte(m.Name + "@" + strconv.Itoa(m.Version))
 	for _, c := range m.columns {
 		m.colSlots = append(m.colSlots, m.index[c])
 	}

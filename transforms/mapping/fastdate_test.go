@@ -31,3 +31,21 @@ func TestFastDateForms(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFastYM checks the year-month fast path against the layouts it stands in for.
+func FuzzFastYM(f *testing.F) {
+	for _, s := range []string{"202406", "202413", "202400", "000001", "2024-06", "2024-6", "2024-13", "2024-06-15", "2024-02-30",
+		"20240", "2024年6月", "2024/06", "2024-06-15 10:00:00", "abcdef", "2024-0a"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := fastYM(s)
+		if !ok {
+			return
+		}
+		want, err := parseYMLayouts(s)
+		if err != nil || got != want {
+			t.Fatalf("fastYM(%q) = %q, layouts give %q, %v", s, got, want, err)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -39,6 +40,29 @@ func TestApplyRowsEqualsApply(t *testing.T) {
 		co, cerr := mp.ApplyRows(cells, rows, 9, "p", 1)
 		if !reflect.DeepEqual(wo, co) || !reflect.DeepEqual(werr, cerr) {
 			t.Fatalf("%s %s:\nApply     %v / %v\nApplyRows %v / %v", mp.Name, b, wo, werr, co, cerr)
+		}
+		// The pipeline's path: the document as sorted Fields, encoded without a map,
+		// gives the bytes of the map document.
+		fo, ferr := mp.ApplyFields(cells, rows, 9, "p", 1, nil)
+		if !reflect.DeepEqual(ferr, cerr) {
+			t.Fatalf("%s %s: ApplyFields error %v, ApplyRows error %v", mp.Name, b, ferr, cerr)
+		}
+		if werr == nil {
+			ce := schemas.Envelope{V: 1, Op: wo.Op, Source: cells.Source, Key: map[string]any{"key": wo.Key}, Schema: schemas.SchemaRef{Name: "x", Version: 1}, TsMs: 1}
+			bare := ce
+			if wo.Op == schemas.OpDelete {
+				ce.Before = wo.Doc
+			} else {
+				ce.After = wo.Doc
+			}
+			want, err := ce.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := schemas.MarshalEnvelopeFields(&bare, fo.Fields)
+			if err != nil || !bytes.Equal(got, want) || fo.Key != wo.Key || fo.Op != wo.Op {
+				t.Fatalf("%s %s: ApplyFields encodes as\n%s (%v, key %s)\nthe map document as\n%s (key %s)", mp.Name, b, got, err, fo.Key, want, wo.Key)
+			}
 		}
 		if werr != nil {
 			failed++

@@ -64,6 +64,8 @@ type Worker struct {
 	log    *slog.Logger
 	m      *workerMetrics
 	topics map[string][2]string // raw topic → (source, table)
+	// outTopics is the canonical topic of every entity (read-only once built).
+	outTopics map[string]string
 }
 
 type workerMetrics struct {
@@ -108,7 +110,11 @@ func New(o Options) (*Worker, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	w := &Worker{o: o, log: o.Logger.With("pipeline", o.Name), m: newMetrics(o.Registerer, o.Name), topics: map[string][2]string{}}
+	w := &Worker{o: o, log: o.Logger.With("pipeline", o.Name), m: newMetrics(o.Registerer, o.Name), topics: map[string][2]string{},
+		outTopics: map[string]string{}}
+	for _, e := range schemas.Entities() {
+		w.outTopics[e.Name] = e.Topic(o.TopicPrefix)
+	}
 	set := o.Mappings.Load()
 	if len(o.Inputs) > 0 {
 		for _, in := range o.Inputs {
@@ -310,9 +316,15 @@ func (w *Worker) Transform(batch []bus.Message) []bus.Message {
 	return out
 }
 
-// rowsPool holds the decoded rows of raw changes (only the columns a mapping reads
-// are decoded, into cells, without building the row maps).
-var rowsPool = sync.Pool{New: func() any { return new(schemas.Rows) }}
+// scratch is one change's working space: its decoded rows (only the columns a mapping
+// reads, into cells, without building the row maps) and the canonical document (sorted
+// members, encoded without a map).
+type scratch struct {
+	rows schemas.Rows
+	doc  schemas.Fields
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // Version is the canonical version of the change at a raw record's offset: offsets
 // grow along a partition, and one raw key always lands in one partition, so versions
@@ -328,14 +340,19 @@ func (w *Worker) one(set *mapping.Set, m bus.Message, now int64) (bus.Message, b
 	if !ok {
 		return w.dead(m, "", "no_mapping", fmt.Sprintf("the reloaded mapping set %s no longer maps %s.%s", set.Where(), in[0], in[1])), true
 	}
-	rows := rowsPool.Get().(*schemas.Rows)
-	defer rowsPool.Put(rows)
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	rows := &sc.rows
 	rows.Index = mp.Index()
 	env, err := schemas.UnmarshalEnvelopeCells(m.Value, rows)
 	if err != nil {
 		return w.dead(m, mp.Name, "decode", err.Error()), true
 	}
-	o, err := mp.ApplyRows(env, rows, Version(m.Offset), position(env), now)
+	o, err := mp.ApplyFields(env, rows, Version(m.Offset), position(env), now, sc.doc)
+	if o.Fields != nil {
+		sc.doc = o.Fields
+		defer clear(sc.doc) // values of this change are not kept reachable from the pool
+	}
 	var skip *mapping.Skipped
 	var rerr *mapping.RecordError
 	switch {
@@ -354,24 +371,23 @@ func (w *Worker) one(set *mapping.Set, m bus.Message, now int64) (bus.Message, b
 	case err != nil:
 		return w.dead(m, mp.Name, "mapping", err.Error()), true
 	}
-	topic := mp.Entity.Topic(w.o.TopicPrefix)
-	if err := w.protect(topic, mp.Entity.Name, o.Doc); err != nil {
+	topic, ok := w.outTopics[mp.Entity.Name]
+	if !ok {
+		topic = mp.Entity.Topic(w.o.TopicPrefix)
+	}
+	if err := w.protect(topic, mp.Entity.Name, o.Fields); err != nil {
 		return w.dead(m, mp.Name, "pii", err.Error()), true
 	}
+	// The document goes in as after (before for a delete).
 	ce := schemas.Envelope{V: schemas.EnvelopeVersion, Op: o.Op, Source: env.Source, Key: map[string]any{"key": o.Key},
 		Schema: schemas.SchemaRef{Name: mp.Entity.Name, Version: mp.Entity.Version}, TsMs: now}
-	if o.Op == schemas.OpDelete {
-		ce.Before = o.Doc
-	} else {
-		ce.After = o.Doc
-	}
-	b, err := ce.Marshal()
+	b, err := schemas.MarshalEnvelopeFields(&ce, o.Fields)
 	if err != nil {
 		return w.dead(m, mp.Name, "encode", err.Error()), true
 	}
 	w.m.out.WithLabelValues(topic, string(o.Op)).Inc()
 	return bus.Message{Topic: topic, Key: []byte(o.Key), Value: b,
-		Headers: []bus.Header{{Key: "shouwang-mapping", Value: []byte(mp.Name + "@" + strconv.Itoa(mp.Version))}}}, true
+		Headers: []bus.Header{{Key: "shouwang-mapping", Value: mp.Ref()}}}, true
 }
 
 // piiFields lists, per entity, the fields that hold ID numbers, phones and disability
@@ -382,12 +398,13 @@ var piiFields = map[string]map[string]pii.Kind{
 	"department_fact": {"id_no": pii.KindIDNumber},
 }
 
-func (w *Worker) protect(topic, entity string, doc map[string]any) error {
+func (w *Worker) protect(topic, entity string, doc schemas.Fields) error {
 	if w.o.Protect == nil {
 		return nil
 	}
 	for f, k := range piiFields[entity] {
-		s, ok := doc[f].(string)
+		v, _ := doc.Get(f)
+		s, ok := v.(string)
 		if !ok || s == "" {
 			continue
 		}
@@ -395,7 +412,7 @@ func (w *Worker) protect(topic, entity string, doc map[string]any) error {
 		if err != nil {
 			return fmt.Errorf("protect %s: %w", f, err)
 		}
-		doc[f] = p
+		doc.Set(f, p)
 	}
 	return nil
 }
@@ -424,15 +441,25 @@ func (w *Worker) dead(m bus.Message, mappingName, reason, why string) bus.Messag
 // position is the readable source position of a raw change.
 func position(e *schemas.Envelope) string {
 	s := e.Source
+	var buf [96]byte
+	b := buf[:0]
 	switch {
 	case s.BinlogFile != "":
-		return fmt.Sprintf("%s:%d#%d", s.BinlogFile, s.BinlogPos, s.Seq)
+		b = append(b, s.BinlogFile...)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(s.BinlogPos), 10)
+		b = append(b, '#')
+		b = strconv.AppendInt(b, s.Seq, 10)
 	case s.LSN != "":
-		return fmt.Sprintf("%s#%d", s.LSN, s.Seq)
+		b = append(b, s.LSN...)
+		b = append(b, '#')
+		b = strconv.AppendInt(b, s.Seq, 10)
 	case s.File != "":
-		return fmt.Sprintf("%s:%d", s.File, s.Line)
+		b = append(b, s.File...)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, s.Line, 10)
 	case s.Watermark != "":
 		return "watermark " + s.Watermark
 	}
-	return ""
+	return string(b)
 }

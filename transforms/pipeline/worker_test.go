@@ -218,3 +218,24 @@ func deadLetters(reg *prometheus.Registry) float64 {
 	}
 	return n
 }
+
+// position writes each kind of source position as it always has (the canonical
+// documents' meta source.position, compared by replays).
+func TestPositionForms(t *testing.T) {
+	long := strings.Repeat("x", 120)
+	for _, c := range []struct {
+		src  schemas.Source
+		want string
+	}{
+		{schemas.Source{BinlogFile: "binlog.000012", BinlogPos: 4294967295, Seq: 7}, "binlog.000012:4294967295#7"},
+		{schemas.Source{BinlogFile: long, BinlogPos: 1}, long + ":1#0"},
+		{schemas.Source{LSN: "0/16B3748", Seq: -1}, "0/16B3748#-1"},
+		{schemas.Source{File: "医保/2024-06.csv", Line: 123456789012}, "医保/2024-06.csv:123456789012"},
+		{schemas.Source{Watermark: "2024-06-01T00:00:00Z"}, "watermark 2024-06-01T00:00:00Z"},
+		{schemas.Source{}, ""},
+	} {
+		if got := position(&schemas.Envelope{Source: c.src}); got != c.want {
+			t.Errorf("position(%+v) = %q, want %q", c.src, got, c.want)
+		}
+	}
+}
