@@ -3,8 +3,10 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -58,7 +60,12 @@ func benchDataset(b *testing.B) *dataset {
 //   - mapping: the transform pipeline (transforms/pipeline) with the embedded mappings;
 //   - all_rules: the transform pipeline and the monitor (every default Q-rule,
 //     department warning and comparison, state committed to bbolt) together, until the
-//     monitor has committed every canonical change and evaluated every household.
+//     monitor has committed every canonical change and evaluated every household
+//     (out_events: the warnings, issues and discrepancies it produced);
+//   - passthrough_2hop: the all_rules topology without its work, a reference for it:
+//     the passthrough into the canonical topics and, at the same time, a second
+//     passthrough from the canonical topics into the monitor's issue topic, until the
+//     second has committed every record.
 //
 // Each iteration uses its own topic prefix, filled before the timer starts; events/s is
 // raw changes per second. Run with -benchtime 1x -count N so that the three stages
@@ -145,25 +152,49 @@ func BenchmarkTransformStages(b *testing.B) {
 		b.ReportMetric(0, "ns/op")
 	}
 
+	// canonicalOf maps every raw topic of prefix p to the canonical topic its mapping
+	// writes.
+	canonicalOf := func(b *testing.B, p string, ins []string) map[string]string {
+		out := map[string]string{}
+		for _, tp := range ins {
+			for _, m := range set.Mappings() {
+				for _, src := range m.Inputs {
+					if schemas.RawTopic(p, src[0], src[1]) == tp {
+						out[tp] = m.Entity.Topic(p)
+					}
+				}
+			}
+			if out[tp] == "" {
+				b.Fatalf("no output topic for %s", tp)
+			}
+		}
+		return out
+	}
 	b.Run("passthrough", func(b *testing.B) {
 		for range b.N {
 			p, w, prod := prepare(b, "passthrough")
 			ins, _ := w.Topics()
-			out := map[string]string{}
-			for _, tp := range ins {
-				in := strings.TrimPrefix(tp, p+".raw.")
-				for _, m := range set.Mappings() {
-					for _, src := range m.Inputs {
-						if schemas.RawTopic(p, src[0], src[1]) == tp {
-							out[tp] = m.Entity.Topic(p)
-						}
-					}
-				}
-				if out[tp] == "" {
-					b.Fatalf("no output topic for %s", in)
-				}
+			if err := passThrough(b, brokers, p+"-passthrough", ins, canonicalOf(b, p, ins), prod, n); err != nil {
+				b.Fatal(err)
 			}
-			if err := passThrough(b, brokers, p+"-passthrough", ins, out, prod, n); err != nil {
+		}
+		report(b)
+	})
+	b.Run("passthrough_2hop", func(b *testing.B) {
+		for range b.N {
+			p, w, prod := prepare(b, "passthrough_2hop")
+			ins, _ := w.Topics()
+			first := canonicalOf(b, p, ins)
+			second := map[string]string{}
+			for _, c := range first {
+				second[c] = schemas.QualityIssueTopic(p)
+			}
+			hop := make(chan error, 1)
+			go func() { hop <- passThrough(b, brokers, p+"-hop1", ins, first, prod, n) }()
+			if err := passThrough(b, brokers, p+"-hop2", slices.Sorted(maps.Keys(second)), second, prod, n); err != nil {
+				b.Fatal(err)
+			}
+			if err := <-hop; err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -184,6 +215,7 @@ func BenchmarkTransformStages(b *testing.B) {
 		}
 		report(b)
 	})
+	var events int64 // produced by the monitor in the last all_rules run
 	b.Run("all_rules", func(b *testing.B) {
 		for range b.N {
 			p, w, prod := prepare(b, "all_rules")
@@ -226,8 +258,18 @@ func BenchmarkTransformStages(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			_, monOuts := mon.Topics()
+			events = 0
+			for _, tp := range monOuts {
+				c, err := bus.TopicSize(context.Background(), bus.Options{Brokers: brokers}, tp)
+				if err != nil {
+					b.Fatal(err)
+				}
+				events += c
+			}
 		}
 		report(b)
+		b.ReportMetric(float64(events), "out_events")
 	})
 }
 
