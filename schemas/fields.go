@@ -116,7 +116,7 @@ func MarshalEnvelopeFields(e *Envelope, row Fields) ([]byte, error) {
 	enc := encoderPool.Get().(*envEncoder)
 	enc.row, enc.rowDelete = row, c.Op == OpDelete
 	b, err := enc.appendEnvelope(enc.buf[:0], &c)
-	enc.row = nil
+	enc.row, enc.rowDelete = nil, false
 	if cap(b) <= 1<<20 {
 		enc.buf = b[:0]
 	}

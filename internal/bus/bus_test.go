@@ -1,9 +1,11 @@
 package bus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -577,4 +579,42 @@ func TestStartEmbedded(t *testing.T) {
 	}
 	e.Close()
 	e.Close() // idempotent
+}
+
+// A session timeout the brokers refuse (below group.min.session.timeout.ms) is logged as
+// an error naming the config key, not only retried at debug level for ever.
+func TestRefusedSessionTimeoutLogged(t *testing.T) {
+	var buf lockedBuffer
+	o := testOpts(newCluster(t, kfake.SeedTopics(1, "t.sess"))) // kfake's floor: 6 s
+	o.SessionTimeout = 2 * time.Second
+	o.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	none := func(context.Context, string, int) (int64, bool, error) { return 0, false, nil }
+	pc, err := NewPartitionConsumer(o, "g.sess", []string{"t.sess"}, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err = pc.Run(ctx, func(ctx context.Context, p *Partition) error { return nil })
+	out := buf.String()
+	if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "kafka.session_timeout") {
+		t.Fatalf("run: %v; log has no error naming kafka.session_timeout:\n%s", err, out)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

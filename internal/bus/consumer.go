@@ -47,9 +47,9 @@ func NewGroupConsumer(opts Options, group string, topics []string) (*Consumer, e
 		StartOffset:       kafka.FirstOffset,
 		HeartbeatInterval: c.opts.heartbeatInterval(),
 		SessionTimeout:    c.opts.SessionTimeout,
-		RebalanceTimeout:  c.opts.SessionTimeout,
+		RebalanceTimeout:  c.opts.rebalanceTimeout(),
 		JoinGroupBackoff:  500 * time.Millisecond,
-		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { c.opts.Logger.Debug("kafka-go: "+fmt.Sprintf(f, a...), "group", group) }),
+		ErrorLogger:       c.opts.groupErrorLogger(c.opts.Logger, group),
 	})
 	return &Consumer{group: group, r: r, m: newBusMetrics(c.opts.Registerer)}, nil
 }

@@ -54,6 +54,28 @@ func (o Options) heartbeatInterval() time.Duration {
 	return min(time.Second, o.SessionTimeout/3)
 }
 
+// rebalanceTimeout is how long a rebalance waits for the live members to rejoin: at
+// least 10 s whatever the session timeout, so that a short session (quick failover
+// of a killed worker) does not drop a member that is busy committing a batch.
+func (o Options) rebalanceTimeout() time.Duration {
+	return max(10*time.Second, o.SessionTimeout)
+}
+
+// groupErrorLogger passes kafka-go's consumer group errors to the debug log (joins
+// retried during rebalances are routine), except a session timeout the brokers refuse,
+// which would otherwise leave the worker retrying its join, silently, for ever.
+func (o Options) groupErrorLogger(log *slog.Logger, group string) kafka.Logger {
+	return kafka.LoggerFunc(func(f string, a ...any) {
+		msg := "kafka-go: " + fmt.Sprintf(f, a...)
+		if strings.Contains(msg, "Invalid Session Timeout") {
+			log.Error("bus: the brokers refuse the consumer group's session timeout: set kafka.session_timeout within their group.min.session.timeout.ms and group.max.session.timeout.ms (Kafka's defaults: 6s and 30m)",
+				"group", group, "session_timeout", o.SessionTimeout, "err", msg)
+			return
+		}
+		log.Debug(msg, "group", group)
+	})
+}
+
 // Options configures producers, consumers and topic administration. The zero value of
 // every tuning field means "use the default"; Brokers is required.
 type Options struct {

@@ -97,9 +97,9 @@ func (pc *PartitionConsumer) Run(ctx context.Context, fn PartitionFunc) error {
 		StartOffset:       kafka.FirstOffset,
 		HeartbeatInterval: pc.c.opts.heartbeatInterval(),
 		SessionTimeout:    pc.c.opts.SessionTimeout,
-		RebalanceTimeout:  pc.c.opts.SessionTimeout,
+		RebalanceTimeout:  pc.c.opts.rebalanceTimeout(),
 		JoinGroupBackoff:  500 * time.Millisecond,
-		ErrorLogger:       kafka.LoggerFunc(func(f string, a ...any) { log.Debug("kafka-go: " + fmt.Sprintf(f, a...)) }),
+		ErrorLogger:       pc.c.opts.groupErrorLogger(pc.c.opts.Logger, pc.group),
 	})
 	if err != nil {
 		return fmt.Errorf("bus: partition consumer group %q: %w", pc.group, err)

@@ -137,7 +137,8 @@ type Kafka struct {
 	ClientID string `yaml:"client_id"`
 	// SessionTimeout is how long a consumer group waits for a silent member (a worker
 	// killed without leaving) before handing its partitions to the others (default 10s;
-	// 1s to 5m, and within the brokers' group.min/max.session.timeout.ms).
+	// 1s to 5m, and within the brokers' group.min/max.session.timeout.ms: Kafka's
+	// default minimum is 6s, the embedded broker's 1s).
 	SessionTimeout Duration `yaml:"session_timeout"`
 }
 

@@ -498,6 +498,10 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopSendTimeout)
 			err = w.o.Producer.Produce(sctx, r.out...)
 			cancel()
+			if err != nil {
+				// Run reports a stop, not this error: say what is left behind.
+				w.log.Warn("monitor: stopping with committed events not all sent; the next start sends them", "events", len(r.out), "err", err)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("monitor: produce %d events (committed with the state; a restart sends them again): %w", len(r.out), err)

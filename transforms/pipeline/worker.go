@@ -351,8 +351,10 @@ func (w *Worker) one(set *mapping.Set, m bus.Message, now int64) (bus.Message, b
 	o, err := mp.ApplyFields(env, rows, Version(m.Offset), position(env), now, sc.doc)
 	if o.Fields != nil {
 		sc.doc = o.Fields
-		defer clear(sc.doc) // values of this change are not kept reachable from the pool
 	}
+	// Values of this change are not kept reachable from the pool (a refused record
+	// may have left some in the spare capacity too).
+	defer func() { clear(sc.doc[:cap(sc.doc)]) }()
 	var skip *mapping.Skipped
 	var rerr *mapping.RecordError
 	switch {
