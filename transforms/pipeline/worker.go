@@ -66,6 +66,45 @@ type Worker struct {
 	topics map[string][2]string // raw topic → (source, table)
 	// outTopics is the canonical topic of every entity (read-only once built).
 	outTopics map[string]string
+	// inCount and outCount are the per-topic (and op) counters of the hot path, looked
+	// up once in New (a metric vector's lookup by labels costs more than the count).
+	inCount  map[string]prometheus.Counter
+	outCount map[string]map[schemas.Op]prometheus.Counter
+}
+
+// countIn counts a consumed change of topic.
+func (w *Worker) countIn(topic string) {
+	if c, ok := w.inCount[topic]; ok {
+		c.Inc()
+		return
+	}
+	w.m.in.WithLabelValues(topic).Inc()
+}
+
+// countOut counts a canonical change produced to topic.
+func (w *Worker) countOut(topic string, op schemas.Op) {
+	if c, ok := w.outCount[topic][op]; ok {
+		c.Inc()
+		return
+	}
+	w.m.out.WithLabelValues(topic, string(op)).Inc()
+}
+
+// lookUpCounters fills inCount and outCount for the worker's input topics and every
+// entity's canonical topic.
+func (w *Worker) lookUpCounters() {
+	w.inCount = map[string]prometheus.Counter{}
+	for tp := range w.topics {
+		w.inCount[tp] = w.m.in.WithLabelValues(tp)
+	}
+	w.outCount = map[string]map[schemas.Op]prometheus.Counter{}
+	for _, tp := range w.outTopics {
+		ops := map[schemas.Op]prometheus.Counter{}
+		for _, op := range []schemas.Op{schemas.OpCreate, schemas.OpUpdate, schemas.OpRead, schemas.OpDelete} {
+			ops[op] = w.m.out.WithLabelValues(tp, string(op))
+		}
+		w.outCount[tp] = ops
+	}
 }
 
 type workerMetrics struct {
@@ -123,6 +162,7 @@ func New(o Options) (*Worker, error) {
 			}
 			w.topics[schemas.RawTopic(o.TopicPrefix, in[0], in[1])] = in
 		}
+		w.lookUpCounters()
 		return w, nil
 	}
 	for _, m := range set.Mappings() {
@@ -130,6 +170,7 @@ func New(o Options) (*Worker, error) {
 			w.topics[schemas.RawTopic(o.TopicPrefix, in[0], in[1])] = in
 		}
 	}
+	w.lookUpCounters()
 	return w, nil
 }
 
@@ -290,7 +331,7 @@ func (w *Worker) Transform(batch []bus.Message) []bus.Message {
 	parts := min(runtime.GOMAXPROCS(0), (len(batch)+127)/128)
 	if parts <= 1 {
 		for i, m := range batch {
-			w.m.in.WithLabelValues(m.Topic).Inc()
+			w.countIn(m.Topic)
 			res[i], ok[i] = w.one(set, m, now)
 		}
 	} else {
@@ -300,7 +341,7 @@ func (w *Worker) Transform(batch []bus.Message) []bus.Message {
 			hi := min(lo+size, len(batch))
 			wg.Go(func() {
 				for i := lo; i < hi; i++ {
-					w.m.in.WithLabelValues(batch[i].Topic).Inc()
+					w.countIn(batch[i].Topic)
 					res[i], ok[i] = w.one(set, batch[i], now)
 				}
 			})
@@ -387,7 +428,7 @@ func (w *Worker) one(set *mapping.Set, m bus.Message, now int64) (bus.Message, b
 	if err != nil {
 		return w.dead(m, mp.Name, "encode", err.Error()), true
 	}
-	w.m.out.WithLabelValues(topic, string(o.Op)).Inc()
+	w.countOut(topic, o.Op)
 	return bus.Message{Topic: topic, Key: []byte(o.Key), Value: b,
 		Headers: []bus.Header{{Key: "shouwang-mapping", Value: mp.Ref()}}}, true
 }
