@@ -700,10 +700,11 @@ func indexOf(d *dataset, entity, key string) int {
 // TestMonitorCrashAroundCommit: a run that stops after making its first events and
 // before committing them has sent none of them (a restarted state would know nothing
 // of them and never withdraw them); one that stops after the commit and before
-// sending finds them in the outbox at the restart and sends them. Either way the
-// restart ends with the reference's open set, each issue opened once.
+// sending finds them in the outbox at the restart and sends them; one that stops
+// after sending them has emptied the outbox, so the restart does not send them again.
+// Each way the restart ends with the reference's open set, each issue opened once.
 func TestMonitorCrashAroundCommit(t *testing.T) {
-	for _, stage := range []string{"before commit", "after commit"} {
+	for _, stage := range []string{"before commit", "after commit", "after send"} {
 		t.Run(strings.ReplaceAll(stage, " ", "_"), func(t *testing.T) {
 			h := newHarness(t)
 			d := h.d
@@ -719,8 +720,9 @@ func TestMonitorCrashAroundCommit(t *testing.T) {
 			if err := h.worker("x", dir).Run(ctx); err == nil || !strings.Contains(err.Error(), "crash "+stage) {
 				t.Fatalf("run: %v, want the injected crash", err)
 			}
-			if got := readOutcome(t, h.k); len(got.issues)+len(got.warnings)+len(got.discrepancies) != 0 {
-				t.Fatalf("a run that sent nothing yet put out %v", got.events)
+			sent := readOutcome(t, h.k)
+			if n := len(sent.issues) + len(sent.warnings) + len(sent.discrepancies); (stage == "after send") != (n > 0) {
+				t.Fatalf("a run that crashed %s put out %v", stage, sent.events)
 			}
 			st, err := openState(filepath.Join(dir, "monitor.db"))
 			if err != nil {

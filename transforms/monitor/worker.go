@@ -256,8 +256,18 @@ type run struct {
 	// change, so it grows along each issue's events, and a replay that has read the
 	// same input ends with the same versions.
 	pos int64
-	// outboxSent: every event of the outbox on disk has been sent.
+	// outboxSent: every event of the outbox on disk has been sent, but emptying it
+	// failed.
 	outboxSent bool
+	// crashed: a test crash (crashAt) ended the run, which then leaves the state file
+	// as a kill would.
+	crashed bool
+}
+
+// crash ends the run as a kill at stage would (see crashAt).
+func (r *run) crash(stage string) error {
+	r.crashed = true
+	return errors.New("monitor: test: crash " + stage)
 }
 
 // Run consumes until ctx is done (nil) or producing or committing fails (the error;
@@ -294,14 +304,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Info("monitor: sent the last commit's events again", "events", len(st.outbox))
 		st.outbox = nil
 		r.outboxSent = true
+		r.emptyOutbox()
 	}
-	// On a clean stop, an outbox whose events were all sent is emptied, so that the
-	// next start does not send them once more; after a kill the next start does.
+	// A sent outbox is emptied as soon as it is sent; on a clean stop, once more if
+	// that failed, so that the next start does not send its events again.
 	defer func() {
-		if r.outboxSent {
-			if err := st.clearOutbox(); err != nil {
-				w.log.Warn("monitor: could not empty the sent outbox (the next start sends its events again)", "err", err)
-			}
+		if r.outboxSent && !r.crashed {
+			r.emptyOutbox()
 		}
 	}()
 
@@ -426,8 +435,8 @@ func (w *Worker) offsetOf(_ context.Context, topic string, partition int) (int64
 const stopSendTimeout = 30 * time.Second
 
 // crashAt, set by tests, makes flush stop as a crash would at a stage ("before
-// commit": events made, nothing committed; "after commit": committed, nothing sent)
-// when it returns true.
+// commit": events made, nothing committed; "after commit": committed, nothing sent;
+// "after send": sent, the outbox not yet emptied) when it returns true.
 var crashAt func(stage string) bool
 
 // flush applies a batch, evaluates the waiting households when evaluate is set,
@@ -474,7 +483,7 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 	// household whose persons had not arrived yet, that the restarted state knows
 	// nothing of and so never withdraws.
 	if crashAt != nil && len(r.out) > 0 && crashAt("before commit") {
-		return errors.New("monitor: test: crash before commit")
+		return r.crash("before commit")
 	}
 	start := time.Now()
 	r.st.offsets = offsets
@@ -487,7 +496,7 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 	w.m.commit.Observe(time.Since(start).Seconds())
 	r.outboxSent = false
 	if crashAt != nil && len(r.out) > 0 && crashAt("after commit") {
-		return errors.New("monitor: test: crash after commit")
+		return r.crash("after commit")
 	}
 	if len(r.out) > 0 {
 		err := w.o.Producer.Produce(ctx, r.out...)
@@ -508,6 +517,13 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 		}
 		r.out = r.out[:0]
 		r.outboxSent = true
+		// Sent: empty the outbox now, so that a kill before the next commit does not
+		// make the next start send the whole batch once more (one small transaction
+		// per batch; if it fails, the copies are only copies).
+		r.emptyOutbox()
+		if crashAt != nil && crashAt("after send") {
+			return r.crash("after send")
+		}
 	}
 	r.gauges()
 	w.mu.Lock()
@@ -521,6 +537,15 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 		}
 	}
 	return nil
+}
+
+// emptyOutbox deletes the outbox on disk once its events are sent.
+func (r *run) emptyOutbox() {
+	if err := r.st.clearOutbox(); err != nil {
+		r.w.log.Warn("monitor: could not empty the sent outbox (the next start sends its events again)", "err", err)
+		return
+	}
+	r.outboxSent = false
 }
 
 func (r *run) gauges() {
