@@ -436,7 +436,7 @@ const stopSendTimeout = 30 * time.Second
 
 // crashAt, set by tests, makes flush stop as a crash would at a stage ("before
 // commit": events made, nothing committed; "after commit": committed, nothing sent;
-// "after send": sent, the outbox not yet emptied) when it returns true.
+// "after send": sent and the outbox emptied) when it returns true.
 var crashAt func(stage string) bool
 
 // flush applies a batch, evaluates the waiting households when evaluate is set,
