@@ -3,9 +3,11 @@ package bus
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -617,4 +619,39 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// The exclusive balancer gives every partition to the member of highest priority
+// (ties: the lowest ID; a member without priority loses) and an empty assignment to
+// the others.
+func TestExclusiveBalancer(t *testing.T) {
+	prio := func(p int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(p)) }
+	parts := []kafka.Partition{{Topic: "a", ID: 0}, {Topic: "a", ID: 1}, {Topic: "b", ID: 0}}
+	all := map[string][]int{"a": {0, 1}, "b": {0}}
+	for _, c := range []struct {
+		name    string
+		members []kafka.GroupMember
+		winner  string
+	}{
+		{"highest priority", []kafka.GroupMember{{ID: "m1", UserData: prio(5)}, {ID: "m2", UserData: prio(9)}, {ID: "m3", UserData: prio(0)}}, "m2"},
+		{"tie: lowest id", []kafka.GroupMember{{ID: "m2", UserData: prio(0)}, {ID: "m1", UserData: prio(0)}}, "m1"},
+		{"no priority loses", []kafka.GroupMember{{ID: "m0"}, {ID: "m9", UserData: prio(-3)}}, "m9"},
+		{"alone", []kafka.GroupMember{{ID: "x"}}, "x"},
+	} {
+		got := exclusiveBalancer{}.AssignGroups(c.members, parts)
+		if len(got) != len(c.members) {
+			t.Errorf("%s: assignments for %d of %d members", c.name, len(got), len(c.members))
+		}
+		for id, a := range got {
+			switch {
+			case id == c.winner && !reflect.DeepEqual(a, all):
+				t.Errorf("%s: winner %s got %v, want %v", c.name, id, a, all)
+			case id != c.winner && len(a) != 0:
+				t.Errorf("%s: %s got %v, want nothing (winner %s)", c.name, id, a, c.winner)
+			}
+		}
+	}
+	if got := (exclusiveBalancer{}).AssignGroups(nil, parts); len(got) != 0 {
+		t.Errorf("no members: %v", got)
+	}
 }

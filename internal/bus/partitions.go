@@ -2,8 +2,10 @@ package bus
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -16,6 +18,10 @@ import (
 // (then the group's committed offset, or the earliest message, is used). An error ends
 // PartitionConsumer.Run: starting at a guessed offset could skip or re-apply data.
 type OffsetFunc func(ctx context.Context, topic string, partition int) (offset int64, ok bool, err error)
+
+// FirstOffset, returned by an OffsetFunc with ok, starts a partition at its earliest
+// message whatever the group has committed.
+const FirstOffset = kafka.FirstOffset
 
 // PartitionFunc consumes one assigned partition until ctx is done (the generation ended
 // by a rebalance, or Run is stopping) and then returns promptly. Functions for different
@@ -63,6 +69,53 @@ type PartitionConsumer struct {
 	topics []string
 	offset OffsetFunc
 	m      *busMetrics
+	// balancer, when set (Exclusive), replaces kafka-go's range and round-robin.
+	balancer kafka.GroupBalancer
+}
+
+// Exclusive makes the group give every partition to one member, the one with the
+// highest priority when the group forms (ties: the lowest member ID); the others stand
+// by with no partitions and take over when it leaves or its session expires. It is for
+// a worker whose state must see every partition, such as the monitor, whose household
+// joins would otherwise be evaluated against part of its input on each member.
+// priority is read at every join (the monitor gives how much input its state has
+// applied, so that a standby with an empty state does not take over from a running
+// member at a rebalance). Every member of the group must be exclusive: the brokers
+// refuse a member whose protocol no other member speaks. Call before Run.
+func (pc *PartitionConsumer) Exclusive(priority func() int64) {
+	pc.balancer = exclusiveBalancer{priority: priority}
+}
+
+// exclusiveBalancer assigns every partition to the member of highest priority.
+type exclusiveBalancer struct{ priority func() int64 }
+
+func (exclusiveBalancer) ProtocolName() string { return "shouwang-exclusive" }
+
+func (b exclusiveBalancer) UserData() ([]byte, error) {
+	return binary.BigEndian.AppendUint64(nil, uint64(b.priority())), nil
+}
+
+func (exclusiveBalancer) AssignGroups(members []kafka.GroupMember, partitions []kafka.Partition) kafka.GroupMemberAssignments {
+	out := kafka.GroupMemberAssignments{}
+	best, bestPriority := -1, int64(math.MinInt64)
+	for i, m := range members {
+		out[m.ID] = map[string][]int{}
+		p := int64(math.MinInt64) // a member without priority loses
+		if len(m.UserData) == 8 {
+			p = int64(binary.BigEndian.Uint64(m.UserData))
+		}
+		if best < 0 || p > bestPriority || p == bestPriority && m.ID < members[best].ID {
+			best, bestPriority = i, p
+		}
+	}
+	if best < 0 {
+		return out
+	}
+	a := out[members[best].ID]
+	for _, p := range partitions {
+		a[p.Topic] = append(a[p.Topic], p.ID)
+	}
+	return out
 }
 
 // NewPartitionConsumer validates its arguments; Run does the I/O.
@@ -100,6 +153,7 @@ func (pc *PartitionConsumer) Run(ctx context.Context, fn PartitionFunc) error {
 		RebalanceTimeout:  pc.c.opts.rebalanceTimeout(),
 		JoinGroupBackoff:  500 * time.Millisecond,
 		ErrorLogger:       pc.c.opts.groupErrorLogger(pc.c.opts.Logger, pc.group),
+		GroupBalancers:    pc.balancers(),
 	})
 	if err != nil {
 		return fmt.Errorf("bus: partition consumer group %q: %w", pc.group, err)
@@ -152,8 +206,20 @@ func (pc *PartitionConsumer) Run(ctx context.Context, fn PartitionFunc) error {
 				pc.start(runCtx, gen, topic, pa, fn, fail)
 			}
 		}
+		if len(assigned) == 0 && pc.balancer != nil {
+			log.Info("bus: joined generation as standby (another member consumes every partition)", "generation", gen.ID, "member", gen.MemberID)
+			continue
+		}
 		log.Info("bus: joined generation", "generation", gen.ID, "member", gen.MemberID, "partitions", assigned)
 	}
+}
+
+// balancers is the group's assignment protocol: kafka-go's default unless Exclusive.
+func (pc *PartitionConsumer) balancers() []kafka.GroupBalancer {
+	if pc.balancer == nil {
+		return nil
+	}
+	return []kafka.GroupBalancer{pc.balancer}
 }
 
 // start launches fn for one partition inside gen. The partition context ends with the

@@ -792,3 +792,75 @@ func TestMonitorStopAfterCommitSends(t *testing.T) {
 		t.Fatal("the events committed before the stop were not sent")
 	}
 }
+
+// Two monitors of one group (two processes, each with its own state file) started
+// together: one holds every partition and the other stands by with none — split
+// partitions would each be joined against part of the households' records. When the
+// active one stops, the standby takes every partition over from the beginning of its
+// own (empty) state, not from the offsets the group committed for the other, and ends
+// with the reference's open set.
+func TestMonitorStandbyTakesOver(t *testing.T) {
+	h := newHarness(t)
+	d := h.d
+	h.produce(d.changes)
+	n := int64(len(d.changes))
+	want := reference(t, d, h.rules, h.warn, nil)
+
+	ws := []*Worker{h.worker("pair", t.TempDir()), h.worker("pair", t.TempDir())}
+	ctxs := make([]context.Context, 2)
+	stops := make([]context.CancelFunc, 2)
+	dones := make([]chan error, 2)
+	running := []bool{true, true}
+	for i, w := range ws {
+		ctxs[i], stops[i] = context.WithCancel(context.Background())
+		defer stops[i]()
+		dones[i] = make(chan error, 1)
+		go func() { dones[i] <- w.Run(ctxs[i]) }()
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(3 * time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+			for i := range dones {
+				if !running[i] {
+					continue
+				}
+				select {
+				case err := <-dones[i]:
+					t.Fatalf("waiting for %s: monitor %d stopped: %v", what, i, err)
+				default:
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s in 3 minutes", what)
+			}
+		}
+	}
+	progress := func(i int) (int64, int) { return ws[i].Progress() }
+	waitFor("every change applied", func() bool {
+		c0, w0 := progress(0)
+		c1, w1 := progress(1)
+		return ws[0].Ready() && ws[1].Ready() && c0+c1 >= n && w0 == 0 && w1 == 0
+	})
+	c0, _ := progress(0)
+	c1, _ := progress(1)
+	active, standby := 0, 1
+	if c1 > c0 {
+		active, standby = 1, 0
+	}
+	if c, s := max(c0, c1), min(c0, c1); c != n || s != 0 {
+		t.Fatalf("the two monitors of the group applied %d and %d of %d changes: one should hold every partition, the other stand by", c0, c1, n)
+	}
+	compareOpen(t, "the active monitor", readOutcome(t, h.k), want)
+
+	stops[active]()
+	running[active] = false
+	if err := <-dones[active]; err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the standby done", func() bool { c, w := progress(standby); return c >= n && w == 0 })
+	stops[standby]()
+	if err := <-dones[standby]; err != nil {
+		t.Fatal(err)
+	}
+	compareOpen(t, "after the standby took over", readOutcome(t, h.k), want)
+}

@@ -319,6 +319,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("monitor: %w", err)
 	}
+	// One member holds every input partition: the joins of a household's records
+	// (persons, measures, department facts by ID number) need all of them. Other
+	// processes of the group stand by; the member whose state has applied the most
+	// input wins a rebalance, so a fresh standby never takes over from a running one.
+	pc.Exclusive(w.appliedTotal)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	in := make(chan item, 2*w.o.BatchSize)
@@ -423,12 +428,30 @@ func (w *Worker) setReady(v bool) {
 }
 
 // offsetOf starts a newly assigned partition after the last change applied in memory
-// (which the next commit makes durable), so a rebalance neither re-applies nor skips.
+// (which the next commit makes durable), so a rebalance neither re-applies nor skips;
+// a partition the state has never applied starts at its earliest change, never at the
+// group's committed offset (another state file's progress: a standby taking over, or
+// a state file deleted to replay).
 func (w *Worker) offsetOf(_ context.Context, topic string, partition int) (int64, bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	off, ok := w.applied[offsetKey(topic, partition)]
-	return off, ok, nil
+	if !ok {
+		return bus.FirstOffset, true, nil
+	}
+	return off, true, nil
+}
+
+// appliedTotal is how many input changes the state has applied, over every partition:
+// the member's priority in the exclusive group.
+func (w *Worker) appliedTotal() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var n int64
+	for _, off := range w.applied {
+		n += off
+	}
+	return n
 }
 
 // stopSendTimeout bounds sending a committed batch's events after a stop was asked for.
