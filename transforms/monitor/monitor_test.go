@@ -15,6 +15,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/shouwang/shouwang/internal/bus"
@@ -851,6 +853,11 @@ func TestMonitorStandbyTakesOver(t *testing.T) {
 		t.Fatalf("the two monitors of the group applied %d and %d of %d changes: one should hold every partition, the other stand by", c0, c1, n)
 	}
 	compareOpen(t, "the active monitor", readOutcome(t, h.k), want)
+	ins, _ := ws[0].Topics()
+	all := float64(3 * len(ins)) // the harness makes 3 partitions per topic
+	if a, s := gaugeValue(t, ws[active].m.partitions), gaugeValue(t, ws[standby].m.partitions); a != all || s != 0 {
+		t.Errorf("partitions gauge: active %v, standby %v; want %v and 0", a, s, all)
+	}
 
 	stops[active]()
 	running[active] = false
@@ -858,9 +865,22 @@ func TestMonitorStandbyTakesOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("the standby done", func() bool { c, w := progress(standby); return c >= n && w == 0 })
+	if s := gaugeValue(t, ws[standby].m.partitions); s != all {
+		t.Errorf("partitions gauge of the standby after taking over: %v, want %v", s, all)
+	}
 	stops[standby]()
 	if err := <-dones[standby]; err != nil {
 		t.Fatal(err)
 	}
 	compareOpen(t, "after the standby took over", readOutcome(t, h.k), want)
+}
+
+// gaugeValue reads a gauge.
+func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
 }

@@ -145,6 +145,7 @@ type workerMetrics struct {
 	waiting        prometheus.Gauge
 	records        *prometheus.GaugeVec
 	commit         prometheus.Histogram
+	partitions     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, name string) *workerMetrics {
@@ -168,6 +169,8 @@ func newMetrics(reg prometheus.Registerer, name string) *workerMetrics {
 			Help: "Records held in the monitor state, by kind.", ConstLabels: labels}, []string{"kind"})),
 		commit: metrics.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "shouwang_monitor_commit_seconds",
 			Help: "Time to commit the state and offsets of one batch.", ConstLabels: labels, Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})),
+		partitions: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "shouwang_monitor_partitions",
+			Help: "Input partitions this process consumes: all of them on the active monitor of a group, 0 on a standby.", ConstLabels: labels})),
 	}
 }
 
@@ -333,6 +336,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		errc <- pc.Run(rctx, func(pctx context.Context, p *bus.Partition) error {
+			w.m.partitions.Inc()
+			defer w.m.partitions.Dec()
 			for {
 				m, err := p.Fetch(pctx)
 				if err != nil {
