@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,7 +43,7 @@ func TestMonitorRuleFilesHotReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncWriter{b: &strings.Builder{}}
+	logs := &testenv.SyncBuffer{}
 	w := &worker{cfg: cfg, log: slog.New(slog.NewTextHandler(logs, nil)), reg: metrics.NewRegistry(),
 		busOpts: bus.Options{Brokers: k.Brokers()}}
 	if w.producer, err = bus.NewProducer(w.busOpts); err != nil {
@@ -91,22 +90,4 @@ func TestMonitorRuleFilesHotReload(t *testing.T) {
 	}
 	write("version: 1\ndue_days: 12\n")
 	waitFor("an applied reload", func() bool { return count("applied") == 1 })
-}
-
-// syncWriter lets the watcher's goroutine log while the test reads the log.
-type syncWriter struct {
-	mu sync.Mutex
-	b  *strings.Builder
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -12,31 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // closedPort returns a loopback port nothing listens on.
 func closedPort(t *testing.T) int {
@@ -101,13 +82,13 @@ func httpStatus(t *testing.T, url string) (int, string) {
 
 // startWorker runs the capture role of cfgPath in the background, logging JSON into
 // the returned buffer, and stops it at the end of the test.
-func startWorker(t *testing.T, cfgPath string) (*worker, *syncBuffer, <-chan error) {
+func startWorker(t *testing.T, cfgPath string) (*worker, *testenv.SyncBuffer, <-chan error) {
 	t.Helper()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := newWorker(ctx, cfg, log, "127.0.0.1:0")
@@ -132,7 +113,7 @@ func startWorker(t *testing.T, cfgPath string) (*worker, *syncBuffer, <-chan err
 	return w, logs, done
 }
 
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool, logs ...*syncBuffer) {
+func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool, logs ...*testenv.SyncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !cond() {
@@ -222,7 +203,7 @@ func TestNeverConnectedSourceExits(t *testing.T) {
 	dsn := fmt.Sprintf("repl:pw@tcp(127.0.0.1:%d)/", closedPort(t))
 	cfgPath := startupConfig(t, k.Brokers(), dsn, "mariadb", "gbdb.person", "    startup_grace: 1s\n")
 	var stdout bytes.Buffer
-	stderr := &syncBuffer{}
+	stderr := &testenv.SyncBuffer{}
 	codec := make(chan int, 1)
 	go func() {
 		codec <- runRun([]string{"-c", cfgPath, "--role", "capture", "--exit-on-startup-failure"}, &stdout, stderr)
@@ -241,7 +222,7 @@ func TestNeverConnectedSourceExits(t *testing.T) {
 
 	// The same from the configuration file: sources[].exit_on_startup_failure.
 	cfgPath = startupConfig(t, k.Brokers(), dsn, "mariadb", "gbdb.person", "    startup_grace: 1s\n    exit_on_startup_failure: true\n")
-	stderr = &syncBuffer{}
+	stderr = &testenv.SyncBuffer{}
 	go func() { codec <- runRun([]string{"-c", cfgPath}, &stdout, stderr) }()
 	select {
 	case code := <-codec:

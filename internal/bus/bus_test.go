@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/shouwang/shouwang/internal/testenv"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -586,7 +587,7 @@ func TestStartEmbedded(t *testing.T) {
 // A session timeout the brokers refuse (below group.min.session.timeout.ms) is logged as
 // an error naming the config key, not only retried at debug level for ever.
 func TestRefusedSessionTimeoutLogged(t *testing.T) {
-	var buf lockedBuffer
+	var buf testenv.SyncBuffer
 	o := testOpts(newCluster(t, kfake.SeedTopics(1, "t.sess"))) // kfake's floor: 6 s
 	o.SessionTimeout = 2 * time.Second
 	o.Logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -602,23 +603,6 @@ func TestRefusedSessionTimeoutLogged(t *testing.T) {
 	if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "kafka.session_timeout") {
 		t.Fatalf("run: %v; log has no error naming kafka.session_timeout:\n%s", err, out)
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // The exclusive balancer gives every partition to the member of highest priority
