@@ -74,12 +74,7 @@ type Mapping struct {
 
 // Ref is "name@version", the mapping as the header of its outputs names it; shared,
 // the caller must not modify it.
-func (m *Mapping) Ref() []byte {
-	if m.ref == nil {
-		return []byte(m.Name + "@" + strconv.Itoa(m.Version))
-	}
-	return m.ref
-}
+func (m *Mapping) Ref() []byte { return m.ref }
 
 // Index maps every source column Apply reads (mapped, derived-from and key columns)
 // to its cell in the rows ApplyRows takes (schemas.Rows.Index). The caller must not

@@ -63,9 +63,8 @@ type state struct {
 	buckets map[string]map[string]any // bucket → key → record (pointer types)
 	dirty   map[string]map[string]bool
 	offsets map[string]int64
-	// outbox is written by commit in place of the previous one: the events made by
-	// the changes since the last commit. Loaded, it holds the events of the last
-	// commit, which a crash may have kept from being sent.
+	// outbox is the loaded outbox: the events of the last commit, which a crash may
+	// have kept from being sent.
 	outbox []bus.Message
 }
 
@@ -194,7 +193,7 @@ func (s *state) pending() int {
 func offsetKey(topic string, partition int) string { return topic + "/" + strconv.Itoa(partition) }
 
 // commit writes every changed record and the offsets in one transaction.
-func (s *state) commit() error {
+func (s *state) commit(outbox []bus.Message) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		names := make([]string, 0, len(s.dirty))
 		for bn := range s.dirty {
@@ -232,12 +231,12 @@ func (s *state) commit() error {
 		if err := dropOutbox(tx); err != nil {
 			return err
 		}
-		if len(s.outbox) > 0 {
+		if len(outbox) > 0 {
 			xb, err := tx.CreateBucket([]byte(bucketOutbox))
 			if err != nil {
 				return err
 			}
-			for i, m := range s.outbox {
+			for i, m := range outbox {
 				var k [8]byte
 				binary.BigEndian.PutUint64(k[:], uint64(i))
 				if err := xb.Put(k[:], encodeOutMessage(m)); err != nil {

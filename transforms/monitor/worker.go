@@ -259,19 +259,10 @@ type run struct {
 	// change, so it grows along each issue's events, and a replay that has read the
 	// same input ends with the same versions.
 	pos int64
-	// outboxSent: every event of the outbox on disk has been sent, but emptying it
-	// failed.
-	outboxSent bool
-	// crashed: a test crash (crashAt) ended the run, which then leaves the state file
-	// as a kill would.
-	crashed bool
 }
 
 // crash ends the run as a kill at stage would (see crashAt).
-func (r *run) crash(stage string) error {
-	r.crashed = true
-	return errors.New("monitor: test: crash " + stage)
-}
+func crash(stage string) error { return errors.New("monitor: test: crash " + stage) }
 
 // Run consumes until ctx is done (nil) or producing or committing fails (the error;
 // the state on disk is the last committed one, so calling Run again resumes there).
@@ -306,16 +297,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		w.log.Info("monitor: sent the last commit's events again", "events", len(st.outbox))
 		st.outbox = nil
-		r.outboxSent = true
 		r.emptyOutbox()
 	}
-	// A sent outbox is emptied as soon as it is sent; on a clean stop, once more if
-	// that failed, so that the next start does not send its events again.
-	defer func() {
-		if r.outboxSent && !r.crashed {
-			r.emptyOutbox()
-		}
-	}()
 
 	inputs, _ := w.Topics()
 	pc, err := bus.NewPartitionConsumer(w.o.Bus, w.Group(), inputs, w.offsetOf)
@@ -511,20 +494,16 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 	// household whose persons had not arrived yet, that the restarted state knows
 	// nothing of and so never withdraws.
 	if crashAt != nil && len(r.out) > 0 && crashAt("before commit") {
-		return r.crash("before commit")
+		return crash("before commit")
 	}
 	start := time.Now()
 	r.st.offsets = offsets
-	r.st.outbox = r.out
-	err := r.st.commit()
-	r.st.outbox = nil
-	if err != nil {
+	if err := r.st.commit(r.out); err != nil {
 		return err
 	}
 	w.m.commit.Observe(time.Since(start).Seconds())
-	r.outboxSent = false
 	if crashAt != nil && len(r.out) > 0 && crashAt("after commit") {
-		return r.crash("after commit")
+		return crash("after commit")
 	}
 	if len(r.out) > 0 {
 		err := w.o.Producer.Produce(ctx, r.out...)
@@ -544,13 +523,13 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 			return fmt.Errorf("monitor: produce %d events (committed with the state; a restart sends them again): %w", len(r.out), err)
 		}
 		r.out = r.out[:0]
-		r.outboxSent = true
 		// Sent: empty the outbox now, so that a kill before the next commit does not
 		// make the next start send the whole batch once more (one small transaction
-		// per batch; if it fails, the copies are only copies).
+		// per batch; if it fails, the next commit replaces the outbox anyway, and a
+		// stop before that leaves copies, only copies, to the next start).
 		r.emptyOutbox()
 		if crashAt != nil && crashAt("after send") {
-			return r.crash("after send")
+			return crash("after send")
 		}
 	}
 	r.gauges()
@@ -571,9 +550,7 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 func (r *run) emptyOutbox() {
 	if err := r.st.clearOutbox(); err != nil {
 		r.w.log.Warn("monitor: could not empty the sent outbox (the next start sends its events again)", "err", err)
-		return
 	}
-	r.outboxSent = false
 }
 
 func (r *run) gauges() {
