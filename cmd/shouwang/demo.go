@@ -319,7 +319,7 @@ func (d *demo) waitTransforms(ctx context.Context) error {
 	count := func(topics []string) (int64, error) {
 		var n int64
 		for _, t := range topics {
-			c, err := topicSize(ctx, d.w.busOpts, t)
+			c, err := bus.TopicSize(ctx, d.w.busOpts, t)
 			if err != nil {
 				return 0, err
 			}
@@ -372,11 +372,6 @@ func uniq(s []string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// topicSize is the number of messages in a topic (end minus start offsets).
-func topicSize(ctx context.Context, opts bus.Options, topic string) (int64, error) {
-	return bus.TopicSize(ctx, opts, topic)
 }
 
 func (d *demo) onBatch(conn string, n int) {

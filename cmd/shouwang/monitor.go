@@ -192,7 +192,7 @@ func (d *demo) waitMonitor(ctx context.Context) error {
 	err := d.waitFor(ctx, "monitor", monitorReadyTimeout, func() (bool, string) {
 		var total int64
 		for _, t := range ins {
-			n, err := topicSize(ctx, d.w.busOpts, t)
+			n, err := bus.TopicSize(ctx, d.w.busOpts, t)
 			if err != nil {
 				werr = err
 				return true, ""

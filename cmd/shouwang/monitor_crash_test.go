@@ -178,7 +178,7 @@ func TestMonitorKill9Converges(t *testing.T) {
 				failWithLog("the test's 8 minutes are up reading the size of %s", topic)
 			}
 			var c int64
-			switch c, err = topicSize(ctx, opts, topic); {
+			switch c, err = bus.TopicSize(ctx, opts, topic); {
 			case err == nil:
 				return c
 			case errors.Is(err, kafka.UnknownTopicOrPartition):

@@ -95,7 +95,7 @@ func TestTransformKill9LosesNothing(t *testing.T) {
 	defer log.Close()
 
 	count := func() int {
-		c, err := topicSize(ctx, opts, canon)
+		c, err := bus.TopicSize(ctx, opts, canon)
 		if err != nil {
 			if !errors.Is(err, kafka.UnknownTopicOrPartition) { // not created by the worker yet
 				t.Logf("size of %s: %v", canon, err)

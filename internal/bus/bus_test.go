@@ -15,9 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/shouwang/shouwang/internal/testenv"
-	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // newCluster starts a private kfake broker for one test.

@@ -49,7 +49,7 @@ func NewGroupConsumer(opts Options, group string, topics []string) (*Consumer, e
 		SessionTimeout:    c.opts.SessionTimeout,
 		RebalanceTimeout:  c.opts.rebalanceTimeout(),
 		JoinGroupBackoff:  500 * time.Millisecond,
-		ErrorLogger:       c.opts.groupErrorLogger(c.opts.Logger, group),
+		ErrorLogger:       c.opts.groupErrorLogger(group),
 	})
 	return &Consumer{group: group, r: r, m: newBusMetrics(c.opts.Registerer)}, nil
 }

@@ -64,15 +64,15 @@ func (o Options) rebalanceTimeout() time.Duration {
 // groupErrorLogger passes kafka-go's consumer group errors to the debug log (joins
 // retried during rebalances are routine), except a session timeout the brokers refuse,
 // which would otherwise leave the worker retrying its join, silently, for ever.
-func (o Options) groupErrorLogger(log *slog.Logger, group string) kafka.Logger {
+func (o Options) groupErrorLogger(group string) kafka.Logger {
 	return kafka.LoggerFunc(func(f string, a ...any) {
 		msg := "kafka-go: " + fmt.Sprintf(f, a...)
 		if strings.Contains(msg, "Invalid Session Timeout") {
-			log.Error("bus: the brokers refuse the consumer group's session timeout: set kafka.session_timeout within their group.min.session.timeout.ms and group.max.session.timeout.ms (Kafka's defaults: 6s and 30m)",
+			o.Logger.Error("bus: the brokers refuse the consumer group's session timeout: set kafka.session_timeout within their group.min.session.timeout.ms and group.max.session.timeout.ms (Kafka's defaults: 6s and 30m)",
 				"group", group, "session_timeout", o.SessionTimeout, "err", msg)
 			return
 		}
-		log.Debug(msg, "group", group)
+		o.Logger.Debug(msg, "group", group)
 	})
 }
 
@@ -116,8 +116,9 @@ type Options struct {
 	// DialTimeout bounds connecting (and the SASL/TLS handshake) to one broker.
 	DialTimeout time.Duration
 	// SessionTimeout is how long a consumer group waits for a silent member before it
-	// rebalances the member's partitions to the others; it also bounds a rebalance.
-	// Heartbeats go every SessionTimeout/3, at most every second.
+	// rebalances the member's partitions to the others. Heartbeats go every
+	// SessionTimeout/3, at most every second; a rebalance waits for live members at
+	// least 10 s, or SessionTimeout when longer.
 	SessionTimeout time.Duration
 
 	// Registerer receives the bus metrics (see metrics.go). Nil means metrics are counted

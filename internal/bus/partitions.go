@@ -152,7 +152,7 @@ func (pc *PartitionConsumer) Run(ctx context.Context, fn PartitionFunc) error {
 		SessionTimeout:    pc.c.opts.SessionTimeout,
 		RebalanceTimeout:  pc.c.opts.rebalanceTimeout(),
 		JoinGroupBackoff:  500 * time.Millisecond,
-		ErrorLogger:       pc.c.opts.groupErrorLogger(pc.c.opts.Logger, pc.group),
+		ErrorLogger:       pc.c.opts.groupErrorLogger(pc.group),
 		GroupBalancers:    pc.balancers(),
 	})
 	if err != nil {
