@@ -38,10 +38,6 @@ type envEncoder struct {
 	key, before, aftr keyCache
 	vals              []any
 	nested            []string
-	// row, when set by MarshalEnvelopeFields, is written as the after row (the before
-	// row when rowDelete) in place of the envelope's map.
-	row       Fields
-	rowDelete bool
 }
 
 // keyCache remembers the sorted key sets of the last maps encoded in one role: a
@@ -62,8 +58,14 @@ func (e *Envelope) Marshal() ([]byte, error) {
 	if e == nil {
 		return []byte("null"), nil
 	}
+	return marshalEnvelope(e, nil)
+}
+
+// marshalEnvelope encodes e with a non-empty row in place of its after map (before
+// for a delete), exactly as json.Marshal of e with that map set to row.Map().
+func marshalEnvelope(e *Envelope, row Fields) ([]byte, error) {
 	enc := encoderPool.Get().(*envEncoder)
-	b, err := enc.appendEnvelope(enc.buf[:0], e)
+	b, err := enc.appendEnvelope(enc.buf[:0], e, row)
 	if cap(b) <= 1<<20 { // do not keep the buffer of a freak row alive in the pool
 		enc.buf = b[:0]
 	}
@@ -72,6 +74,11 @@ func (e *Envelope) Marshal() ([]byte, error) {
 		// Too deep, or a value encoding/json refuses (NaN, an invalid json.Number):
 		// let encoding/json encode the whole envelope, or report the failure in its
 		// own words ("json: unsupported value: NaN") as callers have always seen it.
+		if len(row) > 0 {
+			c := *e
+			c.setRow(row.Map())
+			e = &c
+		}
 		return json.Marshal(e)
 	}
 	out := make([]byte, len(b))
@@ -87,7 +94,7 @@ func (e *Envelope) AppendJSON(dst []byte) ([]byte, error) {
 		return append(dst, "null"...), nil
 	}
 	enc := encoderPool.Get().(*envEncoder)
-	out, err := enc.appendEnvelope(dst, e)
+	out, err := enc.appendEnvelope(dst, e, nil)
 	encoderPool.Put(enc)
 	if err != nil {
 		b, jerr := json.Marshal(e)
@@ -99,7 +106,10 @@ func (e *Envelope) AppendJSON(dst []byte) ([]byte, error) {
 	return out, nil
 }
 
-func (enc *envEncoder) appendEnvelope(b []byte, e *Envelope) ([]byte, error) {
+// appendEnvelope encodes e; a non-empty row (MarshalEnvelopeFields) is written in place
+// of the after map, or of the before map for a delete.
+func (enc *envEncoder) appendEnvelope(b []byte, e *Envelope, row Fields) ([]byte, error) {
+	rowBefore, rowAfter := len(row) > 0 && e.Op == OpDelete, len(row) > 0 && e.Op != OpDelete
 	var err error
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, int64(e.V), 10)
@@ -114,9 +124,9 @@ func (enc *envEncoder) appendEnvelope(b []byte, e *Envelope) ([]byte, error) {
 		}
 	}
 	switch {
-	case enc.rowDelete && len(enc.row) > 0:
+	case rowBefore:
 		b = append(b, `,"before":`...)
-		if b, err = enc.appendFields(b, enc.row, 1); err != nil {
+		if b, err = enc.appendFields(b, row, 1); err != nil {
 			return b, err
 		}
 	case len(e.Before) > 0:
@@ -126,9 +136,9 @@ func (enc *envEncoder) appendEnvelope(b []byte, e *Envelope) ([]byte, error) {
 		}
 	}
 	switch {
-	case !enc.rowDelete && len(enc.row) > 0:
+	case rowAfter:
 		b = append(b, `,"after":`...)
-		if b, err = enc.appendFields(b, enc.row, 1); err != nil {
+		if b, err = enc.appendFields(b, row, 1); err != nil {
 			return b, err
 		}
 	case len(e.After) > 0:

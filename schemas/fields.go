@@ -101,36 +101,18 @@ func (enc *envEncoder) appendFields(b []byte, f Fields, depth int) ([]byte, erro
 func MarshalEnvelopeFields(e *Envelope, row Fields) ([]byte, error) {
 	c := *e
 	if !row.sortedUnique() {
-		if c.Op == OpDelete {
-			c.Before = row.Map()
-		} else {
-			c.After = row.Map()
-		}
-		return c.Marshal()
+		c.setRow(row.Map())
+		return marshalEnvelope(&c, nil)
 	}
-	if c.Op == OpDelete {
-		c.Before = nil
+	c.setRow(nil)
+	return marshalEnvelope(&c, row)
+}
+
+// setRow sets the map a row document takes: after, or before for a delete.
+func (e *Envelope) setRow(m map[string]any) {
+	if e.Op == OpDelete {
+		e.Before = m
 	} else {
-		c.After = nil
+		e.After = m
 	}
-	enc := encoderPool.Get().(*envEncoder)
-	enc.row, enc.rowDelete = row, c.Op == OpDelete
-	b, err := enc.appendEnvelope(enc.buf[:0], &c)
-	enc.row, enc.rowDelete = nil, false
-	if cap(b) <= 1<<20 {
-		enc.buf = b[:0]
-	}
-	if err != nil {
-		encoderPool.Put(enc)
-		if c.Op == OpDelete {
-			c.Before = row.Map()
-		} else {
-			c.After = row.Map()
-		}
-		return json.Marshal(&c)
-	}
-	out := make([]byte, len(b))
-	copy(out, b)
-	encoderPool.Put(enc)
-	return out, nil
 }
