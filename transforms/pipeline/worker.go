@@ -414,10 +414,7 @@ func (w *Worker) one(set *mapping.Set, m bus.Message, now int64) (bus.Message, b
 	case err != nil:
 		return w.dead(m, mp.Name, "mapping", err.Error()), true
 	}
-	topic, ok := w.outTopics[mp.Entity.Name]
-	if !ok {
-		topic = mp.Entity.Topic(w.o.TopicPrefix)
-	}
+	topic := w.outTopics[mp.Entity.Name] // Compile accepts canonical entities only
 	if err := w.protect(topic, mp.Entity.Name, o.Fields); err != nil {
 		return w.dead(m, mp.Name, "pii", err.Error()), true
 	}
