@@ -355,22 +355,7 @@ var benchMonitorBatch = func() int { n, _ := strconv.Atoi(os.Getenv("SHOUWANG_BE
 //	go test -run '^$' -bench TransformCPU ./transforms/monitor/
 func BenchmarkTransformCPU(b *testing.B) {
 	d := benchDataset(b)
-	set, err := mapping.Load(mapping.Embedded, &mapping.Env{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var sets atomic.Pointer[mapping.Set]
-	sets.Store(set)
-	prod, err := bus.NewProducer(bus.Options{Brokers: []string{"127.0.0.1:1"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prod.Close()
-	w, err := pipeline.New(pipeline.Options{Name: "bench", TopicPrefix: prefix, ClientID: prefix, Producer: prod, Mappings: &sets,
-		Now: func() time.Time { return d.now }})
-	if err != nil {
-		b.Fatal(err)
-	}
+	w, _ := offlinePipeline(b, d)
 	msgs := make([]bus.Message, len(d.raw))
 	for i, m := range d.raw {
 		m.Offset = int64(i)
@@ -387,4 +372,124 @@ func BenchmarkTransformCPU(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(msgs))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(len(msgs))/float64(b.N), "ns/event")
+}
+
+// BenchmarkMonitorCPU measures the monitor's own goroutine without Kafka: the canonical
+// changes the embedded mappings make of a generated province (a 3,000-household one
+// with SHOUWANG_BENCH_HOUSEHOLDS=3000) are applied in batches of the default batch
+// size into a fresh state file, every waiting household is evaluated, and each batch is
+// committed (fsync included) — the all_rules stage's monitor work, without consuming
+// the input and producing the events.
+// offlinePipeline returns a transform pipeline worker with the embedded mappings for
+// calling Transform directly, and its producer (which reaches no broker).
+func offlinePipeline(tb testing.TB, d *dataset) (*pipeline.Worker, *bus.Producer) {
+	set, err := mapping.Load(mapping.Embedded, &mapping.Env{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var sets atomic.Pointer[mapping.Set]
+	sets.Store(set)
+	prod, err := bus.NewProducer(bus.Options{Brokers: []string{"127.0.0.1:1"}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { prod.Close() })
+	w, err := pipeline.New(pipeline.Options{Name: "bench", TopicPrefix: prefix, ClientID: prefix, Producer: prod, Mappings: &sets,
+		Now: func() time.Time { return d.now }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return w, prod
+}
+
+// monitorInput returns a monitor over the default rules (not running) and the
+// canonical changes the embedded mappings make of d's raw changes, with the offsets
+// of their partitions.
+func monitorInput(tb testing.TB, d *dataset) (*Worker, []bus.Message) {
+	pw, prod := offlinePipeline(tb, d)
+	re, err := rules.Default()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	wr, err := warnings.Default()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	mon, err := New(Options{TopicPrefix: prefix, ClientID: prefix, Producer: prod, Rules: re, Warnings: wr,
+		StatePath: filepath.Join(tb.TempDir(), "unused.db"), Now: func() time.Time { return d.now }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var canon []bus.Message
+	for i := 0; i < len(d.raw); i += 1000 {
+		batch := make([]bus.Message, 0, 1000)
+		for j, m := range d.raw[i:min(i+1000, len(d.raw))] {
+			m.Offset = int64(i + j)
+			batch = append(batch, m)
+		}
+		for _, m := range pw.Transform(batch) {
+			if _, ok := mon.kinds[m.Topic]; ok {
+				canon = append(canon, m)
+			}
+		}
+	}
+	if len(canon) == 0 {
+		tb.Fatal("the mappings made no canonical changes")
+	}
+	offsets := map[string]int64{}
+	for i := range canon {
+		k := offsetKey(canon[i].Topic, canon[i].Partition)
+		canon[i].Offset = offsets[k]
+		offsets[k]++
+	}
+	return mon, canon
+}
+
+func BenchmarkMonitorCPU(b *testing.B) {
+	d := benchDataset(b)
+	mon, canon := monitorInput(b, d)
+	events := 0
+	b.ResetTimer()
+	for it := range b.N {
+		b.StopTimer()
+		st, err := openState(filepath.Join(b.TempDir(), fmt.Sprintf("monitor%d.db", it)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := mon.newRun(st)
+		b.StartTimer()
+		commit := func() {
+			r.pos = 0
+			for _, v := range mon.applied {
+				r.pos += v
+			}
+			r.st.offsets = maps.Clone(mon.applied)
+			if err := r.st.commit(r.out); err != nil {
+				b.Fatal(err)
+			}
+			events += len(r.out)
+			r.out = r.out[:0]
+		}
+		for i := 0; i < len(canon); i += mon.o.BatchSize {
+			for _, m := range canon[i:min(i+mon.o.BatchSize, len(canon))] {
+				mon.applied[offsetKey(m.Topic, m.Partition)] = m.Offset + 1
+				if err := r.apply(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			commit()
+		}
+		for r.st.len(bucketDirty) > 0 {
+			if err := r.evaluateWaiting(); err != nil {
+				b.Fatal(err)
+			}
+			commit()
+		}
+		b.StopTimer()
+		st.close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(len(canon))*float64(b.N)/b.Elapsed().Seconds(), "changes/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(len(canon))/float64(b.N), "ns/change")
+	b.ReportMetric(float64(events)/float64(b.N), "events")
 }

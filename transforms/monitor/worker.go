@@ -261,17 +261,8 @@ type run struct {
 	pos int64
 }
 
-// crash ends the run as a kill at stage would (see crashAt).
-func crash(stage string) error { return errors.New("monitor: test: crash " + stage) }
-
-// Run consumes until ctx is done (nil) or producing or committing fails (the error;
-// the state on disk is the last committed one, so calling Run again resumes there).
-func (w *Worker) Run(ctx context.Context) error {
-	st, err := openState(w.o.StatePath)
-	if err != nil {
-		return err
-	}
-	defer st.close()
+// newRun sets up a run over a loaded state.
+func (w *Worker) newRun(st *state) *run {
 	r := &run{w: w, st: st, eng: warnings.New(w.o.Warnings, warningsStore{st}, w.o.Now), rules: w.o.Rules, warnRules: w.o.Warnings}
 	r.eng.SetAsOf(w.o.AsOf)
 	r.tracker = rules.NewTracker(issuesStore{st})
@@ -287,6 +278,21 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.waiting = st.len(bucketDirty) // Progress from the loaded state, before the first flush
 	w.mu.Unlock()
 	r.gauges()
+	return r
+}
+
+// crash ends the run as a kill at stage would (see crashAt).
+func crash(stage string) error { return errors.New("monitor: test: crash " + stage) }
+
+// Run consumes until ctx is done (nil) or producing or committing fails (the error;
+// the state on disk is the last committed one, so calling Run again resumes there).
+func (w *Worker) Run(ctx context.Context) error {
+	st, err := openState(w.o.StatePath)
+	if err != nil {
+		return err
+	}
+	defer st.close()
+	r := w.newRun(st)
 	if len(st.outbox) > 0 {
 		// The last commit's events may not all have been sent before the process ended.
 		if err := w.o.Producer.Produce(ctx, st.outbox...); err != nil {
