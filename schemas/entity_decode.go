@@ -1,6 +1,9 @@
 package schemas
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // This file decodes canonical entity documents straight into their Go types, without
 // reflection and without the map[string]any that UnmarshalEnvelope builds: a rule or a
@@ -178,11 +181,18 @@ func prefixField(err error, member string) error {
 type entityField[T any] struct {
 	name string
 	dec  func(d *decoder, v *T, depth int) error
+	// enc appends the field's value as encoding/json writes it; empty says whether
+	// omitempty leaves it out (see entity_encode.go).
+	enc   func(b []byte, v *T) []byte
+	empty func(v *T) bool
 }
 
 // entityCodec is the field table of one entity type.
 type entityCodec[T any] struct {
 	fields []entityField[T]
+	// names[i] is `"name":` of fields[i], omit[i] its omitempty (from T's json tags).
+	names  [][]byte
+	omit   []bool
 	exact  map[string]int
 	folded map[string]int // first field in order wins, as in encoding/json
 }
@@ -191,10 +201,12 @@ func newEntityCodec[T any](meta func(*T) *Meta, fields ...entityField[T]) *entit
 	all := append([]entityField[T]{
 		fStr("key", func(v *T) *string { return &meta(v).Key }),
 		fInt64("version", func(v *T) *int64 { return &meta(v).Version }),
-		{"source", func(d *decoder, v *T, depth int) error { return d.sourceRefField(&meta(v).Source, depth) }},
+		{"source", func(d *decoder, v *T, depth int) error { return d.sourceRefField(&meta(v).Source, depth) },
+			func(b []byte, v *T) []byte { return appendSourceRef(b, &meta(v).Source) }, func(*T) bool { return false }},
 		fInt64("updated_ms", func(v *T) *int64 { return &meta(v).UpdatedMs }),
 	}, fields...)
 	c := &entityCodec[T]{fields: all, exact: map[string]int{}, folded: map[string]int{}}
+	c.encoding()
 	for i, f := range all {
 		if _, dup := c.exact[f.name]; dup {
 			panic("schemas: duplicate entity field " + f.name)
@@ -260,43 +272,43 @@ func (c *entityCodec[T]) ptr(d *decoder, dst **T, depth int) error {
 // Field constructors by Go type.
 
 func fStr[T any](name string, p func(*T) *string) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.stringField(p(v), "", false) }}
+	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.stringField(p(v), "", false) }, func(b []byte, v *T) []byte { return AppendJSONString(b, *p(v)) }, func(v *T) bool { return *p(v) == "" }}
 }
 
 // fName is fStr for values drawn from a small set (codes, states, departments),
 // which the decoder interns.
 func fName[T any](name string, p func(*T) *string) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.stringField(p(v), "", true) }}
+	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.stringField(p(v), "", true) }, func(b []byte, v *T) []byte { return AppendJSONString(b, *p(v)) }, func(v *T) bool { return *p(v) == "" }}
 }
 
 func fDec[T any](name string, p func(*T) *Decimal) entityField[T] {
 	return entityField[T]{name, func(d *decoder, v *T, _ int) error {
 		return d.stringField((*string)(p(v)), "", false)
-	}}
+	}, func(b []byte, v *T) []byte { return AppendJSONString(b, string(*p(v))) }, func(v *T) bool { return *p(v) == "" }}
 }
 
 func fInt[T any](name string, p func(*T) *int) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.intField(p(v), "") }}
+	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.intField(p(v), "") }, func(b []byte, v *T) []byte { return strconv.AppendInt(b, int64(*p(v)), 10) }, func(v *T) bool { return *p(v) == 0 }}
 }
 
 func fInt64[T any](name string, p func(*T) *int64) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.int64Field(p(v), "") }}
+	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.int64Field(p(v), "") }, func(b []byte, v *T) []byte { return strconv.AppendInt(b, *p(v), 10) }, func(v *T) bool { return *p(v) == 0 }}
 }
 
 func fBool[T any](name string, p func(*T) *bool) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.boolField(p(v), "") }}
+	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.boolField(p(v), "") }, func(b []byte, v *T) []byte { return strconv.AppendBool(b, *p(v)) }, func(v *T) bool { return !*p(v) }}
 }
 
 func fOptBool[T any](name string, p func(*T) **bool) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.optBoolField(p(v)) }}
+	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.optBoolField(p(v)) }, func(b []byte, v *T) []byte { return appendOptBool(b, *p(v)) }, func(v *T) bool { return *p(v) == nil }}
 }
 
 func fStrs[T any](name string, p func(*T) *[]string) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, depth int) error { return d.stringsField(p(v), depth) }}
+	return entityField[T]{name, func(d *decoder, v *T, depth int) error { return d.stringsField(p(v), depth) }, func(b []byte, v *T) []byte { return appendStrings(b, *p(v)) }, func(v *T) bool { return len(*p(v)) == 0 }}
 }
 
 func fStrMap[T any](name string, p func(*T) *map[string]string) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, depth int) error { return d.stringMapField(p(v), depth) }}
+	return entityField[T]{name, func(d *decoder, v *T, depth int) error { return d.stringMapField(p(v), depth) }, func(b []byte, v *T) []byte { return appendStringMap(b, *p(v)) }, func(v *T) bool { return len(*p(v)) == 0 }}
 }
 
 // optBoolField decodes a *bool: true or false is stored (into the existing bool if

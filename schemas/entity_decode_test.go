@@ -120,13 +120,37 @@ func checkEntity[T CanonicalEntity](t testing.TB, b []byte) {
 	if werr == nil && !reflect.DeepEqual(gv, wv) {
 		t.Fatalf("DecodeEntity[%T](%q)\n got %#v\nwant %#v", gv, b, gv, wv)
 	}
+	if werr == nil {
+		checkEntityEncode(t, &gv)
+	}
 
 	wp, gp := prefilled[T](t)
+	checkEntityEncode(t, gp)
 	werr = oracleDecode(b, wp)
 	decodeFresh(t, b, func(in []byte) { gerr = DecodeEntity(in, gp) })
 	checkErr(t, "DecodeEntity (prefilled)", b, werr, gerr)
 	if werr == nil && !reflect.DeepEqual(gp, wp) {
 		t.Fatalf("DecodeEntity[%T](%q) into the golden\n got %#v\nwant %#v", gv, b, gp, wp)
+	}
+	if werr == nil {
+		checkEntityEncode(t, gp)
+	}
+	checkEntityEncode[T](t, nil)
+}
+
+// checkEntityEncode compares AppendEntityJSON with json.Marshal on v, and appending to
+// a non-empty buffer with appending to none.
+func checkEntityEncode[T CanonicalEntity](t testing.TB, v *T) {
+	t.Helper()
+	want, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("json.Marshal(%#v): %v", v, err)
+	}
+	if got := AppendEntityJSON(nil, v); string(got) != string(want) {
+		t.Fatalf("AppendEntityJSON[%T]\n got %s\nwant %s", v, got, want)
+	}
+	if got := AppendEntityJSON([]byte("x"), v); string(got) != "x"+string(want) {
+		t.Fatalf("AppendEntityJSON[%T] after a prefix: %s", v, got)
 	}
 }
 

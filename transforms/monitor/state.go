@@ -68,6 +68,9 @@ type state struct {
 	outbox []bus.Message
 }
 
+// initialMmapSize is the state file's first memory map (see openState).
+const initialMmapSize = 1 << 30
+
 // openState opens (creating) the state file and loads it.
 func openState(path string) (*state, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
@@ -75,7 +78,12 @@ func openState(path string) (*state, error) {
 	}
 	// The freelist is rebuilt on open instead of written by every commit (as etcd runs
 	// bbolt): commits write fewer pages; opening a large file scans it once.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	// The map is made large at once: a growing file is otherwise mapped again at
+	// every doubling, and each new map first copies every record the open
+	// transaction touched (a third of a fresh state's commit time). Address space
+	// only; the file grows as it must.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+		InitialMmapSize: initialMmapSize})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("monitor: state file %s is locked by another process (is a second monitor running with the same monitor.state?): %w", path, err)
@@ -192,8 +200,16 @@ func (s *state) pending() int {
 
 func offsetKey(topic string, partition int) string { return topic + "/" + strconv.Itoa(partition) }
 
+// The commit's value arenas (see commit): a new one of arenaSize bytes when fewer
+// than arenaRoom are left.
+const (
+	arenaSize = 256 << 10
+	arenaRoom = 4 << 10
+)
+
 // commit writes every changed record and the offsets in one transaction.
 func (s *state) commit(outbox []bus.Message) error {
+	var arena []byte
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		names := make([]string, 0, len(s.dirty))
 		for bn := range s.dirty {
@@ -219,10 +235,18 @@ func (s *state) commit(outbox []bus.Message) error {
 					}
 					continue
 				}
-				raw, err := json.Marshal(v)
+				// bbolt keeps the value until the transaction ends: values are
+				// appended to an arena that is never rewritten, a new one when the
+				// room left is small.
+				if cap(arena)-len(arena) < arenaRoom {
+					arena = make([]byte, 0, arenaSize)
+				}
+				start := len(arena)
+				arena, err = appendRecord(arena, v)
 				if err != nil {
 					return fmt.Errorf("encode %s %q: %w", bn, k, err)
 				}
+				raw := arena[start:len(arena):len(arena)]
 				if err := b.Put([]byte(k), raw); err != nil {
 					return err
 				}
