@@ -272,43 +272,70 @@ func (c *entityCodec[T]) ptr(d *decoder, dst **T, depth int) error {
 // Field constructors by Go type.
 
 func fStr[T any](name string, p func(*T) *string) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.stringField(p(v), "", false) }, func(b []byte, v *T) []byte { return AppendJSONString(b, *p(v)) }, func(v *T) bool { return *p(v) == "" }}
+	return entityField[T]{name,
+		func(d *decoder, v *T, _ int) error { return d.stringField(p(v), "", false) },
+		func(b []byte, v *T) []byte { return AppendJSONString(b, *p(v)) },
+		func(v *T) bool { return *p(v) == "" }}
 }
 
 // fName is fStr for values drawn from a small set (codes, states, departments),
 // which the decoder interns.
 func fName[T any](name string, p func(*T) *string) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.stringField(p(v), "", true) }, func(b []byte, v *T) []byte { return AppendJSONString(b, *p(v)) }, func(v *T) bool { return *p(v) == "" }}
+	return entityField[T]{name,
+		func(d *decoder, v *T, _ int) error { return d.stringField(p(v), "", true) },
+		func(b []byte, v *T) []byte { return AppendJSONString(b, *p(v)) },
+		func(v *T) bool { return *p(v) == "" }}
 }
 
 func fDec[T any](name string, p func(*T) *Decimal) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error {
-		return d.stringField((*string)(p(v)), "", false)
-	}, func(b []byte, v *T) []byte { return AppendJSONString(b, string(*p(v))) }, func(v *T) bool { return *p(v) == "" }}
+	return entityField[T]{name,
+		func(d *decoder, v *T, _ int) error {
+			return d.stringField((*string)(p(v)), "", false)
+		},
+		func(b []byte, v *T) []byte { return AppendJSONString(b, string(*p(v))) },
+		func(v *T) bool { return *p(v) == "" }}
 }
 
 func fInt[T any](name string, p func(*T) *int) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.intField(p(v), "") }, func(b []byte, v *T) []byte { return strconv.AppendInt(b, int64(*p(v)), 10) }, func(v *T) bool { return *p(v) == 0 }}
+	return entityField[T]{name,
+		func(d *decoder, v *T, _ int) error { return d.intField(p(v), "") },
+		func(b []byte, v *T) []byte { return strconv.AppendInt(b, int64(*p(v)), 10) },
+		func(v *T) bool { return *p(v) == 0 }}
 }
 
 func fInt64[T any](name string, p func(*T) *int64) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.int64Field(p(v), "") }, func(b []byte, v *T) []byte { return strconv.AppendInt(b, *p(v), 10) }, func(v *T) bool { return *p(v) == 0 }}
+	return entityField[T]{name,
+		func(d *decoder, v *T, _ int) error { return d.int64Field(p(v), "") },
+		func(b []byte, v *T) []byte { return strconv.AppendInt(b, *p(v), 10) },
+		func(v *T) bool { return *p(v) == 0 }}
 }
 
 func fBool[T any](name string, p func(*T) *bool) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.boolField(p(v), "") }, func(b []byte, v *T) []byte { return strconv.AppendBool(b, *p(v)) }, func(v *T) bool { return !*p(v) }}
+	return entityField[T]{name,
+		func(d *decoder, v *T, _ int) error { return d.boolField(p(v), "") },
+		func(b []byte, v *T) []byte { return strconv.AppendBool(b, *p(v)) },
+		func(v *T) bool { return !*p(v) }}
 }
 
 func fOptBool[T any](name string, p func(*T) **bool) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, _ int) error { return d.optBoolField(p(v)) }, func(b []byte, v *T) []byte { return appendOptBool(b, *p(v)) }, func(v *T) bool { return *p(v) == nil }}
+	return entityField[T]{name,
+		func(d *decoder, v *T, _ int) error { return d.optBoolField(p(v)) },
+		func(b []byte, v *T) []byte { return appendOptBool(b, *p(v)) },
+		func(v *T) bool { return *p(v) == nil }}
 }
 
 func fStrs[T any](name string, p func(*T) *[]string) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, depth int) error { return d.stringsField(p(v), depth) }, func(b []byte, v *T) []byte { return appendStrings(b, *p(v)) }, func(v *T) bool { return len(*p(v)) == 0 }}
+	return entityField[T]{name,
+		func(d *decoder, v *T, depth int) error { return d.stringsField(p(v), depth) },
+		func(b []byte, v *T) []byte { return appendStrings(b, *p(v)) },
+		func(v *T) bool { return len(*p(v)) == 0 }}
 }
 
 func fStrMap[T any](name string, p func(*T) *map[string]string) entityField[T] {
-	return entityField[T]{name, func(d *decoder, v *T, depth int) error { return d.stringMapField(p(v), depth) }, func(b []byte, v *T) []byte { return appendStringMap(b, *p(v)) }, func(v *T) bool { return len(*p(v)) == 0 }}
+	return entityField[T]{name,
+		func(d *decoder, v *T, depth int) error { return d.stringMapField(p(v), depth) },
+		func(b []byte, v *T) []byte { return appendStringMap(b, *p(v)) },
+		func(v *T) bool { return len(*p(v)) == 0 }}
 }
 
 // optBoolField decodes a *bool: true or false is stored (into the existing bool if
