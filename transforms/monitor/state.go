@@ -68,6 +68,12 @@ type state struct {
 	outbox []bus.Message
 }
 
+// fillPercent is how full bbolt fills a page before it splits (its default is half).
+// Most state keys arrive in key order (a snapshot's households and persons) or are
+// rewritten in place, so pages split half full would stay half empty and every commit
+// would write twice the pages: 0.9 made BenchmarkMonitorCPU 1.15× faster.
+const fillPercent = 0.9
+
 // initialMmapSize is the state file's first memory map (see openState).
 const initialMmapSize = 1 << 30
 
@@ -221,6 +227,7 @@ func (s *state) commit(outbox []bus.Message) error {
 			if err != nil {
 				return err
 			}
+			b.FillPercent = fillPercent // per transaction: bbolt does not store it
 			// In key order: bbolt inserts in order touch each page once.
 			keys := make([]string, 0, len(s.dirty[bn]))
 			for k := range s.dirty[bn] {
