@@ -46,12 +46,17 @@ func (c *entityCodec[T]) encoding() {
 	walk = func(t reflect.Type) {
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			if f.Anonymous {
+			if f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("json") == "" {
 				walk(f.Type)
 				continue
 			}
 			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-			omit[name] = slices.Contains(strings.Split(opts, ","), "omitempty")
+			if name == "" || name == "-" || (opts != "" && opts != "omitempty") {
+				// The encoder writes named members with omitempty at most; teach it
+				// before tagging an entity field otherwise.
+				panic("schemas: entity field " + t.String() + "." + f.Name + " has a json tag the entity encoder does not follow: " + string(f.Tag))
+			}
+			omit[name] = opts == "omitempty"
 		}
 	}
 	walk(reflect.TypeFor[T]())

@@ -374,12 +374,6 @@ func BenchmarkTransformCPU(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(len(msgs))/float64(b.N), "ns/event")
 }
 
-// BenchmarkMonitorCPU measures the monitor's own goroutine without Kafka: the canonical
-// changes the embedded mappings make of a generated province (a 3,000-household one
-// with SHOUWANG_BENCH_HOUSEHOLDS=3000) are applied in batches of the default batch
-// size into a fresh state file, every waiting household is evaluated, and each batch is
-// committed (fsync included) — the all_rules stage's monitor work, without consuming
-// the input and producing the events.
 // offlinePipeline returns a transform pipeline worker with the embedded mappings for
 // calling Transform directly, and its producer (which reaches no broker).
 func offlinePipeline(tb testing.TB, d *dataset) (*pipeline.Worker, *bus.Producer) {
@@ -445,6 +439,12 @@ func monitorInput(tb testing.TB, d *dataset) (*Worker, []bus.Message) {
 	return mon, canon
 }
 
+// BenchmarkMonitorCPU measures the monitor's own goroutine without Kafka: the canonical
+// changes the embedded mappings make of a generated province (a 3,000-household one
+// with SHOUWANG_BENCH_HOUSEHOLDS=3000) are applied in batches of the default batch
+// size into a fresh state file, every waiting household is evaluated, and each batch is
+// committed (fsync included) — the all_rules stage's monitor work, without consuming
+// the input and producing the events.
 func BenchmarkMonitorCPU(b *testing.B) {
 	d := benchDataset(b)
 	mon, canon := monitorInput(b, d)

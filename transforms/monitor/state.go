@@ -86,8 +86,9 @@ func openState(path string) (*state, error) {
 	// bbolt): commits write fewer pages; opening a large file scans it once.
 	// The map is made large at once: a growing file is otherwise mapped again at
 	// every doubling, and each new map first copies every record the open
-	// transaction touched (a third of a fresh state's commit time). Address space
-	// only; the file grows as it must.
+	// transaction touched (a third of a fresh state's commit time). On Linux (64-bit,
+	// the supported target) this is address space only and the file grows as it
+	// must; bbolt on Windows would make the file this large at once.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
 		InitialMmapSize: initialMmapSize})
 	if err != nil {
