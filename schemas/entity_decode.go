@@ -327,7 +327,7 @@ func fOptBool[T any](name string, p func(*T) **bool) entityField[T] {
 func fStrs[T any](name string, p func(*T) *[]string) entityField[T] {
 	return entityField[T]{name,
 		func(d *decoder, v *T, depth int) error { return d.stringsField(p(v), depth) },
-		func(b []byte, v *T) []byte { return appendStrings(b, *p(v)) },
+		func(b []byte, v *T) []byte { return AppendJSONStrings(b, *p(v)) },
 		func(v *T) bool { return len(*p(v)) == 0 }}
 }
 

@@ -92,7 +92,8 @@ func appendOptBool(b []byte, p *bool) []byte {
 	return strconv.AppendBool(b, *p)
 }
 
-func appendStrings(b []byte, l []string) []byte {
+// AppendJSONStrings appends l as json.Marshal writes a []string ("null" for nil).
+func AppendJSONStrings(b []byte, l []string) []byte {
 	if l == nil {
 		return append(b, "null"...)
 	}

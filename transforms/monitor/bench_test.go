@@ -459,11 +459,7 @@ func BenchmarkMonitorCPU(b *testing.B) {
 		r := mon.newRun(st)
 		b.StartTimer()
 		commit := func() {
-			r.pos = 0
-			for _, v := range mon.applied {
-				r.pos += v
-			}
-			r.st.offsets = maps.Clone(mon.applied)
+			r.st.offsets = r.position()
 			if err := r.st.commit(r.out); err != nil {
 				b.Fatal(err)
 			}

@@ -50,17 +50,7 @@ func appendRecord(b []byte, v any) ([]byte, error) {
 		b = schemas.AppendEntityJSON(append(b, `,"discrepancy":`...), &r.Discrepancy)
 		return append(b, '}'), nil
 	case *warnings.KeyList:
-		if *r == nil {
-			return append(b, "null"...), nil
-		}
-		b = append(b, '[')
-		for i, k := range *r {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = schemas.AppendJSONString(b, k)
-		}
-		return append(b, ']'), nil
+		return schemas.AppendJSONStrings(b, *r), nil
 	case *int64:
 		return strconv.AppendInt(b, *r, 10), nil
 	}

@@ -480,12 +480,7 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 			return err
 		}
 	}
-	offsets := make(map[string]int64, len(w.applied))
-	r.pos = 0
-	for k, v := range w.applied {
-		offsets[k] = v
-		r.pos += v
-	}
+	offsets := r.position()
 	w.mu.Unlock()
 	if evaluate {
 		if err := r.evaluateWaiting(); err != nil {
@@ -550,6 +545,18 @@ func (r *run) flush(ctx context.Context, batch []item, evaluate bool) error {
 		}
 	}
 	return nil
+}
+
+// position sets r.pos from the applied offsets and returns a copy of them, for the
+// commit; the caller holds w.mu.
+func (r *run) position() map[string]int64 {
+	offsets := make(map[string]int64, len(r.w.applied))
+	r.pos = 0
+	for k, v := range r.w.applied {
+		offsets[k] = v
+		r.pos += v
+	}
+	return offsets
 }
 
 // emptyOutbox deletes the outbox on disk once its events are sent.
