@@ -25,6 +25,7 @@ import (
 	"github.com/shouwang/shouwang/internal/pii"
 	"github.com/shouwang/shouwang/internal/testenv"
 	"github.com/shouwang/shouwang/schemas"
+	"github.com/shouwang/shouwang/sinks/postgres"
 )
 
 func init() {
@@ -58,8 +59,9 @@ type demo struct {
 	lastStatus    string
 	pendingStatus string
 	lastStatusAt  time.Time
-	produced      map[string]int // messages produced per connector
-	transformers  []*transformer // the demo configuration's transform pipelines
+	produced      map[string]int     // messages produced per connector
+	transformers  []*transformer     // the demo configuration's transform pipelines
+	sinks         []*postgres.Worker // the demo configuration's postgres sinks
 	lastAt        map[string]time.Time
 }
 
@@ -140,6 +142,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		{"transform: raw changes → canonical entities (household, person, assistance_measure, department_fact) by the built-in mappings", d.waitTransforms},
 		{"monitor: supervision rules (质量问题), department screening warnings (部门预警) and comparisons (行业数据比对) on the canonical stream", d.waitMonitor},
 		{"the national system pushes week 1 (whole-table reload, about 1% real changes)", d.push},
+		{"sink: every canonical topic, warning, issue and discrepancy into the provincial PostgreSQL database (schema fpjc), effectively once", d.waitSink},
 	}
 	for i, s := range steps {
 		d.printf("[%d/%d] %s …\n", i+1, len(steps), s.name)
@@ -155,7 +158,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		}
 		d.printf("      done in %s\n\n", time.Since(start).Round(time.Millisecond))
 	}
-	d.printf("The demo reached the end of today's pipeline: sources → capture → Kafka → transform (canonical entities) → monitor (issues, warnings, discrepancies).\n")
+	d.printf("The demo reached the end of today's pipeline: sources → capture → Kafka → transform (canonical entities) → monitor (issues, warnings, discrepancies) → provincial database.\n")
 	if *keep {
 		d.printf("Work directory kept: %s (manifest: %s)\n", d.dir, filepath.Join(d.dir, "gen", "manifest.jsonl"))
 	}
@@ -202,12 +205,16 @@ func (d *demo) startServers(ctx context.Context) error {
 	if err := d.pg.CreateDatabase(ctx, "departments"); err != nil {
 		return err
 	}
+	if err := d.pg.CreateDatabase(ctx, "provincial"); err != nil {
+		return err
+	}
 	d.printf("      MariaDB %s (%s), PostgreSQL %s %s\n", d.maria.Addr(), d.maria.Flavor(), d.pg.Version(), d.pg.Addr())
 
 	// The demo configuration takes the private servers' addresses from the environment.
 	env := map[string]string{
 		"SHOUWANG_DEMO_MYSQL_DSN":    fmt.Sprintf("%s:%s@tcp(%s)/national", d.maria.ReplUser(), d.maria.ReplPassword(), d.maria.Addr()),
 		"SHOUWANG_DEMO_PG_DSN":       d.pg.ConnString("departments"),
+		"SHOUWANG_DEMO_PROVINCIAL":   d.pg.ConnString("provincial"),
 		"SHOUWANG_DEMO_FILES":        filepath.Join(d.dir, "gen", "files"),
 		"SHOUWANG_DEMO_STATE":        filepath.Join(d.dir, "state"),
 		"SHOUWANG_DEMO_METRICS_ADDR": d.metricsAddr,
@@ -281,10 +288,21 @@ func (d *demo) startCapture(ctx context.Context) error {
 		return err
 	}
 	d.transformers = ts
+	sinks, err := w.sinkWorkers()
+	if err != nil {
+		return err
+	}
+	d.sinks = sinks
 	cctx, cancel := context.WithCancel(ctx)
 	d.stopCapt, d.captDone = cancel, make(chan struct{})
 	var both sync.WaitGroup
-	both.Add(2)
+	both.Add(3)
+	go func() {
+		defer both.Done()
+		if err := w.runSinks(cctx, sinks); err != nil {
+			d.log.Error("sinks stopped", "err", err)
+		}
+	}()
 	go func() {
 		defer both.Done()
 		if err := w.runCapture(cctx, conns, d.onBatch); err != nil {
@@ -301,8 +319,8 @@ func (d *demo) startCapture(ctx context.Context) error {
 		both.Wait()
 		close(d.captDone)
 	}()
-	d.printf("      %d connectors, %d transform pipelines; Kafka (in-memory) %s; metrics http://%s/metrics\n",
-		len(conns), len(ts), strings.Join(w.busOpts.Brokers, ","), w.server.Addr())
+	d.printf("      %d connectors, %d transform pipelines, %d sinks; Kafka (in-memory) %s; metrics http://%s/metrics\n",
+		len(conns), len(ts), len(sinks), strings.Join(w.busOpts.Brokers, ","), w.server.Addr())
 	return nil
 }
 

@@ -67,6 +67,38 @@ func TestDemoEndToEnd(t *testing.T) {
 	if n, _ := strconv.Atoi(m[1]); n != 0 {
 		t.Errorf("%d dead letters from clean generated data", n)
 	}
+	// The provincial database holds every generated household and person plus the
+	// push's creates; the push's deletes are soft (the row stays, not live).
+	pushed := func(what string) int {
+		m := regexp.MustCompile(what + `=(\d+)`).FindStringSubmatch(text)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	for table, gen := range want {
+		m := regexp.MustCompile(`fpjc\.` + table + `\s+(\d+) rows \((\d+) live\)`).FindStringSubmatch(text)
+		if m == nil {
+			t.Errorf("fpjc.%s not shown", table)
+			continue
+		}
+		g, _ := strconv.Atoi(gen)
+		rows, _ := strconv.Atoi(m[1])
+		live, _ := strconv.Atoi(m[2])
+		if wantRows := g + pushed(table+"/c"); rows != wantRows || live != wantRows-pushed(table+"/d") {
+			t.Errorf("fpjc.%s: %d rows, %d live; want %d rows, %d live", table, rows, live, wantRows, wantRows-pushed(table+"/d"))
+		}
+	}
+	for _, table := range []string{"warning", "quality_issue", "discrepancy"} {
+		m := regexp.MustCompile(`fpjc\.` + table + `\s+(\d+) rows`).FindStringSubmatch(text)
+		if m == nil || m[1] == "0" {
+			t.Errorf("fpjc.%s: %v, want rows", table, m)
+		}
+	}
+	if !regexp.MustCompile(`all at the end of their topics; 0 dead letters`).MatchString(text) {
+		t.Error("the sink did not finish with 0 dead letters")
+	}
 }
 
 // TestDemoProgressCollapses: off a terminal, identical progress lines are printed

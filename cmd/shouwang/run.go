@@ -12,19 +12,21 @@ import (
 
 	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/internal/pii"
+	"github.com/shouwang/shouwang/sinks/postgres"
 )
 
 func init() {
-	register("run", "run the workers of a configuration until stopped (run -c FILE [--role capture|transform|all])", func(args []string) int {
+	register("run", "run the workers of a configuration until stopped (run -c FILE [--role capture|transform|sink|all])", func(args []string) int {
 		return runRun(args, os.Stdout, os.Stderr)
 	})
 }
 
 var runHelp = helpText{
-	usage: []string{"shouwang run -c FILE [--role capture|transform|all] [--log-level LEVEL] [--exit-on-startup-failure]"},
+	usage: []string{"shouwang run -c FILE [--role capture|transform|sink|all] [--log-level LEVEL] [--exit-on-startup-failure]"},
 	about: "Run the workers of a configuration until SIGINT or SIGTERM: the capture connectors of every configured " +
 		"source with their signal consumers (snapshot and release requests), the transform pipelines (raw topics to " +
-		"canonical entities by their mapping files, reloaded when the files change), and /metrics, /healthz and /readyz on metrics.addr. " +
+		"canonical entities by their mapping files, reloaded when the files change) with the monitor (quality issues, warnings, discrepancies), " +
+		"the postgres sinks (canonical topics into the provincial database, schema migrated at start-up), and /metrics, /healthz and /readyz on metrics.addr. " +
 		"Logs are JSON lines on stderr.\n\n" +
 		"A source that has never connected is retried with backoff, one log line per attempt; after its " +
 		"sources[].startup_grace (default 2m) /healthz answers 503 naming it, and with --exit-on-startup-failure (or " +
@@ -35,14 +37,14 @@ var runHelp = helpText{
 		"SHOUWANG_CONFIG=/etc/shouwang/shouwang.yaml shouwang run --exit-on-startup-failure"},
 }
 
-// roles lists what `run --role` accepts today. sink and check arrive with their
+// roles lists what `run --role` accepts today. check arrives with its
 // issues; asking for them is a usage error rather than a silent no-op.
-var roles = map[string]bool{"capture": true, "transform": true, "all": true}
+var roles = map[string]bool{"capture": true, "transform": true, "sink": true, "all": true}
 
 func runRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", stderr)
 	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration `file` (default $SHOUWANG_CONFIG)")
-	role := fs.String("role", "all", "which workers to run: capture, transform or all (sink and check are not built yet)")
+	role := fs.String("role", "all", "which workers to run: capture, transform, sink or all (check is not built yet)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	exitOnStartup := fs.Bool("exit-on-startup-failure", false, "exit with status 3 when a source has not connected within its startup_grace, for every source")
 	if code, ok := parseFlags(fs, runHelp, args, stdout, stderr); !ok {
@@ -53,7 +55,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if !roles[*role] {
-		fmt.Fprintf(stderr, "shouwang run: --role %q is not available in this build (available: capture, transform, all)\n", *role)
+		fmt.Fprintf(stderr, "shouwang run: --role %q is not available in this build (available: capture, transform, sink, all)\n", *role)
 		return 2
 	}
 	if *cfgPath == "" {
@@ -99,10 +101,21 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	log.Info("workers starting", "role", *role, "connectors", len(conns), "pipelines", len(ts), "monitor", w.mon != nil, "metrics", w.server.Addr())
+	var sinks []*postgres.Worker
+	if *role == "sink" || *role == "all" {
+		if sinks, err = w.sinkWorkers(); err != nil {
+			fmt.Fprintf(stderr, "shouwang run: %s:\n%v\n", cfg.File(), err)
+			return 2
+		}
+		if *role == "sink" && len(sinks) == 0 {
+			fmt.Fprintf(stderr, "shouwang run: %s configures no postgres sink: add one under sinks: (kind: postgres) for --role sink\n", cfg.File())
+			return 2
+		}
+	}
+	log.Info("workers starting", "role", *role, "connectors", len(conns), "pipelines", len(ts), "monitor", w.mon != nil, "sinks", len(sinks), "metrics", w.server.Addr())
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	n := 0
 	if len(conns) > 0 {
 		n++
@@ -111,6 +124,10 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if len(ts) > 0 || w.mon != nil {
 		n++
 		go func() { errc <- w.runTransforms(rctx, ts) }()
+	}
+	if len(sinks) > 0 {
+		n++
+		go func() { errc <- w.runSinks(rctx, sinks) }()
 	}
 	code := 0
 	for ; n > 0; n-- {

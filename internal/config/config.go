@@ -591,6 +591,14 @@ type Sink struct {
 	Tables map[string]string `yaml:"tables"`
 	// BatchSize is the records applied per transaction or request (default 500).
 	BatchSize int `yaml:"batch_size"`
+	// Delete is how a postgres sink applies a delete: soft (default: the row stays
+	// with deleted = true and its last values) or hard (the row is removed; its
+	// version is kept in fpjc.sink_tombstones so an older change cannot bring it back).
+	Delete string `yaml:"delete"`
+	// Truncate is what a postgres sink does with a truncate on a canonical topic:
+	// ignore (default: logged and counted) or apply (every row of the table deleted,
+	// soft or hard as delete says).
+	Truncate string `yaml:"truncate"`
 	// HTTP configures a sharing_http sink.
 	HTTP *HTTP `yaml:"http"`
 }

@@ -123,6 +123,10 @@ func (c *Config) SetDefaults() {
 		if s.Kind == SinkSharingDB {
 			setStr(&s.Driver, "postgres")
 		}
+		if s.Kind == SinkPostgres {
+			setStr(&s.Delete, "soft")
+			setStr(&s.Truncate, "ignore")
+		}
 		if s.Kind == SinkSharingHTTP {
 			if s.HTTP == nil {
 				s.HTTP = &HTTP{}
@@ -791,6 +795,8 @@ func (v *validator) sinks() {
 			if s.Driver != "" {
 				v.addf(p+".driver", "only used by sharing_db sinks: remove it")
 			}
+			v.oneOf(p+".delete", s.Delete, "soft", "hard")
+			v.oneOf(p+".truncate", s.Truncate, "ignore", "apply")
 		case SinkSharingDB:
 			v.oneOf(p+".driver", s.Driver, "postgres", "mysql")
 			if s.Driver == "mysql" {
@@ -811,6 +817,9 @@ func (v *validator) sinks() {
 				v.durRange(p+".http.timeout", s.HTTP.Timeout, time.Second, 5*time.Minute)
 				v.durRange(p+".http.retry.max_elapsed", s.HTTP.Retry.MaxElapsed, 0, 24*time.Hour)
 			}
+		}
+		if s.Kind != SinkPostgres && s.Kind != "" && (s.Delete != "" || s.Truncate != "") {
+			v.addf(p+".delete", "delete and truncate are settings of postgres sinks: remove them")
 		}
 		if s.Kind != SinkSharingHTTP && s.Kind != "" {
 			if s.URL != "" {

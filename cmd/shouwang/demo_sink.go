@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shouwang/shouwang/internal/bus"
+	"github.com/shouwang/shouwang/schemas"
+	"github.com/shouwang/shouwang/sinks/postgres"
+)
+
+// waitSink waits until every sink's stored offsets reach the end of each of its topics
+// and stay there (the transforms and the monitor have finished the push too), then
+// shows the provincial tables.
+func (d *demo) waitSink(ctx context.Context) error {
+	for _, s := range d.sinks {
+		sc, ok := d.cfg.SinkByName(s.Name())
+		if !ok {
+			return fmt.Errorf("sink %s is not in the configuration", s.Name())
+		}
+		pool, err := pgxpool.New(ctx, sc.DSN)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		topics := s.Sink().Topics()
+		var stableSince time.Time
+		var last string
+		err = d.waitFor(ctx, "sink "+s.Name(), 5*time.Minute, func() (bool, string) {
+			var size, stored int64
+			for _, t := range topics {
+				n, err := bus.TopicSize(ctx, d.w.busOpts, t)
+				if err != nil {
+					return false, err.Error()
+				}
+				size += n
+			}
+			// Missing rows (nothing stored yet) count as 0; the query fails only
+			// before the schema exists.
+			_ = pool.QueryRow(ctx, `SELECT coalesce(sum(next_offset), 0) FROM `+postgres.Schema+`.sink_offsets WHERE sink = $1`, s.Name()).Scan(&stored)
+			now := fmt.Sprint(size, "/", stored)
+			if now != last {
+				last, stableSince = now, time.Now()
+			}
+			return size > 0 && stored == size && time.Since(stableSince) > 3*time.Second,
+				fmt.Sprintf("sink %s: %d/%d changes stored", s.Name(), stored, size)
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range schemas.Entities() {
+			rel := postgres.Schema + "." + e.Name
+			if t, ok := sc.Tables[e.Name]; ok {
+				rel = t
+			}
+			var rows, live int64
+			if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE NOT deleted) FROM `+rel).Scan(&rows, &live); err != nil {
+				return fmt.Errorf("count %s: %w", rel, err)
+			}
+			extra := ""
+			if e.Name == "warning" || e.Name == "quality_issue" || e.Name == "discrepancy" {
+				var by string
+				if err := pool.QueryRow(ctx, `SELECT coalesce(string_agg(status || '=' || n, ' ' ORDER BY status), '') FROM (SELECT status, count(*) n FROM `+rel+` GROUP BY status) x`).Scan(&by); err != nil {
+					return err
+				}
+				var versions int64
+				if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+postgres.Schema+`.`+e.Name+`_history`).Scan(&versions); err != nil {
+					return err
+				}
+				extra = fmt.Sprintf("  %s; %d lifecycle versions", by, versions)
+			}
+			d.printf("      %-28s %7d rows (%d live)%s\n", rel, rows, live, extra)
+		}
+		dead, err := bus.TopicSize(ctx, d.w.busOpts, schemas.DLQTopic(d.cfg.Kafka.TopicPrefix, "sink"))
+		if err != nil {
+			return err
+		}
+		var parts int
+		_ = pool.QueryRow(ctx, `SELECT count(*) FROM `+postgres.Schema+`.sink_offsets WHERE sink = $1`, s.Name()).Scan(&parts)
+		d.printf("      %d partitions' offsets stored with the rows, all at the end of their topics; %d dead letters (%s)\n",
+			parts, dead, strings.TrimSpace(schemas.DLQTopic(d.cfg.Kafka.TopicPrefix, "sink")))
+	}
+	return nil
+}

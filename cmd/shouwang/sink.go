@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/shouwang/shouwang/internal/bus"
+	"github.com/shouwang/shouwang/internal/config"
+	"github.com/shouwang/shouwang/schemas"
+	"github.com/shouwang/shouwang/sinks/postgres"
+)
+
+// sinkWorkers builds the configured postgres sinks. Sinks of kinds this build does not
+// run yet (sharing_db, sharing_http) are named in a warning, never run half.
+func (w *worker) sinkWorkers() ([]*postgres.Worker, error) {
+	var out []*postgres.Worker
+	var errs []string
+	for i := range w.cfg.Sinks {
+		s := &w.cfg.Sinks[i]
+		p := fmt.Sprintf("sinks[%d]", i)
+		if s.Kind != config.SinkPostgres {
+			w.log.Warn("sink not run: this build has no "+s.Kind+" sink yet", "sink", s.Name, "key", p+".kind")
+			continue
+		}
+		entities, tables, err := sinkEntities(w.cfg.Kafka.TopicPrefix, s)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", p, err))
+			continue
+		}
+		component := "sink/" + s.Name
+		sw, err := postgres.NewWorker(postgres.WorkerOptions{
+			Options: postgres.Options{Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, ClientID: w.cfg.Kafka.ClientID,
+				Entities: entities, Tables: tables, Delete: s.Delete, Truncate: s.Truncate, Bus: w.busOpts, Producer: w.producer,
+				Protect: w.pii, BatchSize: s.BatchSize, Logger: w.log},
+			DSN: s.DSN, Registerer: w.reg,
+			SetReady: func(ready bool, reason string) { w.server.SetReady(component, ready, reason) },
+		})
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", p, err))
+			continue
+		}
+		out = append(out, sw)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	return out, nil
+}
+
+// sinkEntities maps a sink's topics (entity names or full topic names) to canonical
+// entities, and its tables: entries (keyed as the topics are written) to entities.
+func sinkEntities(prefix string, s *config.Sink) ([]string, map[string]string, error) {
+	byName := map[string]string{}
+	var names []string
+	for _, e := range schemas.Entities() {
+		byName[e.Name] = e.Name
+		byName[e.Topic(prefix)] = e.Name
+		names = append(names, e.Name)
+	}
+	var entities []string
+	asWritten := map[string]string{}
+	for j, t := range s.Topics {
+		e, ok := byName[t]
+		if !ok {
+			return nil, nil, fmt.Errorf("topics[%d]: %q is not a canonical entity or its topic (entities: %s)", j, t, strings.Join(names, ", "))
+		}
+		entities = append(entities, e)
+		asWritten[t] = e
+	}
+	tables := map[string]string{}
+	for t, rel := range s.Tables {
+		tables[asWritten[t]] = rel
+	}
+	return entities, tables, nil
+}
+
+// runSinks creates the sinks' topics and runs every sink until ctx is done, restarting
+// one that fails.
+func (w *worker) runSinks(ctx context.Context, sinks []*postgres.Worker) error {
+	k := w.cfg.Kafka
+	specs := []bus.TopicSpec{{Name: schemas.DLQTopic(k.TopicPrefix, "sink"), Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor}}
+	seen := map[string]bool{}
+	for _, s := range sinks {
+		for _, t := range s.Sink().Topics() {
+			if !seen[t] {
+				seen[t] = true
+				specs = append(specs, bus.TopicSpec{Name: t, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor})
+			}
+		}
+	}
+	if err := bus.EnsureTopics(ctx, w.busOpts, specs...); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, s := range sinks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.superviseRun(ctx, "sink/"+s.Name(), "sink failed; restarting from its stored offsets", s.Run)
+		}()
+	}
+	wg.Wait()
+	return nil
+}

@@ -1,0 +1,661 @@
+// Package postgres is the provincial database sink: it upserts the canonical topics
+// into the provincial PostgreSQL schema (fpjc, created by the embedded migrations)
+// effectively once.
+//
+// A batch is applied in one transaction: its changes are copied (COPY) into per-entity
+// staging tables, several changes of one key collapse to the newest version, and one
+// INSERT … ON CONFLICT DO UPDATE per table applies a change only where the stored
+// version is older — a redelivered or reordered change never regresses a row. The next
+// consumer offset of every partition in the batch is written in the same transaction
+// (fpjc.sink_offsets), and a partition assigned to the sink resumes from there, so a
+// crash between the database commit and the Kafka commit neither loses nor re-applies
+// anything. A change that cannot be applied — a malformed payload, an unknown schema
+// version, a value PostgreSQL refuses or a violated constraint — goes to
+// <prefix>.dlq.sink with the reason (constraint failures are isolated by bisecting the
+// batch under savepoints) and the rest of the batch lands. Any other failure (database
+// down, read-only, a lost connection) rolls the whole batch back and retries it with
+// backoff; nothing is skipped.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shouwang/shouwang/internal/bus"
+	"github.com/shouwang/shouwang/internal/pii"
+	"github.com/shouwang/shouwang/schemas"
+)
+
+// Delete and truncate handling (sinks[].delete, sinks[].truncate).
+const (
+	// DeleteSoft keeps a deleted row with deleted = true and its last values.
+	DeleteSoft = "soft"
+	// DeleteHard removes the row and keeps its deleted version in
+	// fpjc.sink_tombstones, so that an older change arriving later cannot resurrect it.
+	DeleteHard = "hard"
+	// TruncateIgnore logs and counts a truncate and changes nothing (the default: a
+	// canonical topic is not emptied by accident of one source table).
+	TruncateIgnore = "ignore"
+	// TruncateApply empties the table (soft: marks every row deleted; hard: deletes).
+	TruncateApply = "apply"
+)
+
+// Options configures a Sink.
+type Options struct {
+	// Name is the sink's name (sinks[].name): the key of its stored offsets and the
+	// suffix of its consumer group.
+	Name string
+	// TopicPrefix is kafka.topic_prefix; ClientID prefixes the consumer group.
+	TopicPrefix string
+	ClientID    string
+	// Entities are the canonical entities to store (household, person, …, warning,
+	// quality_issue, discrepancy); every one when empty.
+	Entities []string
+	// Tables maps an entity to a table other than fpjc.<entity> ("schema.table"); the
+	// table must have the columns of fpjc.<entity>.
+	Tables map[string]string
+	// Delete is DeleteSoft (default) or DeleteHard; Truncate is TruncateIgnore
+	// (default) or TruncateApply.
+	Delete   string
+	Truncate string
+	// Bus reaches Kafka; Producer sends dead letters (acks=all). Without a Producer a
+	// record that cannot be applied stops the sink instead.
+	Bus      bus.Options
+	Producer *bus.Producer
+	// Protect scrubs ID numbers and phones out of dead-letter reasons and payloads (nil:
+	// as they are).
+	Protect *pii.Protector
+	// BatchSize is the most changes per transaction (default 2000); Linger how long a
+	// batch waits to fill (default 20ms).
+	BatchSize int
+	Linger    time.Duration
+	// RetryInitial and RetryMax bound the backoff between attempts at a batch whose
+	// database work failed for a reason other than its records (default 200ms, 10s).
+	RetryInitial time.Duration
+	RetryMax     time.Duration
+	// Logger (nil: slog.Default()); Now stamps dead letters (nil: time.Now).
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// target is one consumed topic and the table it is written to.
+type target struct {
+	*table
+	topic string
+	// rel is the target table, quoted; relName the same unquoted (tombstones).
+	rel, relName string
+	stage        string // temporary staging table, quoted
+	history      string // lifecycle history table, quoted ("" when none)
+	keyCol       int
+	versionCol   int
+	statusCol    int
+
+	upsert, deleteSoft, deleteHard, recordHistory, truncateSoft, truncateHard, createStage string
+}
+
+// Sink applies batches of canonical changes to the provincial database.
+type Sink struct {
+	o       Options
+	log     *slog.Logger
+	targets map[string]*target // by topic
+	order   []*target          // fixed order of application
+}
+
+// New validates the options and prepares the statements; it does no I/O.
+func New(o Options) (*Sink, error) {
+	if o.Name == "" {
+		return nil, errors.New("sinks/postgres: the sink has no name (sinks[].name)")
+	}
+	switch o.Delete {
+	case "":
+		o.Delete = DeleteSoft
+	case DeleteSoft, DeleteHard:
+	default:
+		return nil, fmt.Errorf("sinks/postgres: delete %q: use soft or hard", o.Delete)
+	}
+	switch o.Truncate {
+	case "":
+		o.Truncate = TruncateIgnore
+	case TruncateIgnore, TruncateApply:
+	default:
+		return nil, fmt.Errorf("sinks/postgres: truncate %q: use ignore or apply", o.Truncate)
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 2000
+	}
+	if o.Linger <= 0 {
+		o.Linger = 20 * time.Millisecond
+	}
+	if o.RetryInitial <= 0 {
+		o.RetryInitial = 200 * time.Millisecond
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	tables := entityTables()
+	if len(o.Entities) == 0 {
+		for _, e := range schemas.Entities() {
+			o.Entities = append(o.Entities, e.Name)
+		}
+	}
+	s := &Sink{o: o, log: o.Logger.With("sink", o.Name), targets: map[string]*target{}}
+	infos := map[string]schemas.EntityInfo{}
+	for _, e := range schemas.Entities() {
+		infos[e.Name] = e
+	}
+	for _, name := range o.Entities {
+		tb, ok := tables[name]
+		if !ok {
+			return nil, fmt.Errorf("sinks/postgres: %q is not a canonical entity (one of %s)", name, strings.Join(entityNames(), ", "))
+		}
+		rel := Schema + "." + name
+		if t, ok := o.Tables[name]; ok {
+			rel = t
+		}
+		tgt := newTarget(tb, infos[name].Topic(o.TopicPrefix), rel)
+		if _, dup := s.targets[tgt.topic]; dup {
+			return nil, fmt.Errorf("sinks/postgres: entity %s listed twice", name)
+		}
+		s.targets[tgt.topic] = tgt
+		s.order = append(s.order, tgt)
+	}
+	for name := range o.Tables {
+		if _, ok := tables[name]; !ok {
+			return nil, fmt.Errorf("sinks/postgres: tables: %q is not a canonical entity", name)
+		}
+	}
+	return s, nil
+}
+
+func entityNames() []string {
+	var out []string
+	for _, e := range schemas.Entities() {
+		out = append(out, e.Name)
+	}
+	return out
+}
+
+// Topics are the topics the sink consumes.
+func (s *Sink) Topics() []string {
+	var out []string
+	for _, t := range s.order {
+		out = append(out, t.topic)
+	}
+	return out
+}
+
+func quoteRel(rel string) string {
+	return pgx.Identifier(strings.Split(rel, ".")).Sanitize()
+}
+
+func newTarget(tb *table, topic, rel string) *target {
+	t := &target{table: tb, topic: topic, rel: quoteRel(rel), relName: rel,
+		stage: pgx.Identifier{"sw_stage_" + tb.entity}.Sanitize(), keyCol: -1, versionCol: -1, statusCol: -1}
+	var names, casts, sets, stageCols []string
+	for i, c := range tb.cols {
+		q := pgx.Identifier{c.name}.Sanitize()
+		names = append(names, q)
+		stageCols = append(stageCols, q+" text")
+		if c.pgType == "text" {
+			casts = append(casts, "s."+q)
+		} else {
+			casts = append(casts, "s."+q+"::"+c.pgType)
+		}
+		switch c.name {
+		case "key":
+			t.keyCol = i
+		case "version":
+			t.versionCol = i
+			sets = append(sets, q+" = excluded."+q)
+		case "status":
+			t.statusCol = i
+			sets = append(sets, q+" = excluded."+q)
+		default:
+			sets = append(sets, q+" = excluded."+q)
+		}
+	}
+	if t.keyCol < 0 || t.versionCol < 0 {
+		panic("sinks/postgres: entity " + tb.entity + " has no key or version field")
+	}
+	t.createStage = fmt.Sprintf("CREATE TEMPORARY TABLE IF NOT EXISTS %s (_ord integer NOT NULL, _deleted boolean NOT NULL, %s) ON COMMIT DELETE ROWS",
+		t.stage, strings.Join(stageCols, ", "))
+	notTomb := ""
+	t.upsert = fmt.Sprintf(`INSERT INTO %[1]s AS t (%[2]s, deleted, applied_at)
+SELECT %[3]s, false, now() FROM %[4]s s
+WHERE NOT s._deleted AND s._ord BETWEEN $1 AND $2%[6]s
+ON CONFLICT (key) DO UPDATE SET %[5]s, deleted = false, applied_at = excluded.applied_at
+WHERE t.version < excluded.version`, t.rel, strings.Join(names, ", "), strings.Join(casts, ", "), t.stage, strings.Join(sets, ", "), notTomb)
+	t.deleteSoft = fmt.Sprintf(`INSERT INTO %[1]s AS t (key, version, deleted, applied_at)
+SELECT s.key, s.version::bigint, true, now() FROM %[2]s s WHERE s._deleted AND s._ord BETWEEN $1 AND $2
+ON CONFLICT (key) DO UPDATE SET version = excluded.version, deleted = true, applied_at = excluded.applied_at
+WHERE t.version < excluded.version`, t.rel, t.stage)
+	t.deleteHard = fmt.Sprintf(`WITH d AS (SELECT s.key, s.version::bigint AS version FROM %[2]s s WHERE s._deleted AND s._ord BETWEEN $1 AND $2),
+gone AS (DELETE FROM %[1]s t USING d WHERE t.key = d.key AND t.version < d.version RETURNING t.key),
+tomb AS (INSERT INTO %[3]s.sink_tombstones AS b (entity_table, key, version) SELECT $3, d.key, d.version FROM d
+  ON CONFLICT (entity_table, key) DO UPDATE SET version = excluded.version, deleted_at = now() WHERE b.version < excluded.version)
+SELECT count(*) FROM gone`, t.rel, t.stage, Schema)
+	if tb.lifecycle {
+		t.history = pgx.Identifier{Schema, tb.entity + "_history"}.Sanitize()
+		t.recordHistory = fmt.Sprintf(`INSERT INTO %s (key, version, status, changed_ms)
+SELECT s.key, s.version::bigint, s.status, s.updated_ms::bigint FROM %s s WHERE NOT s._deleted AND s._ord BETWEEN $1 AND $2
+ON CONFLICT (key, version) DO NOTHING`, t.history, t.stage)
+	}
+	t.truncateSoft = fmt.Sprintf("UPDATE %s SET deleted = true, applied_at = now() WHERE NOT deleted", t.rel)
+	t.truncateHard = "DELETE FROM " + t.rel
+	return t
+}
+
+// upsertSQL is the upsert statement; with hard deletes it also refuses changes no
+// newer than the key's tombstone.
+func (s *Sink) upsertSQL(t *target) string {
+	if s.o.Delete != DeleteHard {
+		return t.upsert
+	}
+	return strings.Replace(t.upsert, "s._ord BETWEEN $1 AND $2\n",
+		fmt.Sprintf("s._ord BETWEEN $1 AND $2 AND NOT EXISTS (SELECT 1 FROM %s.sink_tombstones b WHERE b.entity_table = $3 AND b.key = s.key AND b.version >= s.version::bigint)\n", Schema), 1)
+}
+
+// AfterConnect creates the staging tables on a new connection; give it to the pool's
+// configuration (pgxpool.Config.AfterConnect).
+func (s *Sink) AfterConnect(ctx context.Context, c *pgx.Conn) error {
+	for _, t := range s.order {
+		if _, err := c.Exec(ctx, t.createStage); err != nil {
+			return fmt.Errorf("sinks/postgres: create staging table for %s: %w", t.entity, err)
+		}
+	}
+	return nil
+}
+
+// Check verifies that every target table exists with every column the sink writes,
+// so that a wrong tables: mapping is reported at start-up with what to do.
+func (s *Sink) Check(ctx context.Context, pool *pgxpool.Pool) error {
+	var errs []error
+	for _, t := range s.order {
+		rows, err := pool.Query(ctx, `SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, t.rel)
+		if err != nil {
+			return fmt.Errorf("sinks/postgres: read the columns of %s: %w", t.relName, err)
+		}
+		have := map[string]bool{}
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			have[n] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(have) == 0 {
+			errs = append(errs, fmt.Errorf("table %s (entity %s) does not exist: create it like %s.%s (CREATE TABLE %s (LIKE %s.%s INCLUDING ALL)) or remove its tables: entry",
+				t.relName, t.entity, Schema, t.entity, t.relName, Schema, t.entity))
+			continue
+		}
+		var missing []string
+		for _, c := range append(append([]column{}, t.cols...), column{name: "deleted"}, column{name: "applied_at"}) {
+			if !have[c.name] {
+				missing = append(missing, c.name)
+			}
+		}
+		if len(missing) > 0 {
+			errs = append(errs, fmt.Errorf("table %s (entity %s) lacks columns %s: give it the columns of %s.%s", t.relName, t.entity, strings.Join(missing, ", "), Schema, t.entity))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("sinks/postgres %s: %w", s.o.Name, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Decode reads consumed messages into records (a message of a topic the sink does not
+// consume, or that it cannot read, gets Err).
+func (s *Sink) Decode(m bus.Message) Record {
+	t, ok := s.targets[m.Topic]
+	if !ok {
+		return Record{Msg: m, Err: contractf("topic %s is not one of this sink's topics", m.Topic)}
+	}
+	return t.decode(m)
+}
+
+// Counts are what happened to a batch's changes: Applied rows were inserted or
+// updated; Stale changes were not newer than the stored version (nothing changed);
+// Deleted rows were deleted (or marked so); Collapsed changes were superseded by a
+// newer change of the same key in the batch.
+type Counts struct {
+	Applied, Stale, Deleted, Collapsed int
+}
+
+func (c *Counts) add(d Counts) {
+	c.Applied += d.Applied
+	c.Stale += d.Stale
+	c.Deleted += d.Deleted
+	c.Collapsed += d.Collapsed
+}
+
+// Result counts what a batch did.
+type Result struct {
+	// Counts are the batch's totals; PerEntity the same by entity.
+	Counts
+	PerEntity map[string]*Counts
+	// Truncated counts truncates applied; TruncatesIgnored those ignored by config.
+	Truncated, TruncatesIgnored int
+	// Dead are the records sent to the dead-letter topic, with their reasons.
+	Dead []Record
+	// Offsets is the next offset stored per partition ("topic/partition").
+	Offsets map[string]int64
+}
+
+// count adds c to the totals and to entity's counts.
+func (r *Result) count(entity string, c Counts) {
+	r.Counts.add(c)
+	pe := r.PerEntity[entity]
+	if pe == nil {
+		pe = &Counts{}
+		r.PerEntity[entity] = pe
+	}
+	pe.add(c)
+}
+
+// recordError reports whether a database error concerns the rows of a statement (a value
+// PostgreSQL refuses or a violated constraint), not the database.
+func recordError(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	return strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23")
+}
+
+// Apply writes one batch in one transaction: the changes, the dead letters (sent
+// before the commit) and the next offset of every partition in recs. recs must be in
+// consumption order (per partition, by offset). An error means nothing of the batch
+// is committed; call Apply again with the same records.
+func (s *Sink) Apply(ctx context.Context, pool *pgxpool.Pool, recs []Record) (Result, error) {
+	res := Result{Offsets: map[string]int64{}, PerEntity: map[string]*Counts{}}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return res, fmt.Errorf("sinks/postgres %s: begin: %w", s.o.Name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+
+	var seg []Record
+	first := true
+	for _, r := range recs {
+		switch {
+		case r.Err != nil:
+			res.Dead = append(res.Dead, r)
+		case r.op == opTruncate:
+			if err := s.applySegment(ctx, tx, seg, first, &res); err != nil {
+				return res, err
+			}
+			seg, first = seg[:0], false
+			if err := s.truncate(ctx, tx, r, &res); err != nil {
+				return res, err
+			}
+		default:
+			seg = append(seg, r)
+		}
+	}
+	if err := s.applySegment(ctx, tx, seg, first, &res); err != nil {
+		return res, err
+	}
+	type tp struct {
+		topic     string
+		partition int
+	}
+	next := map[tp]int64{}
+	for _, r := range recs {
+		k := tp{r.Msg.Topic, r.Msg.Partition}
+		if r.Msg.Offset+1 > next[k] {
+			next[k] = r.Msg.Offset + 1
+		}
+	}
+	var topics []string
+	var parts []int32
+	var offs []int64
+	for k, o := range next {
+		topics, parts, offs = append(topics, k.topic), append(parts, int32(k.partition)), append(offs, o)
+		res.Offsets[fmt.Sprintf("%s/%d", k.topic, k.partition)] = o
+	}
+	if len(topics) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+Schema+`.sink_offsets AS o (sink, topic, partition, next_offset)
+SELECT $1, u.t, u.p, u.o FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS u(t, p, o)
+ON CONFLICT (sink, topic, partition) DO UPDATE SET next_offset = GREATEST(o.next_offset, excluded.next_offset), applied_at = now()`,
+			s.o.Name, topics, parts, offs); err != nil {
+			return res, fmt.Errorf("sinks/postgres %s: store offsets: %w", s.o.Name, err)
+		}
+	}
+	if len(res.Dead) > 0 {
+		if err := s.sendDead(ctx, res.Dead); err != nil {
+			return res, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return res, fmt.Errorf("sinks/postgres %s: commit: %w", s.o.Name, err)
+	}
+	return res, nil
+}
+
+// applySegment applies changes with no truncate among them: per table, collapsed to
+// the newest version of each key, staged with COPY and merged.
+func (s *Sink) applySegment(ctx context.Context, tx pgx.Tx, seg []Record, first bool, res *Result) error {
+	if len(seg) == 0 {
+		return nil
+	}
+	byTarget := map[*target][]Record{}
+	for _, r := range seg {
+		byTarget[r.tgt] = append(byTarget[r.tgt], r)
+	}
+	for _, t := range s.order {
+		rs := byTarget[t]
+		if len(rs) == 0 {
+			continue
+		}
+		rows := collapse(rs)
+		res.count(t.entity, Counts{Collapsed: len(rs) - len(rows)})
+		if !first {
+			if _, err := tx.Exec(ctx, "TRUNCATE "+t.stage); err != nil {
+				return fmt.Errorf("sinks/postgres %s: clear staging of %s: %w", s.o.Name, t.entity, err)
+			}
+		}
+		cols := make([]string, 0, len(t.cols)+2)
+		cols = append(cols, "_ord", "_deleted")
+		for _, c := range t.cols {
+			cols = append(cols, c.name)
+		}
+		src := make([][]any, len(rows))
+		for i, r := range rows {
+			row := make([]any, 0, len(cols))
+			row = append(row, int32(i), r.op == opDelete)
+			src[i] = append(row, r.vals...)
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sw_stage_" + t.entity}, cols, pgx.CopyFromRows(src)); err != nil {
+			return fmt.Errorf("sinks/postgres %s: stage %d %s rows: %w", s.o.Name, len(rows), t.entity, err)
+		}
+		if err := s.applyRange(ctx, tx, t, rows, 0, len(rows)-1, res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// collapse keeps, per key, the change with the highest version (the later one of
+// equal versions), in first-seen order.
+func collapse(rs []Record) []Record {
+	at := make(map[string]int, len(rs))
+	out := make([]Record, 0, len(rs))
+	for _, r := range rs {
+		if i, ok := at[r.key]; ok {
+			if r.version >= out[i].version {
+				out[i] = r
+			}
+			continue
+		}
+		at[r.key] = len(out)
+		out = append(out, r)
+	}
+	return out
+}
+
+// applyRange merges staged rows lo..hi under a savepoint. When PostgreSQL refuses
+// the rows themselves (a value or a constraint), the range is split in halves until
+// the refused rows are single; those go to the dead letters and the others land.
+func (s *Sink) applyRange(ctx context.Context, tx pgx.Tx, t *target, rows []Record, lo, hi int, res *Result) error {
+	sp, err := tx.Begin(ctx) // a savepoint
+	if err != nil {
+		return fmt.Errorf("sinks/postgres %s: savepoint: %w", s.o.Name, err)
+	}
+	var c Counts
+	err = s.merge(ctx, sp, t, lo, hi, rows, &c)
+	if err == nil {
+		if err = sp.Commit(ctx); err == nil {
+			res.count(t.entity, c)
+			return nil
+		}
+	}
+	if rbErr := sp.Rollback(ctx); rbErr != nil && !recordError(err) {
+		return fmt.Errorf("sinks/postgres %s: %s: %w", s.o.Name, t.entity, err)
+	}
+	if !recordError(err) {
+		return fmt.Errorf("sinks/postgres %s: apply %d %s rows: %w", s.o.Name, hi-lo+1, t.entity, err)
+	}
+	if lo == hi {
+		rec := rows[lo]
+		rec.Err = fmt.Errorf("refused by the provincial database: %w", err)
+		res.Dead = append(res.Dead, rec)
+		return nil
+	}
+	mid := lo + (hi-lo)/2
+	if err := s.applyRange(ctx, tx, t, rows, lo, mid, res); err != nil {
+		return err
+	}
+	return s.applyRange(ctx, tx, t, rows, mid+1, hi, res)
+}
+
+// merge runs the table's statements over staged rows lo..hi.
+func (s *Sink) merge(ctx context.Context, tx pgx.Tx, t *target, lo, hi int, rows []Record, r *Counts) error {
+	live, dels := 0, 0
+	for _, x := range rows[lo : hi+1] {
+		if x.op == opDelete {
+			dels++
+		} else {
+			live++
+		}
+	}
+	if live > 0 {
+		args := []any{int32(lo), int32(hi)}
+		if s.o.Delete == DeleteHard {
+			args = append(args, t.relName)
+		}
+		tag, err := tx.Exec(ctx, s.upsertSQL(t), args...)
+		if err != nil {
+			return err
+		}
+		r.Applied += int(tag.RowsAffected())
+		r.Stale += live - int(tag.RowsAffected())
+		if t.recordHistory != "" {
+			if _, err := tx.Exec(ctx, t.recordHistory, int32(lo), int32(hi)); err != nil {
+				return err
+			}
+		}
+	}
+	if dels > 0 {
+		var n int
+		if s.o.Delete == DeleteHard {
+			if err := tx.QueryRow(ctx, t.deleteHard, int32(lo), int32(hi), t.relName).Scan(&n); err != nil {
+				return err
+			}
+		} else {
+			tag, err := tx.Exec(ctx, t.deleteSoft, int32(lo), int32(hi))
+			if err != nil {
+				return err
+			}
+			n = int(tag.RowsAffected())
+		}
+		r.Deleted += n
+		r.Stale += dels - n
+	}
+	return nil
+}
+
+// truncate applies or ignores a truncate record, as configured.
+func (s *Sink) truncate(ctx context.Context, tx pgx.Tx, r Record, res *Result) error {
+	if s.o.Truncate != TruncateApply {
+		res.TruncatesIgnored++
+		s.log.Warn("truncate on a canonical topic ignored (sinks[].truncate is ignore)", "topic", r.Msg.Topic, "partition", r.Msg.Partition, "offset", r.Msg.Offset)
+		return nil
+	}
+	q := r.tgt.truncateSoft
+	if s.o.Delete == DeleteHard {
+		q = r.tgt.truncateHard
+	}
+	if _, err := tx.Exec(ctx, q); err != nil {
+		return fmt.Errorf("sinks/postgres %s: truncate %s: %w", s.o.Name, r.tgt.relName, err)
+	}
+	res.Truncated++
+	s.log.Warn("truncate applied", "table", r.tgt.relName, "delete", s.o.Delete, "topic", r.Msg.Topic, "offset", r.Msg.Offset)
+	return nil
+}
+
+// sendDead produces the dead letters of a batch to <prefix>.dlq.sink (acks=all).
+func (s *Sink) sendDead(ctx context.Context, dead []Record) error {
+	if s.o.Producer == nil {
+		r := dead[0]
+		return fmt.Errorf("sinks/postgres %s: %s/%d@%d cannot be applied and no dead-letter producer is configured: %v",
+			s.o.Name, r.Msg.Topic, r.Msg.Partition, r.Msg.Offset, r.Err)
+	}
+	msgs := make([]bus.Message, 0, len(dead))
+	topic := schemas.DLQTopic(s.o.TopicPrefix, "sink")
+	for _, r := range dead {
+		reason := "sink " + s.o.Name + ": " + r.Err.Error()
+		payload, key := r.Msg.Value, string(r.Msg.Key)
+		if s.o.Protect != nil {
+			reason = s.o.Protect.ScrubText(reason)
+			payload = []byte(s.o.Protect.ScrubText(string(payload)))
+			key = s.o.Protect.ScrubText(key)
+		}
+		rec := schemas.DLQRecord{Stage: "sink", Reason: reason, Source: r.Msg.Topic,
+			Position: fmt.Sprintf("%s/%d@%d", r.Msg.Topic, r.Msg.Partition, r.Msg.Offset),
+			Key:      key, Payload: payload, Partition: r.Msg.Partition, Offset: r.Msg.Offset, TsMs: s.o.Now().UnixMilli()}
+		b, err := jsonMarshal(rec)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, bus.Message{Topic: topic, Key: []byte(key), Value: b})
+	}
+	if err := s.o.Producer.Produce(ctx, msgs...); err != nil {
+		return fmt.Errorf("sinks/postgres %s: send %d dead letters: %w", s.o.Name, len(msgs), err)
+	}
+	return nil
+}
+
+// StoredOffset is the next offset to read of a partition as stored with the rows;
+// ok is false when the sink has stored none.
+func (s *Sink) StoredOffset(ctx context.Context, pool *pgxpool.Pool, topic string, partition int) (int64, bool, error) {
+	var off int64
+	err := pool.QueryRow(ctx, `SELECT next_offset FROM `+Schema+`.sink_offsets WHERE sink = $1 AND topic = $2 AND partition = $3`,
+		s.o.Name, topic, partition).Scan(&off)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	return off, true, nil
+}
