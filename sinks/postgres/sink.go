@@ -18,10 +18,12 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,7 +100,7 @@ type target struct {
 	versionCol   int
 	statusCol    int
 
-	upsert, deleteSoft, deleteHard, recordHistory, truncateSoft, truncateHard, createStage string
+	upsert, deleteSoft, deleteHard, recordHistory, truncateSoft, truncateHard, createStage, copyStage string
 }
 
 // Sink applies batches of canonical changes to the provincial database.
@@ -231,6 +233,7 @@ func newTarget(tb *table, topic, rel string) *target {
 	if t.keyCol < 0 || t.versionCol < 0 {
 		panic("sinks/postgres: entity " + tb.entity + " has no key or version field")
 	}
+	t.copyStage = fmt.Sprintf("COPY %s (_ord, _deleted, %s) FROM STDIN", t.stage, strings.Join(names, ", "))
 	t.createStage = fmt.Sprintf("CREATE TEMPORARY TABLE IF NOT EXISTS %s (_ord integer NOT NULL, _deleted boolean NOT NULL, %s) ON COMMIT DELETE ROWS",
 		t.stage, strings.Join(stageCols, ", "))
 	notTomb := ""
@@ -474,18 +477,28 @@ func (s *Sink) applySegment(ctx context.Context, tx pgx.Tx, seg []Record, first 
 				return fmt.Errorf("sinks/postgres %s: clear staging of %s: %w", s.o.Name, t.entity, err)
 			}
 		}
-		cols := make([]string, 0, len(t.cols)+2)
-		cols = append(cols, "_ord", "_deleted")
-		for _, c := range t.cols {
-			cols = append(cols, c.name)
-		}
-		src := make([][]any, len(rows))
+		// COPY in text format from a buffer written here: the values are text already,
+		// and pgx's per-value encoding (CopyFromRows) cost more client CPU than the
+		// server's whole COPY (BenchmarkUpsert: 65,000 → 80,000 rows/s).
+		buf := make([]byte, 0, 1024*len(rows))
 		for i, r := range rows {
-			row := make([]any, 0, len(cols))
-			row = append(row, int32(i), r.op == opDelete)
-			src[i] = append(row, r.vals...)
+			buf = strconv.AppendInt(buf, int64(i), 10)
+			if r.op == opDelete {
+				buf = append(buf, "\tt"...)
+			} else {
+				buf = append(buf, "\tf"...)
+			}
+			for _, v := range r.vals {
+				buf = append(buf, '\t')
+				if v == nil {
+					buf = append(buf, `\N`...)
+					continue
+				}
+				buf = appendCopyText(buf, v.(string))
+			}
+			buf = append(buf, '\n')
 		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sw_stage_" + t.entity}, cols, pgx.CopyFromRows(src)); err != nil {
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf), t.copyStage); err != nil {
 			return fmt.Errorf("sinks/postgres %s: stage %d %s rows: %w", s.o.Name, len(rows), t.entity, err)
 		}
 		if err := s.applyRange(ctx, tx, t, rows, 0, len(rows)-1, res); err != nil {
@@ -493,6 +506,25 @@ func (s *Sink) applySegment(ctx context.Context, tx pgx.Tx, seg []Record, first 
 		}
 	}
 	return nil
+}
+
+// appendCopyText appends v as a field of COPY's text format.
+func appendCopyText(buf []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			buf = append(buf, `\\`...)
+		case '\t':
+			buf = append(buf, `\t`...)
+		case '\n':
+			buf = append(buf, `\n`...)
+		case '\r':
+			buf = append(buf, `\r`...)
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return buf
 }
 
 // collapse keeps, per key, the change with the highest version (the later one of
