@@ -25,7 +25,6 @@ import (
 	"github.com/shouwang/shouwang/internal/pii"
 	"github.com/shouwang/shouwang/internal/testenv"
 	"github.com/shouwang/shouwang/schemas"
-	"github.com/shouwang/shouwang/sinks/postgres"
 )
 
 func init() {
@@ -59,9 +58,10 @@ type demo struct {
 	lastStatus    string
 	pendingStatus string
 	lastStatusAt  time.Time
-	produced      map[string]int     // messages produced per connector
-	transformers  []*transformer     // the demo configuration's transform pipelines
-	sinks         []*postgres.Worker // the demo configuration's postgres sinks
+	produced      map[string]int // messages produced per connector
+	transformers  []*transformer // the demo configuration's transform pipelines
+	sinks         []sinkWorker   // the demo configuration's sinks
+	platform      *demoPlatform  // the stand-in sharing platform
 	lastAt        map[string]time.Time
 }
 
@@ -143,6 +143,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		{"monitor: supervision rules (质量问题), department screening warnings (部门预警) and comparisons (行业数据比对) on the canonical stream", d.waitMonitor},
 		{"the national system pushes week 1 (whole-table reload, about 1% real changes)", d.push},
 		{"sink: every canonical topic, warning, issue and discrepancy into the provincial PostgreSQL database (schema fpjc), effectively once", d.waitSink},
+		{"sink: base data (防返贫基础数据, ID numbers masked) pushed to the sharing platform over signed HTTP, with receipts", d.waitSharing},
 	}
 	for i, s := range steps {
 		d.printf("[%d/%d] %s …\n", i+1, len(steps), s.name)
@@ -158,7 +159,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		}
 		d.printf("      done in %s\n\n", time.Since(start).Round(time.Millisecond))
 	}
-	d.printf("The demo reached the end of today's pipeline: sources → capture → Kafka → transform (canonical entities) → monitor (issues, warnings, discrepancies) → provincial database.\n")
+	d.printf("The demo reached the end of today's pipeline: sources → capture → Kafka → transform (canonical entities) → monitor (issues, warnings, discrepancies) → provincial database and sharing platform.\n")
 	if *keep {
 		d.printf("Work directory kept: %s (manifest: %s)\n", d.dir, filepath.Join(d.dir, "gen", "manifest.jsonl"))
 	}
@@ -181,6 +182,7 @@ func (d *demo) close() {
 	if d.pg != nil {
 		d.pg.Stop()
 	}
+	d.platform.close()
 }
 
 func (d *demo) startServers(ctx context.Context) error {
@@ -208,16 +210,23 @@ func (d *demo) startServers(ctx context.Context) error {
 	if err := d.pg.CreateDatabase(ctx, "provincial"); err != nil {
 		return err
 	}
-	d.printf("      MariaDB %s (%s), PostgreSQL %s %s\n", d.maria.Addr(), d.maria.Flavor(), d.pg.Version(), d.pg.Addr())
+	var err error
+	if d.platform, err = startDemoPlatform(); err != nil {
+		return err
+	}
+	d.printf("      MariaDB %s (%s), PostgreSQL %s %s, sharing platform stand-in %s\n", d.maria.Addr(), d.maria.Flavor(), d.pg.Version(), d.pg.Addr(), d.platform.url)
 
 	// The demo configuration takes the private servers' addresses from the environment.
 	env := map[string]string{
-		"SHOUWANG_DEMO_MYSQL_DSN":    fmt.Sprintf("%s:%s@tcp(%s)/national", d.maria.ReplUser(), d.maria.ReplPassword(), d.maria.Addr()),
-		"SHOUWANG_DEMO_PG_DSN":       d.pg.ConnString("departments"),
-		"SHOUWANG_DEMO_PROVINCIAL":   d.pg.ConnString("provincial"),
-		"SHOUWANG_DEMO_FILES":        filepath.Join(d.dir, "gen", "files"),
-		"SHOUWANG_DEMO_STATE":        filepath.Join(d.dir, "state"),
-		"SHOUWANG_DEMO_METRICS_ADDR": d.metricsAddr,
+		"SHOUWANG_DEMO_MYSQL_DSN":     fmt.Sprintf("%s:%s@tcp(%s)/national", d.maria.ReplUser(), d.maria.ReplPassword(), d.maria.Addr()),
+		"SHOUWANG_DEMO_PG_DSN":        d.pg.ConnString("departments"),
+		"SHOUWANG_DEMO_PROVINCIAL":    d.pg.ConnString("provincial"),
+		"SHOUWANG_DEMO_SHARING_URL":   d.platform.url,
+		"SHOUWANG_DEMO_SHARING_TOKEN": demoToken,
+		"SHOUWANG_DEMO_SHARING_KEY":   demoSigningKey,
+		"SHOUWANG_DEMO_FILES":         filepath.Join(d.dir, "gen", "files"),
+		"SHOUWANG_DEMO_STATE":         filepath.Join(d.dir, "state"),
+		"SHOUWANG_DEMO_METRICS_ADDR":  d.metricsAddr,
 	}
 	lookup := func(k string) (string, bool) {
 		if v, ok := env[k]; ok {

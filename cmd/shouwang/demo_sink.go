@@ -17,7 +17,11 @@ import (
 // and stay there (the transforms and the monitor have finished the push too), then
 // shows the provincial tables.
 func (d *demo) waitSink(ctx context.Context) error {
-	for _, s := range d.sinks {
+	for _, sw := range d.sinks {
+		s, ok := sw.(*postgres.Worker)
+		if !ok {
+			continue
+		}
 		sc, ok := d.cfg.SinkByName(s.Name())
 		if !ok {
 			return fmt.Errorf("sink %s is not in the configuration", s.Name())

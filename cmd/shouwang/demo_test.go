@@ -99,6 +99,22 @@ func TestDemoEndToEnd(t *testing.T) {
 	if !regexp.MustCompile(`all at the end of their topics; 0 dead letters`).MatchString(text) {
 		t.Error("the sink did not finish with 0 dead letters")
 	}
+	// The sharing platform received the base data once per batch, signed and masked,
+	// and the sink's receipts account for every record it received.
+	got := regexp.MustCompile(`: (\d+) records in (\d+) batches \(household=(\d+) person=(\d+)\); \d+ requests, 0 refused for token or signature; 0 ID numbers in clear`).FindStringSubmatch(text)
+	receipts := regexp.MustCompile(`push receipts of sink \w+: (\d+) batches, (\d+) records accepted, 0 rejected`).FindStringSubmatch(text)
+	if got == nil || receipts == nil || got[1] != receipts[2] || got[2] != receipts[1] {
+		t.Errorf("sharing platform %v, receipts %v: want every pushed record received once and receipted", got, receipts)
+	}
+	if got != nil {
+		h, _ := strconv.Atoi(got[3])
+		p, _ := strconv.Atoi(got[4])
+		gh, _ := strconv.Atoi(persons[1])
+		gp, _ := strconv.Atoi(persons[2])
+		if h < gh || p < gp { // every household and person at least once
+			t.Errorf("sharing platform received %d households and %d persons of %d and %d", h, p, gh, gp)
+		}
+	}
 }
 
 // TestDemoProgressCollapses: off a terminal, identical progress lines are printed

@@ -12,7 +12,6 @@ import (
 
 	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/internal/pii"
-	"github.com/shouwang/shouwang/sinks/postgres"
 )
 
 func init() {
@@ -26,7 +25,7 @@ var runHelp = helpText{
 	about: "Run the workers of a configuration until SIGINT or SIGTERM: the capture connectors of every configured " +
 		"source with their signal consumers (snapshot and release requests), the transform pipelines (raw topics to " +
 		"canonical entities by their mapping files, reloaded when the files change) with the monitor (quality issues, warnings, discrepancies), " +
-		"the postgres sinks (canonical topics into the provincial database, schema migrated at start-up), and /metrics, /healthz and /readyz on metrics.addr. " +
+		"the sinks (postgres: canonical topics into the provincial database, schema migrated at start-up; sharing_http: base data pushed to the sharing platform), and /metrics, /healthz and /readyz on metrics.addr. " +
 		"Logs are JSON lines on stderr.\n\n" +
 		"A source that has never connected is retried with backoff, one log line per attempt; after its " +
 		"sources[].startup_grace (default 2m) /healthz answers 503 naming it, and with --exit-on-startup-failure (or " +
@@ -101,14 +100,14 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	var sinks []*postgres.Worker
+	var sinks []sinkWorker
 	if *role == "sink" || *role == "all" {
 		if sinks, err = w.sinkWorkers(); err != nil {
 			fmt.Fprintf(stderr, "shouwang run: %s:\n%v\n", cfg.File(), err)
 			return 2
 		}
 		if *role == "sink" && len(sinks) == 0 {
-			fmt.Fprintf(stderr, "shouwang run: %s configures no postgres sink: add one under sinks: (kind: postgres) for --role sink\n", cfg.File())
+			fmt.Fprintf(stderr, "shouwang run: %s configures no sink this build runs: add one under sinks: (kind: postgres or sharing_http) for --role sink\n", cfg.File())
 			return 2
 		}
 	}

@@ -3,39 +3,67 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/config"
+	"github.com/shouwang/shouwang/internal/pii"
 	"github.com/shouwang/shouwang/schemas"
 	"github.com/shouwang/shouwang/sinks/postgres"
+	"github.com/shouwang/shouwang/sinks/sharing"
 )
 
-// sinkWorkers builds the configured postgres sinks. Sinks of kinds this build does not
-// run yet (sharing_db, sharing_http) are named in a warning, never run half.
-func (w *worker) sinkWorkers() ([]*postgres.Worker, error) {
-	var out []*postgres.Worker
+// sinkWorker is a sink of any kind.
+type sinkWorker interface {
+	Name() string
+	Topics() []string
+	Run(ctx context.Context) error
+}
+
+// sinkWorkers builds the configured sinks. Sinks of a kind this build does not run yet
+// (sharing_db) are named in a warning, never run half.
+func (w *worker) sinkWorkers() ([]sinkWorker, error) {
+	var out []sinkWorker
 	var errs []string
 	for i := range w.cfg.Sinks {
 		s := &w.cfg.Sinks[i]
 		p := fmt.Sprintf("sinks[%d]", i)
-		if s.Kind != config.SinkPostgres {
-			w.log.Warn("sink not run: this build has no "+s.Kind+" sink yet", "sink", s.Name, "key", p+".kind")
-			continue
-		}
+		component := "sink/" + s.Name
+		setReady := func(ready bool, reason string) { w.server.SetReady(component, ready, reason) }
 		entities, tables, err := sinkEntities(w.cfg.Kafka.TopicPrefix, s)
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", p, err))
 			continue
 		}
-		component := "sink/" + s.Name
+		switch s.Kind {
+		case config.SinkPostgres:
+		case config.SinkSharingHTTP:
+			hc := s.HTTP
+			if hc == nil {
+				hc = &config.HTTP{}
+			}
+			sw, err := sharing.New(sharing.Options{Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, ClientID: w.cfg.Kafka.ClientID,
+				Entities: entities, Fields: s.Fields, Protect: w.pii, Method: pii.Method(s.Protect),
+				Client:    sharing.ClientOptions{URL: s.URL, Token: hc.AuthToken, SigningKey: []byte(hc.SigningKey), Timeout: hc.Timeout.D(), MaxElapsed: hc.Retry.MaxElapsed.D()},
+				StatePath: filepath.Join(w.cfg.State.Dir, "sharing-"+s.Name+".db"), Bus: w.busOpts, Producer: w.producer,
+				BatchSize: s.BatchSize, Registerer: w.reg, Logger: w.log, SetReady: setReady})
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("%s: %v", p, err))
+				continue
+			}
+			out = append(out, sw)
+			continue
+		default:
+			w.log.Warn("sink not run: this build has no "+s.Kind+" sink yet", "sink", s.Name, "key", p+".kind")
+			continue
+		}
 		sw, err := postgres.NewWorker(postgres.WorkerOptions{
 			Options: postgres.Options{Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, ClientID: w.cfg.Kafka.ClientID,
 				Entities: entities, Tables: tables, Delete: s.Delete, Truncate: s.Truncate, Bus: w.busOpts, Producer: w.producer,
 				Protect: w.pii, BatchSize: s.BatchSize, Logger: w.log},
-			DSN: s.DSN, Registerer: w.reg,
-			SetReady: func(ready bool, reason string) { w.server.SetReady(component, ready, reason) },
+			DSN: s.DSN, Registerer: w.reg, SetReady: setReady,
 		})
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", p, err))
@@ -78,12 +106,12 @@ func sinkEntities(prefix string, s *config.Sink) ([]string, map[string]string, e
 
 // runSinks creates the sinks' topics and runs every sink until ctx is done, restarting
 // one that fails.
-func (w *worker) runSinks(ctx context.Context, sinks []*postgres.Worker) error {
+func (w *worker) runSinks(ctx context.Context, sinks []sinkWorker) error {
 	k := w.cfg.Kafka
 	specs := []bus.TopicSpec{{Name: schemas.DLQTopic(k.TopicPrefix, "sink"), Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor}}
 	seen := map[string]bool{}
 	for _, s := range sinks {
-		for _, t := range s.Sink().Topics() {
+		for _, t := range s.Topics() {
 			if !seen[t] {
 				seen[t] = true
 				specs = append(specs, bus.TopicSpec{Name: t, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor})
@@ -98,7 +126,7 @@ func (w *worker) runSinks(ctx context.Context, sinks []*postgres.Worker) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.superviseRun(ctx, "sink/"+s.Name(), "sink failed; restarting from its stored offsets", s.Run)
+			w.superviseRun(ctx, "sink/"+s.Name(), "sink failed; restarting from its stored offsets (an undelivered batch is resent with its idempotency key)", s.Run)
 		}()
 	}
 	wg.Wait()

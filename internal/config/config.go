@@ -601,6 +601,13 @@ type Sink struct {
 	Truncate string `yaml:"truncate"`
 	// HTTP configures a sharing_http sink.
 	HTTP *HTTP `yaml:"http"`
+	// Fields are the base-data fields agreed with the sharing platform, per entity
+	// (sharing sinks; default: the built-in agreement, sinks/sharing.DefaultFields).
+	Fields map[string][]string `yaml:"fields"`
+	// Protect is how ID numbers and phones are pushed to the sharing platform: mask
+	// (default), sm3 (a pseudonym the platform can join on), sm4 (a reversible token,
+	// keys in pii.keys) or raw (only where the agreement allows it).
+	Protect string `yaml:"protect"`
 }
 
 // HTTP configures calls to the sharing platform.
@@ -611,6 +618,9 @@ type HTTP struct {
 	Retry Retry `yaml:"retry"`
 	// AuthToken is sent as a bearer token; give it as ${ENV}.
 	AuthToken string `yaml:"auth_token"`
+	// SigningKey signs every request with HMAC-SM3 (header X-Shouwang-Signature);
+	// give it as ${ENV}. Empty sends no signature.
+	SigningKey string `yaml:"signing_key"`
 }
 
 // Retry bounds a backoff loop.

@@ -132,6 +132,7 @@ func (c *Config) SetDefaults() {
 				s.HTTP = &HTTP{}
 			}
 			setDur(&s.HTTP.Timeout, 10*time.Second)
+			setStr(&s.Protect, "mask")
 			setDur(&s.HTTP.Retry.MaxElapsed, 5*time.Minute)
 		}
 	}
@@ -813,10 +814,14 @@ func (v *validator) sinks() {
 			if s.DSN != "" {
 				v.addf(p+".dsn", "a sharing_http sink has no dsn: use url")
 			}
+			v.oneOf(p+".protect", s.Protect, "mask", "sm3", "sm4", "raw")
 			if s.HTTP != nil {
 				v.durRange(p+".http.timeout", s.HTTP.Timeout, time.Second, 5*time.Minute)
 				v.durRange(p+".http.retry.max_elapsed", s.HTTP.Retry.MaxElapsed, 0, 24*time.Hour)
 			}
+		}
+		if s.Kind == SinkPostgres && (len(s.Fields) > 0 || s.Protect != "") {
+			v.addf(p+".fields", "fields and protect are settings of sharing sinks: remove them (the provincial database keeps every field)")
 		}
 		if s.Kind != SinkPostgres && s.Kind != "" && (s.Delete != "" || s.Truncate != "") {
 			v.addf(p+".delete", "delete and truncate are settings of postgres sinks: remove them")

@@ -91,6 +91,9 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 // Sink is the worker's sink.
 func (w *Worker) Sink() *Sink { return w.sink }
 
+// Topics are the topics the worker consumes.
+func (w *Worker) Topics() []string { return w.sink.Topics() }
+
 // Group is the consumer group (<ClientID>-sink-<Name>).
 func (w *Worker) Group() string { return w.o.ClientID + "-sink-" + w.o.Name }
 
@@ -156,12 +159,6 @@ func (w *Worker) retry(ctx context.Context, what string, op func() error, perman
 // errConfig marks start-up problems that retrying cannot fix.
 var errConfig = errors.New("configuration")
 
-// item is one decoded change and the partition it came from.
-type item struct {
-	p   *bus.Partition
-	rec Record
-}
-
 // Run consumes until ctx is done (nil) or the configuration is wrong (the error).
 // Database failures never end it: batches are retried until they commit.
 func (w *Worker) Run(ctx context.Context) error {
@@ -213,96 +210,42 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sinks/postgres %s: %w", w.o.Name, err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	in := make(chan item, 2*w.sink.o.BatchSize)
-	errc := make(chan error, 1)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		errc <- pc.Run(rctx, func(pctx context.Context, p *bus.Partition) error {
-			w.m.partitions.Inc()
-			defer w.m.partitions.Dec()
-			for {
-				m, err := p.Fetch(pctx)
-				if err != nil {
-					if pctx.Err() != nil {
-						return nil
-					}
-					return err
-				}
-				// Decoding runs here, one goroutine per partition, beside the
-				// database work of the previous batch.
-				select {
-				case in <- item{p: p, rec: w.sink.Decode(m)}:
-				case <-pctx.Done():
-					return nil
-				}
-			}
-		})
-	}()
-	defer wg.Wait()
-	defer cancel()
 	w.setReady(true, "")
 	defer w.setReady(false, "stopped")
 	w.sink.log.Info("sink started", "topics", len(w.sink.Topics()), "group", w.Group(), "delete", w.sink.o.Delete, "truncate", w.sink.o.Truncate)
-
 	var (
-		batch    []item
 		total    Result
 		lastLog  = time.Now()
 		lastDone int
 	)
-	for {
-		batch = batch[:0]
-		select {
-		case <-ctx.Done():
+	err = bus.Batches(ctx, pc, bus.BatchOptions[Record]{Size: w.sink.o.BatchSize, Linger: w.sink.o.Linger, Decode: w.sink.Decode,
+		OnPartition: func(d int) { w.m.partitions.Add(float64(d)) }},
+		func(ctx context.Context, batch []bus.Fetched[Record]) error {
+			if err := w.apply(ctx, pool, batch, &total); err != nil {
+				return err
+			}
+			if done := total.Applied + total.Stale + total.Deleted + total.Collapsed + len(total.Dead); time.Since(lastLog) >= w.o.ProgressEvery && done > lastDone {
+				secs := time.Since(lastLog).Seconds()
+				w.sink.log.Info("sink progress", "changes", done, "applied", total.Applied, "stale", total.Stale, "deleted", total.Deleted,
+					"dead", len(total.Dead), "per_second", int(float64(done-lastDone)/secs))
+				lastLog, lastDone = time.Now(), done
+				total.Dead = total.Dead[:0:0]
+			}
 			return nil
-		case err := <-errc:
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("sinks/postgres %s: %w", w.o.Name, err)
-		case it := <-in:
-			batch = append(batch, it)
-		}
-		linger := time.NewTimer(w.sink.o.Linger)
-	fill:
-		for len(batch) < w.sink.o.BatchSize {
-			select {
-			case it := <-in:
-				batch = append(batch, it)
-			case <-linger.C:
-				break fill
-			case <-ctx.Done():
-				break fill
-			}
-		}
-		linger.Stop()
-		if err := w.apply(ctx, pool, batch, &total); err != nil {
-			if ctx.Err() != nil {
-				return nil // stopped before the commit: the batch is redelivered
-			}
-			return err
-		}
-		if done := total.Applied + total.Stale + total.Deleted + total.Collapsed + len(total.Dead); time.Since(lastLog) >= w.o.ProgressEvery && done > lastDone {
-			secs := time.Since(lastLog).Seconds()
-			w.sink.log.Info("sink progress", "changes", done, "applied", total.Applied, "stale", total.Stale, "deleted", total.Deleted,
-				"dead", len(total.Dead), "per_second", int(float64(done-lastDone)/secs))
-			lastLog, lastDone = time.Now(), done
-			total.Dead = total.Dead[:0:0]
-		}
+		})
+	if err != nil {
+		return fmt.Errorf("sinks/postgres %s: %w", w.o.Name, err)
 	}
+	return nil
 }
 
 // apply commits one batch, retrying the whole batch while the database fails, then
 // commits the consumer group's offsets (for lag monitoring; the stored offsets are the
 // ones that count).
-func (w *Worker) apply(ctx context.Context, pool *pgxpool.Pool, batch []item, total *Result) error {
+func (w *Worker) apply(ctx context.Context, pool *pgxpool.Pool, batch []bus.Fetched[Record], total *Result) error {
 	recs := make([]Record, len(batch))
-	for i, it := range batch {
-		recs[i] = it.rec
+	for i, f := range batch {
+		recs[i] = f.V
 	}
 	var res Result
 	err := w.retry(ctx, fmt.Sprintf("applying a batch of %d changes", len(recs)), func() error {
@@ -327,14 +270,8 @@ func (w *Worker) apply(ctx context.Context, pool *pgxpool.Pool, batch []item, to
 	total.Deleted += res.Deleted
 	total.Collapsed += res.Collapsed
 	total.Dead = append(total.Dead, res.Dead...)
-	last := map[*bus.Partition]bus.Message{}
-	for _, it := range batch {
-		last[it.p] = it.rec.Msg
-	}
-	for p, m := range last {
-		if err := p.Commit(m); err != nil && ctx.Err() == nil {
-			w.sink.log.Debug("sink: group offset commit failed (the stored offset counts)", "err", err)
-		}
+	if err := bus.CommitLast(batch); err != nil && ctx.Err() == nil {
+		w.sink.log.Debug("sink: group offset commit failed (the stored offset counts)", "err", err)
 	}
 	return nil
 }
