@@ -63,7 +63,7 @@ func (w *worker) sinkWorkers() ([]sinkWorker, error) {
 			Options: postgres.Options{Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, ClientID: w.cfg.Kafka.ClientID,
 				Entities: entities, Tables: tables, Delete: s.Delete, Truncate: s.Truncate, Bus: w.busOpts, Producer: w.producer,
 				Protect: w.pii, BatchSize: s.BatchSize, Logger: w.log},
-			DSN: s.DSN, Registerer: w.reg, SetReady: setReady,
+			DSN: s.DSN, Registerer: w.reg, SetReady: setReady, Lanes: s.Lanes,
 		})
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("%s: %v", p, err))

@@ -25,17 +25,28 @@ type BatchOptions[T any] struct {
 	// OnPartition is told +1 when a partition is assigned and -1 when it is revoked
 	// (nil: nothing).
 	OnPartition func(delta int)
+	// Lanes is how many batches are applied at once (default 1). Every partition
+	// always goes to the same lane, so each lane's batches keep their partitions'
+	// order and lanes never share a partition; apply must be safe to call from several
+	// goroutines.
+	Lanes int
 }
 
 // Batches runs pc and calls apply with batches of fetched messages in consumption
-// order (per partition, by offset), one batch at a time. It returns nil when ctx ends
+// order (per partition, by offset), one batch per lane at a time. It returns nil when ctx ends
 // (a batch apply was working on is abandoned: it is redelivered from the stored
 // offsets), the consumer's error, or apply's first error.
 func Batches[T any](ctx context.Context, pc *PartitionConsumer, o BatchOptions[T], apply func(ctx context.Context, batch []Fetched[T]) error) error {
+	if o.Lanes < 1 {
+		o.Lanes = 1
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	in := make(chan Fetched[T], 2*o.Size)
-	errc := make(chan error, 1)
+	lanes := make([]chan Fetched[T], o.Lanes)
+	for i := range lanes {
+		lanes[i] = make(chan Fetched[T], 2*o.Size)
+	}
+	errc := make(chan error, 1+o.Lanes)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -45,6 +56,7 @@ func Batches[T any](ctx context.Context, pc *PartitionConsumer, o BatchOptions[T
 				o.OnPartition(1)
 				defer o.OnPartition(-1)
 			}
+			in := lanes[laneOf(p.Topic, p.ID, o.Lanes)]
 			for {
 				m, err := p.Fetch(pctx)
 				if err != nil {
@@ -65,19 +77,46 @@ func Batches[T any](ctx context.Context, pc *PartitionConsumer, o BatchOptions[T
 			}
 		})
 	}()
-	defer wg.Wait()
-	defer cancel()
+	for _, in := range lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := batchLoop(rctx, in, o, apply); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// laneOf spreads partitions over lanes, the same partition always to the same lane.
+func laneOf(topic string, partition, lanes int) int {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(topic); i++ {
+		h = (h ^ uint32(topic[i])) * 16777619
+	}
+	return int((h + uint32(partition)) % uint32(lanes))
+}
+
+// batchLoop fills batches from one lane and applies them until ctx ends (nil) or
+// apply fails.
+func batchLoop[T any](ctx context.Context, in <-chan Fetched[T], o BatchOptions[T], apply func(ctx context.Context, batch []Fetched[T]) error) error {
 	var batch []Fetched[T]
 	for {
 		batch = batch[:0]
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-errc:
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
 		case f := <-in:
 			batch = append(batch, f)
 		}

@@ -599,6 +599,9 @@ type Sink struct {
 	// ignore (default: logged and counted) or apply (every row of the table deleted,
 	// soft or hard as delete says).
 	Truncate string `yaml:"truncate"`
+	// Lanes is how many batches a postgres sink applies at once, each over its own
+	// partitions and connection (default 2).
+	Lanes int `yaml:"lanes"`
 	// HTTP configures a sharing_http sink.
 	HTTP *HTTP `yaml:"http"`
 	// Fields are the base-data fields agreed with the sharing platform, per entity

@@ -126,6 +126,7 @@ func (c *Config) SetDefaults() {
 		if s.Kind == SinkPostgres {
 			setStr(&s.Delete, "soft")
 			setStr(&s.Truncate, "ignore")
+			setInt(&s.Lanes, 2)
 		}
 		if s.Kind == SinkSharingHTTP {
 			if s.HTTP == nil {
@@ -798,6 +799,7 @@ func (v *validator) sinks() {
 			}
 			v.oneOf(p+".delete", s.Delete, "soft", "hard")
 			v.oneOf(p+".truncate", s.Truncate, "ignore", "apply")
+			v.intRange(p+".lanes", s.Lanes, 1, 16)
 		case SinkSharingDB:
 			v.oneOf(p+".driver", s.Driver, "postgres", "mysql")
 			if s.Driver == "mysql" {
@@ -823,8 +825,8 @@ func (v *validator) sinks() {
 		if s.Kind == SinkPostgres && (len(s.Fields) > 0 || s.Protect != "") {
 			v.addf(p+".fields", "fields and protect are settings of sharing sinks: remove them (the provincial database keeps every field)")
 		}
-		if s.Kind != SinkPostgres && s.Kind != "" && (s.Delete != "" || s.Truncate != "") {
-			v.addf(p+".delete", "delete and truncate are settings of postgres sinks: remove them")
+		if s.Kind != SinkPostgres && s.Kind != "" && (s.Delete != "" || s.Truncate != "" || s.Lanes != 0) {
+			v.addf(p+".delete", "delete, truncate and lanes are settings of postgres sinks: remove them")
 		}
 		if s.Kind != SinkSharingHTTP && s.Kind != "" {
 			if s.URL != "" {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,9 +68,11 @@ const benchBatch = 2000
 //
 //	copy_unindexed   COPY (text format) of each batch into a table with fpjc.person's
 //	                 columns and no key or index, one transaction per batch
-//	upsert_insert    Sink.Apply of each batch into the empty fpjc.person (key and three
-//	                 indexes, version guard, offsets stored in the same transaction)
-//	upsert_update    the same keys again at the next version (every row rewritten)
+//	upsert_insert_N  Sink.Apply of each batch into the empty fpjc.person (key and three
+//	                 indexes, version guard, offsets stored in the same transaction),
+//	                 N lanes at once over disjoint partitions, as the sink worker runs
+//	                 them (default 2)
+//	upsert_update_N  the same keys again at the next version (every row rewritten)
 //	decode           decoding the messages into records (the partition goroutines'
 //	                 share, beside the database work)
 func BenchmarkUpsert(b *testing.B) {
@@ -146,38 +149,57 @@ func BenchmarkUpsert(b *testing.B) {
 		b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "rows/s")
 		b.ReportMetric(0, "ns/op")
 	})
-	apply := func(b *testing.B, recs []Record, before func(b *testing.B)) {
+	// lanes splits recs over partitions 0..n-1, one lane (sink worker lane) each.
+	lanes := func(recs []Record, n int) [][]Record {
+		out := make([][]Record, n)
+		for i, r := range recs {
+			r.Msg.Partition = i % n
+			out[i%n] = append(out[i%n], r)
+		}
+		return out
+	}
+	apply := func(b *testing.B, parts [][]Record, before func(b *testing.B)) {
 		var elapsed time.Duration
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			before(b)
 			b.StartTimer()
 			start := time.Now()
-			for lo := 0; lo < n; lo += benchBatch {
-				res, err := s.Apply(ctx, pool, recs[lo:min(lo+benchBatch, n)])
-				if err != nil {
-					b.Fatal(err)
-				}
-				if res.Applied != min(benchBatch, n-lo) {
-					b.Fatalf("batch at %d: %+v", lo, res.Counts)
-				}
+			var wg sync.WaitGroup
+			for _, recs := range parts {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for lo := 0; lo < len(recs); lo += benchBatch {
+						res, err := s.Apply(ctx, pool, recs[lo:min(lo+benchBatch, len(recs))])
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if res.Applied != min(benchBatch, len(recs)-lo) {
+							b.Errorf("batch at %d: %+v", lo, res.Counts)
+						}
+					}
+				}()
 			}
+			wg.Wait()
 			elapsed += time.Since(start)
 		}
 		b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "rows/s")
 		b.ReportMetric(0, "ns/op")
 	}
-	b.Run("upsert_insert", func(b *testing.B) { apply(b, r1, reset) })
-	b.Run("upsert_update", func(b *testing.B) {
-		apply(b, r2, func(b *testing.B) {
-			reset(b)
-			for lo := 0; lo < n; lo += benchBatch {
-				if _, err := s.Apply(ctx, pool, r1[lo:min(lo+benchBatch, n)]); err != nil {
-					b.Fatal(err)
-				}
+	fill := func(b *testing.B) {
+		reset(b)
+		for lo := 0; lo < n; lo += benchBatch {
+			if _, err := s.Apply(ctx, pool, r1[lo:min(lo+benchBatch, n)]); err != nil {
+				b.Fatal(err)
 			}
-		})
-	})
+		}
+	}
+	for _, l := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("upsert_insert_%dlane", l), func(b *testing.B) { apply(b, lanes(r1, l), reset) })
+		b.Run(fmt.Sprintf("upsert_update_%dlane", l), func(b *testing.B) { apply(b, lanes(r2, l), fill) })
+	}
 	b.Run("decode", func(b *testing.B) {
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
