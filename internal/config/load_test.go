@@ -260,7 +260,7 @@ func TestDeployConfigsAreValid(t *testing.T) {
 		t.Fatalf("want at least the example and the demo config, found %v", files)
 	}
 	secrets := func(k string) (string, bool) {
-		if strings.Contains(k, "PASSWORD") || strings.Contains(k, "TOKEN") {
+		if strings.Contains(k, "PASSWORD") || strings.Contains(k, "TOKEN") || strings.Contains(k, "KEY") {
 			return "from-env-" + strconv.Itoa(len(k)), true
 		}
 		return "", false
