@@ -143,7 +143,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		{"monitor: supervision rules (质量问题), department screening warnings (部门预警) and comparisons (行业数据比对) on the canonical stream", d.waitMonitor},
 		{"the national system pushes week 1 (whole-table reload, about 1% real changes)", d.push},
 		{"sink: every canonical topic, warning, issue and discrepancy into the provincial PostgreSQL database (schema fpjc), effectively once", d.waitSink},
-		{"sink: base data (防返贫基础数据, ID numbers masked) pushed to the sharing platform over signed HTTP, with receipts", d.waitSharing},
+		{"sink: base data (防返贫基础数据, ID numbers masked) pushed to the sharing platform: its exchange table, and its API over signed HTTP with receipts", d.waitSharing},
 	}
 	for i, s := range steps {
 		d.printf("[%d/%d] %s …\n", i+1, len(steps), s.name)
@@ -207,8 +207,10 @@ func (d *demo) startServers(ctx context.Context) error {
 	if err := d.pg.CreateDatabase(ctx, "departments"); err != nil {
 		return err
 	}
-	if err := d.pg.CreateDatabase(ctx, "provincial"); err != nil {
-		return err
+	for _, db := range []string{"provincial", "sharing"} {
+		if err := d.pg.CreateDatabase(ctx, db); err != nil {
+			return err
+		}
 	}
 	var err error
 	if d.platform, err = startDemoPlatform(); err != nil {
@@ -222,6 +224,7 @@ func (d *demo) startServers(ctx context.Context) error {
 		"SHOUWANG_DEMO_PG_DSN":        d.pg.ConnString("departments"),
 		"SHOUWANG_DEMO_PROVINCIAL":    d.pg.ConnString("provincial"),
 		"SHOUWANG_DEMO_SHARING_URL":   d.platform.url,
+		"SHOUWANG_DEMO_SHARING_DB":    d.pg.ConnString("sharing"),
 		"SHOUWANG_DEMO_SHARING_TOKEN": demoToken,
 		"SHOUWANG_DEMO_SHARING_KEY":   demoSigningKey,
 		"SHOUWANG_DEMO_FILES":         filepath.Join(d.dir, "gen", "files"),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,6 +96,34 @@ func (p *demoPlatform) handle(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte(`{}`))
 }
 
+// showExchange waits until the exchange table has stopped changing and counts it.
+func (d *demo) showExchange(ctx context.Context, dsn, name string) error {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var last string
+	var since time.Time
+	var summary string
+	err = d.waitFor(ctx, "exchange table", 3*time.Minute, func() (bool, string) {
+		var s sql.NullString
+		// Before the sink created the table, the query fails: keep waiting.
+		_ = db.QueryRowContext(ctx, `SELECT string_agg(entity || '/' || op || '=' || n, ' ' ORDER BY entity, op) FROM (SELECT entity, op, count(*) n FROM `+
+			sharing.ExchangeTable+` GROUP BY entity, op) x`).Scan(&s)
+		if s.String != last {
+			last, since = s.String, time.Now()
+		}
+		summary = s.String
+		return s.Valid && time.Since(since) > 2*time.Second, "exchange table: " + s.String
+	})
+	if err != nil {
+		return err
+	}
+	d.printf("      exchange table %s of sink %s (sharing platform database): %s\n", sharing.ExchangeTable, name, summary)
+	return nil
+}
+
 // settled waits until the platform has been quiet for a while after receiving
 // something, and describes what it received.
 func (d *demo) waitSharing(ctx context.Context) error {
@@ -133,6 +162,16 @@ func (d *demo) waitSharing(ctx context.Context) error {
 		if s, ok := sw.(*sharing.Worker); ok {
 			b, acc, rej := s.Receipts()
 			d.printf("      push receipts of sink %s: %d batches, %d records accepted, %d rejected\n", s.Name(), b, acc, rej)
+		}
+	}
+	for _, sw := range d.sinks {
+		x, ok := sw.(*sharing.ExchangeWorker)
+		if !ok {
+			continue
+		}
+		sc, _ := d.cfg.SinkByName(x.Name())
+		if err := d.showExchange(ctx, sc.DSN, x.Name()); err != nil {
+			return err
 		}
 	}
 	if p.refused > 0 || p.unmasked > 0 {

@@ -106,6 +106,14 @@ func TestDemoEndToEnd(t *testing.T) {
 	if got == nil || receipts == nil || got[1] != receipts[2] || got[2] != receipts[1] {
 		t.Errorf("sharing platform %v, receipts %v: want every pushed record received once and receipted", got, receipts)
 	}
+	// The exchange table holds one row per household and person of the provincial
+	// database (deletes as delete rows).
+	ex := regexp.MustCompile(`exchange table fpjc_base_data of sink \w+ \(sharing platform database\): household/upsert=(\d+)(?: person/delete=(\d+))? person/upsert=(\d+)`).FindStringSubmatch(text)
+	hh := regexp.MustCompile(`fpjc\.household\s+(\d+) rows`).FindStringSubmatch(text)
+	pp := regexp.MustCompile(`fpjc\.person\s+(\d+) rows \((\d+) live\)`).FindStringSubmatch(text)
+	if ex == nil || hh == nil || pp == nil || ex[1] != hh[1] || ex[3] != pp[2] {
+		t.Errorf("exchange table %v against provincial households %v and persons %v", ex, hh, pp)
+	}
 	if got != nil {
 		h, _ := strconv.Atoi(got[3])
 		p, _ := strconv.Atoi(got[4])

@@ -22,8 +22,8 @@ type sinkWorker interface {
 	Run(ctx context.Context) error
 }
 
-// sinkWorkers builds the configured sinks. Sinks of a kind this build does not run yet
-// (sharing_db) are named in a warning, never run half.
+// sinkWorkers builds the configured sinks: postgres (provincial database), sharing_db
+// (the sharing platform's exchange table) and sharing_http (its API).
 func (w *worker) sinkWorkers() ([]sinkWorker, error) {
 	var out []sinkWorker
 	var errs []string
@@ -55,8 +55,18 @@ func (w *worker) sinkWorkers() ([]sinkWorker, error) {
 			}
 			out = append(out, sw)
 			continue
+		case config.SinkSharingDB:
+			sw, err := sharing.NewExchange(sharing.ExchangeOptions{Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, ClientID: w.cfg.Kafka.ClientID,
+				Entities: entities, Fields: s.Fields, Protect: w.pii, Method: pii.Method(s.Protect), Driver: s.Driver, DSN: s.DSN,
+				Bus: w.busOpts, Producer: w.producer, BatchSize: s.BatchSize, Registerer: w.reg, Logger: w.log, SetReady: setReady})
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("%s: %v", p, err))
+				continue
+			}
+			out = append(out, sw)
+			continue
 		default:
-			w.log.Warn("sink not run: this build has no "+s.Kind+" sink yet", "sink", s.Name, "key", p+".kind")
+			errs = append(errs, fmt.Sprintf("%s.kind: %q is not a sink kind this build runs", p, s.Kind))
 			continue
 		}
 		sw, err := postgres.NewWorker(postgres.WorkerOptions{

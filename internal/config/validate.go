@@ -122,6 +122,7 @@ func (c *Config) SetDefaults() {
 		}
 		if s.Kind == SinkSharingDB {
 			setStr(&s.Driver, "postgres")
+			setStr(&s.Protect, "mask")
 		}
 		if s.Kind == SinkPostgres {
 			setStr(&s.Delete, "soft")
@@ -816,11 +817,13 @@ func (v *validator) sinks() {
 			if s.DSN != "" {
 				v.addf(p+".dsn", "a sharing_http sink has no dsn: use url")
 			}
-			v.oneOf(p+".protect", s.Protect, "mask", "sm3", "sm4", "raw")
 			if s.HTTP != nil {
 				v.durRange(p+".http.timeout", s.HTTP.Timeout, time.Second, 5*time.Minute)
 				v.durRange(p+".http.retry.max_elapsed", s.HTTP.Retry.MaxElapsed, 0, 24*time.Hour)
 			}
+		}
+		if s.Kind == SinkSharingDB || s.Kind == SinkSharingHTTP {
+			v.oneOf(p+".protect", s.Protect, "mask", "sm3", "sm4", "raw")
 		}
 		if s.Kind == SinkPostgres && (len(s.Fields) > 0 || s.Protect != "") {
 			v.addf(p+".fields", "fields and protect are settings of sharing sinks: remove them (the provincial database keeps every field)")

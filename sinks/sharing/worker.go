@@ -70,13 +70,73 @@ type Options struct {
 	Now        func() time.Time
 }
 
+// projector turns canonical changes into base-data records.
+type projector struct {
+	topics  map[string]string // topic → entity
+	fields  map[string][]string
+	protect *pii.Protector
+	method  pii.Method
+}
+
+func newProjector(name, prefix string, entities []string, fields map[string][]string, protect *pii.Protector, method pii.Method) (*projector, error) {
+	if len(entities) == 0 {
+		entities = []string{"household", "person"}
+	}
+	if fields == nil {
+		fields = DefaultFields
+	}
+	if method == "" {
+		method = pii.MethodMask
+	}
+	switch method {
+	case pii.MethodMask, pii.MethodSM3, pii.MethodSM4, pii.MethodRaw:
+	default:
+		return nil, fmt.Errorf("sharing %s: protect %q: use mask, sm3, sm4 or raw", name, method)
+	}
+	if method != pii.MethodRaw && protect == nil {
+		return nil, fmt.Errorf("sharing %s: protect %s needs a protector", name, method)
+	}
+	if protect != nil && (method == pii.MethodSM3 || method == pii.MethodSM4) {
+		// Fail at start-up, not on every record, when the key is missing.
+		if _, err := protect.ProtectWith(method, pii.KindIDNumber, "110105194912310025"); err != nil {
+			return nil, fmt.Errorf("sharing %s: protect %s: %w (add a key for it under pii.keys)", name, method, err)
+		}
+	}
+	pr := &projector{topics: map[string]string{}, fields: fields, protect: protect, method: method}
+	infos := map[string]schemas.EntityInfo{}
+	for _, e := range schemas.Entities() {
+		infos[e.Name] = e
+	}
+	for _, e := range entities {
+		info, ok := infos[e]
+		if !ok {
+			return nil, fmt.Errorf("sharing %s: %q is not a canonical entity", name, e)
+		}
+		if len(fields[e]) == 0 {
+			return nil, fmt.Errorf("sharing %s: no base-data fields agreed for entity %s (fields.%s)", name, e, e)
+		}
+		pr.topics[info.Topic(prefix)] = e
+	}
+	return pr, nil
+}
+
+// Topics are the consumed topics, sorted.
+func (pr *projector) Topics() []string {
+	var out []string
+	for t := range pr.topics {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Worker consumes canonical topics and pushes their base data.
 type Worker struct {
 	o      Options
 	log    *slog.Logger
 	client *Client
-	topics map[string]string // topic → entity
-	m      *sharingMetrics
+	*projector
+	m *sharingMetrics
 
 	mu   sync.Mutex
 	next map[string]int64 // stored next offset per "topic/partition"
@@ -108,15 +168,6 @@ func New(o Options) (*Worker, error) {
 	if o.StatePath == "" {
 		return nil, fmt.Errorf("sharing %s: no state file", o.Name)
 	}
-	if len(o.Entities) == 0 {
-		o.Entities = []string{"household", "person"}
-	}
-	if o.Fields == nil {
-		o.Fields = DefaultFields
-	}
-	if o.Method == "" {
-		o.Method = pii.MethodMask
-	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 200
 	}
@@ -129,21 +180,11 @@ func New(o Options) (*Worker, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	w := &Worker{o: o, log: o.Logger.With("sink", o.Name), topics: map[string]string{}, next: map[string]int64{}}
-	infos := map[string]schemas.EntityInfo{}
-	for _, e := range schemas.Entities() {
-		infos[e.Name] = e
+	pr, err := newProjector(o.Name, o.TopicPrefix, o.Entities, o.Fields, o.Protect, o.Method)
+	if err != nil {
+		return nil, err
 	}
-	for _, e := range o.Entities {
-		info, ok := infos[e]
-		if !ok {
-			return nil, fmt.Errorf("sharing %s: %q is not a canonical entity", o.Name, e)
-		}
-		if len(o.Fields[e]) == 0 {
-			return nil, fmt.Errorf("sharing %s: no base-data fields agreed for entity %s (fields.%s)", o.Name, e, e)
-		}
-		w.topics[info.Topic(o.TopicPrefix)] = e
-	}
+	w := &Worker{o: o, log: o.Logger.With("sink", o.Name), projector: pr, next: map[string]int64{}}
 	labels := prometheus.Labels{"sink": o.Name}
 	reg := o.Registerer
 	w.m = &sharingMetrics{
@@ -177,17 +218,9 @@ func New(o Options) (*Worker, error) {
 	return w, nil
 }
 
-// Name is the sink's name; Group its consumer group; Topics what it consumes.
+// Name is the sink's name; Group its consumer group.
 func (w *Worker) Name() string  { return w.o.Name }
 func (w *Worker) Group() string { return w.o.ClientID + "-sink-" + w.o.Name }
-func (w *Worker) Topics() []string {
-	var out []string
-	for t := range w.topics {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
-}
 
 func (w *Worker) ready(v bool, reason string) {
 	if w.o.SetReady != nil {
@@ -512,8 +545,8 @@ func (w *Worker) deliver(ctx context.Context, db *bolt.DB, pend *pending) error 
 
 // project turns a canonical change into a base-data record of the agreed fields, ID
 // numbers and phones protected.
-func (w *Worker) project(m bus.Message) (*Item, error) {
-	entity, ok := w.topics[m.Topic]
+func (pr *projector) project(m bus.Message) (*Item, error) {
+	entity, ok := pr.topics[m.Topic]
 	if !ok {
 		return nil, fmt.Errorf("topic %s is not one of this sink's topics", m.Topic)
 	}
@@ -544,19 +577,17 @@ func (w *Worker) project(m bus.Message) (*Item, error) {
 	it := &Item{ID: entity + ":" + key + ":" + strconv.FormatInt(version, 10), Entity: entity, Key: key, Version: version, Op: op}
 	if op == "upsert" {
 		it.Data = map[string]any{}
-		for _, f := range w.o.Fields[entity] {
+		for _, f := range pr.fields[entity] {
 			v, ok := doc[f]
 			if !ok {
 				continue
 			}
 			if kind, sensitive := protected[f]; sensitive {
 				s, _ := v.(string)
-				if w.o.Protect == nil {
-					if w.o.Method != pii.MethodRaw {
-						return nil, fmt.Errorf("field %s must be protected (%s) and no protector is configured", f, w.o.Method)
+				if pr.method != pii.MethodRaw {
+					if s, err = pr.protect.ProtectWith(pr.method, kind, s); err != nil {
+						return nil, fmt.Errorf("field %s: %v", f, err)
 					}
-				} else if s, err = w.o.Protect.ProtectWith(w.o.Method, kind, s); err != nil {
-					return nil, fmt.Errorf("field %s: %v", f, err)
 				}
 				v = s
 			}
