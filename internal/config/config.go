@@ -600,7 +600,7 @@ type Sink struct {
 	// soft or hard as delete says).
 	Truncate string `yaml:"truncate"`
 	// Lanes is how many batches a postgres sink applies at once, each over its own
-	// partitions and connection (default 2).
+	// partitions and connection (default 4).
 	Lanes int `yaml:"lanes"`
 	// HTTP configures a sharing_http sink.
 	HTTP *HTTP `yaml:"http"`

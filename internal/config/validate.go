@@ -127,7 +127,7 @@ func (c *Config) SetDefaults() {
 		if s.Kind == SinkPostgres {
 			setStr(&s.Delete, "soft")
 			setStr(&s.Truncate, "ignore")
-			setInt(&s.Lanes, 2)
+			setInt(&s.Lanes, 4)
 		}
 		if s.Kind == SinkSharingHTTP {
 			if s.HTTP == nil {

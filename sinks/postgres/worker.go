@@ -31,8 +31,9 @@ type WorkerOptions struct {
 	// metrics server's /readyz).
 	SetReady func(ready bool, reason string)
 	// Lanes is how many batches are applied at once, each by its own connection over
-	// its own partitions (default 2: one connection waits on its commit while another
-	// works; BenchmarkUpsert measured 2.4× the throughput of one).
+	// its own partitions (default 4: one connection waits on its commit while another
+	// works; BenchmarkUpsert measured 1.5× (2 lanes) to 1.8× (4 lanes) the throughput
+	// of one).
 	Lanes int
 }
 
@@ -86,7 +87,7 @@ func NewWorker(o WorkerOptions) (*Worker, error) {
 		o.ProgressEvery = 10 * time.Second
 	}
 	if o.Lanes <= 0 {
-		o.Lanes = 2
+		o.Lanes = 4
 	}
 	s, err := New(o.Options)
 	if err != nil {
