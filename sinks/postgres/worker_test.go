@@ -169,3 +169,47 @@ func TestDatabaseDownWaitsAndRetries(t *testing.T) {
 		t.Errorf("%v changes applied, want 1000 (500 creates, 500 updates, none twice)", n)
 	}
 }
+
+// A database that turns read-only makes the sink wait and retry, never skip; when it
+// takes writes again everything lands.
+func TestReadOnlyDatabaseWaits(t *testing.T) {
+	p, db := testenv.NewPostgresDatabase(t, testenv.PostgresOptions{})
+	k := kafkaFor(t)
+	reg := prometheus.NewRegistry()
+	w := runWorker(t, k, p.ConnString(db), reg)
+	s := newSink(t, Options{Name: "provincial", Entities: []string{"person", "warning"}})
+	pool := open(t, p, db, s)
+	produce(t, k, personMsgs(t, 0, 100, 1))
+	eventually(t, 30*time.Second, "first 100 persons", func() (bool, string) {
+		n := scalar[int](t, pool, "SELECT count(*) FROM fpjc.person")
+		return n == 100, fmt.Sprint(n)
+	})
+	readOnly := func(on bool) {
+		t.Helper()
+		q := "ALTER SYSTEM SET default_transaction_read_only = on"
+		if !on {
+			q = "ALTER SYSTEM RESET default_transaction_read_only"
+		}
+		if err := p.Exec(context.Background(), db, q, "SELECT pg_reload_conf()"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readOnly(true)
+	time.Sleep(200 * time.Millisecond) // the backends take the reload
+	produce(t, k, personMsgs(t, 0, 100, 2))
+	eventually(t, 30*time.Second, "failed attempts while read-only", func() (bool, string) {
+		n := counter(t, reg, "shouwang_sink_batches_total", map[string]string{"result": "failed"})
+		return n >= 2 && !w.Ready(), fmt.Sprint(n, " failed, ready ", w.Ready())
+	})
+	if n := scalar[int](t, pool, "SELECT count(*) FROM fpjc.person WHERE version = 2"); n != 0 {
+		t.Fatalf("%d rows written while read-only", n)
+	}
+	readOnly(false)
+	eventually(t, 30*time.Second, "all 100 persons at version 2", func() (bool, string) {
+		n := scalar[int](t, pool, "SELECT count(*) FROM fpjc.person WHERE version = 2")
+		return n == 100, fmt.Sprint(n)
+	})
+	if n := counter(t, reg, "shouwang_dlq_records_total", nil); n != 0 {
+		t.Errorf("%v dead letters: a read-only database is not the records' fault", n)
+	}
+}
