@@ -11,6 +11,8 @@ type Fetched[T any] struct {
 	P   *Partition
 	Msg Message
 	V   T
+
+	pctx context.Context // the partition's assignment: done once it is revoked
 }
 
 // BatchOptions configures Batches.
@@ -43,6 +45,12 @@ func Batches[T any](ctx context.Context, pc *PartitionConsumer, o BatchOptions[T
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lanes := make([]chan Fetched[T], o.Lanes)
+	// applying is held while a lane applies a batch. A revoked partition's function
+	// waits for it before it returns, so the next owner (kafka-go starts the next
+	// generation only after every function returned) reads offsets stored after
+	// everything this member applied; messages of a revoked partition still queued are
+	// dropped, not applied (the next owner reads them again).
+	applying := make([]sync.Mutex, o.Lanes)
 	for i := range lanes {
 		lanes[i] = make(chan Fetched[T], 2*o.Size)
 	}
@@ -56,7 +64,12 @@ func Batches[T any](ctx context.Context, pc *PartitionConsumer, o BatchOptions[T
 				o.OnPartition(1)
 				defer o.OnPartition(-1)
 			}
-			in := lanes[laneOf(p.Topic, p.ID, o.Lanes)]
+			lane := laneOf(p.Topic, p.ID, o.Lanes)
+			in := lanes[lane]
+			defer func() {
+				applying[lane].Lock()
+				applying[lane].Unlock() //nolint:staticcheck // waits for the lane's batch in flight
+			}()
 			for {
 				m, err := p.Fetch(pctx)
 				if err != nil {
@@ -65,7 +78,7 @@ func Batches[T any](ctx context.Context, pc *PartitionConsumer, o BatchOptions[T
 					}
 					return err
 				}
-				f := Fetched[T]{P: p, Msg: m}
+				f := Fetched[T]{P: p, Msg: m, pctx: pctx}
 				if o.Decode != nil {
 					f.V = o.Decode(m)
 				}
@@ -77,11 +90,11 @@ func Batches[T any](ctx context.Context, pc *PartitionConsumer, o BatchOptions[T
 			}
 		})
 	}()
-	for _, in := range lanes {
+	for i, in := range lanes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := batchLoop(rctx, in, o, apply); err != nil {
+			if err := batchLoop(rctx, in, &applying[i], o, apply); err != nil {
 				errc <- err
 			}
 		}()
@@ -110,7 +123,7 @@ func laneOf(topic string, partition, lanes int) int {
 
 // batchLoop fills batches from one lane and applies them until ctx ends (nil) or
 // apply fails.
-func batchLoop[T any](ctx context.Context, in <-chan Fetched[T], o BatchOptions[T], apply func(ctx context.Context, batch []Fetched[T]) error) error {
+func batchLoop[T any](ctx context.Context, in <-chan Fetched[T], applying *sync.Mutex, o BatchOptions[T], apply func(ctx context.Context, batch []Fetched[T]) error) error {
 	var batch []Fetched[T]
 	for {
 		batch = batch[:0]
@@ -133,7 +146,19 @@ func batchLoop[T any](ctx context.Context, in <-chan Fetched[T], o BatchOptions[
 			}
 		}
 		linger.Stop()
-		if err := apply(ctx, batch); err != nil {
+		applying.Lock()
+		live := batch[:0]
+		for _, f := range batch {
+			if f.pctx == nil || f.pctx.Err() == nil {
+				live = append(live, f)
+			}
+		}
+		var err error
+		if len(live) > 0 {
+			err = apply(ctx, live)
+		}
+		applying.Unlock()
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -141,6 +141,9 @@ func cell(v any, pgType string) (any, error) {
 			if x == "" {
 				return nil, nil
 			}
+			if strings.ContainsRune(x, 0) {
+				return nil, errors.New("holds a NUL character, which PostgreSQL text cannot store")
+			}
 			return x, nil
 		case json.Number:
 			if pgType == "numeric" {
@@ -173,6 +176,9 @@ func cell(v any, pgType string) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("item %d: want a string, got %s", i, jsonKind(x))
 			}
+			if strings.ContainsRune(s, 0) {
+				return nil, fmt.Errorf("item %d holds a NUL character, which PostgreSQL text cannot store", i)
+			}
 			if i > 0 {
 				b.WriteByte(',')
 			}
@@ -193,8 +199,12 @@ func cell(v any, pgType string) (any, error) {
 			return nil, fmt.Errorf("want an object, got %s", jsonKind(v))
 		}
 		for k, x := range m {
-			if _, ok := x.(string); !ok {
+			t, ok := x.(string)
+			if !ok {
 				return nil, fmt.Errorf("member %s: want a string, got %s", k, jsonKind(x))
+			}
+			if strings.ContainsRune(t+k, 0) {
+				return nil, fmt.Errorf("member %s holds a NUL character, which PostgreSQL jsonb cannot store", k)
 			}
 		}
 		b, err := json.Marshal(m)

@@ -237,6 +237,7 @@ func TestBadRecordsToDLQRestLands(t *testing.T) {
 	unknownField := strings.Replace(string(envelope(t, "person", schemas.OpCreate, person("BAD3", 1, "x"))), `"name":`, `"nickname":"x","name":`, 1)
 	newVersion := strings.Replace(string(envelope(t, "person", schemas.OpCreate, person("BAD4", 1, "x"))), `"version":1}`, `"version":2}`, 1)
 	bad := []Record{
+		f.ent("person", schemas.OpCreate, person("BAD5", 1, "a\x00b")), // PostgreSQL text cannot hold NUL
 		f.ent("person", schemas.OpCreate, badDecimal),
 		f.ent("quality_issue", schemas.OpCreate, badStatus),
 		f.rec("person", []byte(`{"v":1,"op":"c",`)),
@@ -249,8 +250,8 @@ func TestBadRecordsToDLQRestLands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Applied != 41 || len(res.Dead) != 5 {
-		t.Fatalf("%+v with %d dead, want 41 applied and 5 dead", res.Counts, len(res.Dead))
+	if res.Applied != 41 || len(res.Dead) != 6 {
+		t.Fatalf("%+v with %d dead, want 41 applied and 6 dead", res.Counts, len(res.Dead))
 	}
 	if n := scalar[int](t, pool, "SELECT count(*) FROM fpjc.person"); n != 40 {
 		t.Errorf("%d persons landed, want 40", n)
@@ -258,11 +259,11 @@ func TestBadRecordsToDLQRestLands(t *testing.T) {
 	if n := scalar[int](t, pool, "SELECT count(*) FROM fpjc.quality_issue"); n != 1 {
 		t.Errorf("%d issues landed, want 1", n)
 	}
-	if got := scalar[int64](t, pool, "SELECT next_offset FROM fpjc.sink_offsets WHERE topic = $1", topicOf("person")); got != 44 {
-		t.Errorf("stored person offset %d, want 44 (past the dead records)", got)
+	if got := scalar[int64](t, pool, "SELECT next_offset FROM fpjc.sink_offsets WHERE topic = $1", topicOf("person")); got != 45 {
+		t.Errorf("stored person offset %d, want 45 (past the dead records)", got)
 	}
-	dead := readDLQ(t, k, 5)
-	for _, want := range []string{"numeric", "quality_issue_status_check", "malformed payload", "field nickname is not in schema person v1", "unknown schema version person v2"} {
+	dead := readDLQ(t, k, 6)
+	for _, want := range []string{"NUL character", "numeric", "quality_issue_status_check", "malformed payload", "field nickname is not in schema person v1", "unknown schema version person v2"} {
 		if !contains(dead, want) {
 			t.Errorf("no dead letter says %q; got %q", want, dead)
 		}

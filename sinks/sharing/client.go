@@ -17,10 +17,11 @@
 // rejected record is marked failed with its reason while the others count as
 // delivered. 408, 425, 429, 5xx, timeouts and broken connections are retried with the
 // same idempotency key (so the platform applies a batch once however often it arrives),
-// with exponential backoff that honours Retry-After, behind a circuit breaker. Any
-// other 4xx refuses the batch: it is split in halves, each with its own idempotency
+// with exponential backoff that honours Retry-After, behind a circuit breaker. 400,
+// 409, 413 and 422 refuse the batch's contents: it is split in halves, each with its own idempotency
 // key, until the refused records stand alone and are marked failed with the answer's
-// body as reason, without blocking the others.
+// body as reason, without blocking the others. Any other 4xx (401, 403, 404, …) is the
+// sink's configuration, not the records': the sink stops with the batch pending.
 package sharing
 
 import (
@@ -146,7 +147,7 @@ func Sign(key []byte, path, timestamp, idempotencyKey string, body []byte) strin
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// errRefused is a 4xx answer other than 408, 425 and 429.
+// errRefused is a 400, 409, 413 or 422 answer: the batch's contents are refused.
 type errRefused struct {
 	status int
 	body   string
@@ -326,8 +327,12 @@ func (c *Client) post(ctx context.Context, b Batch, body []byte) ([]Outcome, err
 		return outcomes(b, answer), nil
 	case resp.StatusCode == 408 || resp.StatusCode == 425 || resp.StatusCode == 429 || resp.StatusCode >= 500:
 		return nil, &errRetry{err: fmt.Errorf("HTTP %d: %s", resp.StatusCode, truncate(answer)), after: retryAfter(resp.Header.Get("Retry-After"), c.o.Now())}
-	default:
+	case resp.StatusCode == 400 || resp.StatusCode == 409 || resp.StatusCode == 413 || resp.StatusCode == 422:
 		return nil, &errRefused{status: resp.StatusCode, body: truncate(answer)}
+	default:
+		// 401, 403, 404, 405, …: the sink's configuration or credentials, not the
+		// records. Stop (the batch stays pending) rather than dead-letter every record.
+		return nil, fmt.Errorf("sharing: batch %s: HTTP %d: %s (check the sink's url, auth_token and signing_key)", b.ID, resp.StatusCode, truncate(answer))
 	}
 }
 

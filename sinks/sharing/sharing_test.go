@@ -399,3 +399,17 @@ func TestCircuitBreaker(t *testing.T) {
 		t.Errorf("%d requests, want 5", plat.requests)
 	}
 }
+
+// A 401 (or 403, 404) is the sink's configuration, not the records': Send fails and
+// nothing is marked rejected.
+func TestUnauthorizedStopsNotRejects(t *testing.T) {
+	_, srv := newPlatform(t)
+	c, err := NewClient(ClientOptions{URL: srv.URL + "/x", Token: "wrong", SigningKey: signingKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Send(context.Background(), Batch{ID: "b1", Records: []Item{{ID: "person:A:1"}, {ID: "person:B:1"}}})
+	if err == nil || !strings.Contains(err.Error(), "HTTP 401") || out != nil {
+		t.Fatalf("Send = %v, %v; want an error naming HTTP 401 and no outcomes", out, err)
+	}
+}

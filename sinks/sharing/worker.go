@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -521,6 +522,9 @@ func (w *Worker) deliver(ctx context.Context, db *bolt.DB, pend *pending) error 
 		}
 		offs := tx.Bucket(bucketOffsets)
 		for tp, n := range pend.Next {
+			if old, err := strconv.ParseInt(string(offs.Get([]byte(tp))), 10, 64); err == nil && old > n {
+				continue // never back: a later batch of this partition settled first
+			}
 			if err := offs.Put([]byte(tp), []byte(strconv.FormatInt(n, 10))); err != nil {
 				return err
 			}
@@ -532,7 +536,7 @@ func (w *Worker) deliver(ctx context.Context, db *bolt.DB, pend *pending) error 
 	}
 	w.mu.Lock()
 	for tp, n := range pend.Next {
-		w.next[tp] = n
+		w.next[tp] = max(w.next[tp], n)
 	}
 	if len(outs) > 0 {
 		w.settled[0]++
@@ -574,6 +578,9 @@ func (pr *projector) project(m bus.Message) (*Item, error) {
 	if key == "" || err != nil || version <= 0 {
 		return nil, fmt.Errorf("no entity key or version (fields key and version): the change cannot be ordered")
 	}
+	if len(key) > 64 {
+		return nil, fmt.Errorf("entity key of %d bytes: the sharing platform takes keys of at most 64", len(key))
+	}
 	it := &Item{ID: entity + ":" + key + ":" + strconv.FormatInt(version, 10), Entity: entity, Key: key, Version: version, Op: op}
 	if op == "upsert" {
 		it.Data = map[string]any{}
@@ -590,6 +597,9 @@ func (pr *projector) project(m bus.Message) (*Item, error) {
 					}
 				}
 				v = s
+			}
+			if t, ok := v.(string); ok && strings.ContainsRune(t, 0) {
+				return nil, fmt.Errorf("field %s holds a NUL character, which the sharing platform's databases refuse", f)
 			}
 			it.Data[f] = v
 		}

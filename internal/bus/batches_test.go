@@ -1,0 +1,106 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A member joining and leaving while batches are applied: with offsets stored after
+// each batch (as the sinks store them with their rows), no message is applied twice
+// and no stored offset goes back.
+func TestBatchesRebalanceAppliesOnce(t *testing.T) {
+	brokers := newCluster(t)
+	o := testOpts(brokers)
+	ctx := ctxFor(t, 2*time.Minute)
+	const topic, parts, n = "batches", 4, 2000
+	mustEnsure(t, ctx, o, TopicSpec{Name: topic, Partitions: parts, ReplicationFactor: 1})
+	p, err := NewProducer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []Message
+	for i := 0; i < n; i++ {
+		msgs = append(msgs, Message{Topic: topic, Key: []byte(fmt.Sprint(i)), Value: []byte("v")})
+	}
+	if err := p.Produce(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+
+	var mu sync.Mutex
+	stored := map[int]int64{}
+	applied := map[string]int{}
+	regressions := 0
+	member := func(ctx context.Context) error {
+		o := testOpts(brokers)
+		o.SessionTimeout = 6 * time.Second
+		pc, err := NewPartitionConsumer(o, "g", []string{topic}, func(_ context.Context, _ string, partition int) (int64, bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if off, ok := stored[partition]; ok {
+				return off, true, nil
+			}
+			return FirstOffset, true, nil
+		})
+		if err != nil {
+			return err
+		}
+		return Batches(ctx, pc, BatchOptions[struct{}]{Size: 10, Linger: 5 * time.Millisecond, Lanes: 2},
+			func(ctx context.Context, batch []Fetched[struct{}]) error {
+				time.Sleep(50 * time.Millisecond) // a database transaction
+				mu.Lock()
+				defer mu.Unlock()
+				for _, f := range batch {
+					applied[fmt.Sprintf("%d@%d", f.Msg.Partition, f.Msg.Offset)]++
+					if f.Msg.Offset+1 < stored[f.Msg.Partition] {
+						regressions++
+					}
+					stored[f.Msg.Partition] = max(stored[f.Msg.Partition], f.Msg.Offset+1)
+				}
+				return nil
+			})
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(applied)
+	}
+	actx, stopA := context.WithCancel(ctx)
+	defer stopA()
+	aDone := make(chan error, 1)
+	go func() { aDone <- member(actx) }()
+	for count() < 40 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	bctx, stopB := context.WithCancel(ctx)
+	bDone := make(chan error, 1)
+	go func() { bDone <- member(bctx) }()
+	time.Sleep(3 * time.Second) // B joins: a rebalance while A applies
+	stopB()                     // B leaves: another
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); count() < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d applied", count(), n)
+		}
+	}
+	stopA()
+	if err := <-aDone; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	twice := 0
+	for _, c := range applied {
+		if c > 1 {
+			twice++
+		}
+	}
+	if twice > 0 || regressions > 0 {
+		t.Errorf("%d messages applied more than once, %d stored offsets went back", twice, regressions)
+	}
+}
