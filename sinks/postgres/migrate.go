@@ -54,17 +54,3 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) ([]int64
 	}
 	return done, nil
 }
-
-// SchemaVersion is the newest migration version embedded in this build.
-func SchemaVersion() int64 {
-	sub, _ := fs.Sub(migrationFiles, "migrations")
-	ms, _ := fs.Glob(sub, "*.sql")
-	var v int64
-	for _, m := range ms {
-		var n int64
-		if _, err := fmt.Sscanf(m, "%d_", &n); err == nil && n > v {
-			v = n
-		}
-	}
-	return v
-}

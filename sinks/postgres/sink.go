@@ -98,7 +98,6 @@ type target struct {
 	history      string // lifecycle history table, quoted ("" when none)
 	keyCol       int
 	versionCol   int
-	statusCol    int
 
 	upsert, deleteSoft, deleteHard, recordHistory, truncateSoft, truncateHard, createStage, copyStage string
 }
@@ -206,7 +205,7 @@ func quoteRel(rel string) string {
 
 func newTarget(tb *table, topic, rel string) *target {
 	t := &target{table: tb, topic: topic, rel: quoteRel(rel), relName: rel,
-		stage: pgx.Identifier{"sw_stage_" + tb.entity}.Sanitize(), keyCol: -1, versionCol: -1, statusCol: -1}
+		stage: pgx.Identifier{"sw_stage_" + tb.entity}.Sanitize(), keyCol: -1, versionCol: -1}
 	var names, casts, sets, stageCols []string
 	for i, c := range tb.cols {
 		q := pgx.Identifier{c.name}.Sanitize()
@@ -222,9 +221,6 @@ func newTarget(tb *table, topic, rel string) *target {
 			t.keyCol = i
 		case "version":
 			t.versionCol = i
-			sets = append(sets, q+" = excluded."+q)
-		case "status":
-			t.statusCol = i
 			sets = append(sets, q+" = excluded."+q)
 		default:
 			sets = append(sets, q+" = excluded."+q)
