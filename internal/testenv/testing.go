@@ -258,3 +258,20 @@ func DatabaseName(t testing.TB) string {
 	}
 	return "t_" + base + suffix
 }
+
+// Eventually polls cond every 50ms until it holds, and fails t with what and cond's
+// last state when within passes first.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() (ok bool, state string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %s (%s)", what, within, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

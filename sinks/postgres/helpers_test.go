@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -150,28 +148,6 @@ func scalar[T any](t testing.TB, pool *pgxpool.Pool, q string, args ...any) T {
 		t.Fatalf("%s: %v", q, err)
 	}
 	return v
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s (%s)", what, within, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func sortedCopy(xs []string) []string {
-	out := append([]string{}, xs...)
-	sort.Strings(out)
-	return out
 }
 
 func contains(xs []string, sub string) bool {

@@ -233,5 +233,3 @@ func jsonKind(v any) string {
 	}
 	return fmt.Sprintf("%T", v)
 }
-
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }

@@ -168,6 +168,9 @@ func New(o Options) (*Sink, error) {
 			rel = t
 		}
 		tgt := newTarget(tb, infos[name].Topic(o.TopicPrefix), rel)
+		if o.Delete == DeleteHard {
+			tgt.upsert = refuseTombstoned(tgt.upsert)
+		}
 		if _, dup := s.targets[tgt.topic]; dup {
 			return nil, fmt.Errorf("sinks/postgres: entity %s listed twice", name)
 		}
@@ -232,12 +235,11 @@ func newTarget(tb *table, topic, rel string) *target {
 	t.copyStage = fmt.Sprintf("COPY %s (_ord, _deleted, %s) FROM STDIN", t.stage, strings.Join(names, ", "))
 	t.createStage = fmt.Sprintf("CREATE TEMPORARY TABLE IF NOT EXISTS %s (_ord integer NOT NULL, _deleted boolean NOT NULL, %s) ON COMMIT DELETE ROWS",
 		t.stage, strings.Join(stageCols, ", "))
-	notTomb := ""
 	t.upsert = fmt.Sprintf(`INSERT INTO %[1]s AS t (%[2]s, deleted, applied_at)
 SELECT %[3]s, false, now() FROM %[4]s s
-WHERE NOT s._deleted AND s._ord BETWEEN $1 AND $2%[6]s
+WHERE NOT s._deleted AND s._ord BETWEEN $1 AND $2
 ON CONFLICT (key) DO UPDATE SET %[5]s, deleted = false, applied_at = excluded.applied_at
-WHERE t.version < excluded.version`, t.rel, strings.Join(names, ", "), strings.Join(casts, ", "), t.stage, strings.Join(sets, ", "), notTomb)
+WHERE t.version < excluded.version`, t.rel, strings.Join(names, ", "), strings.Join(casts, ", "), t.stage, strings.Join(sets, ", "))
 	t.deleteSoft = fmt.Sprintf(`INSERT INTO %[1]s AS t (key, version, deleted, applied_at)
 SELECT s.key, s.version::bigint, true, now() FROM %[2]s s WHERE s._deleted AND s._ord BETWEEN $1 AND $2
 ON CONFLICT (key) DO UPDATE SET version = excluded.version, deleted = true, applied_at = excluded.applied_at
@@ -258,13 +260,10 @@ ON CONFLICT (key, version) DO NOTHING`, t.history, t.stage)
 	return t
 }
 
-// upsertSQL is the upsert statement; with hard deletes it also refuses changes no
-// newer than the key's tombstone.
-func (s *Sink) upsertSQL(t *target) string {
-	if s.o.Delete != DeleteHard {
-		return t.upsert
-	}
-	return strings.Replace(t.upsert, "s._ord BETWEEN $1 AND $2\n",
+// refuseTombstoned makes an upsert statement of hard-delete mode also refuse changes
+// no newer than the key's tombstone (the table's name is parameter $3).
+func refuseTombstoned(upsert string) string {
+	return strings.Replace(upsert, "s._ord BETWEEN $1 AND $2\n",
 		fmt.Sprintf("s._ord BETWEEN $1 AND $2 AND NOT EXISTS (SELECT 1 FROM %s.sink_tombstones b WHERE b.entity_table = $3 AND b.key = s.key AND b.version >= s.version::bigint)\n", Schema), 1)
 }
 
@@ -356,8 +355,6 @@ type Result struct {
 	Truncated, TruncatesIgnored int
 	// Dead are the records sent to the dead-letter topic, with their reasons.
 	Dead []Record
-	// Offsets is the next offset stored per partition ("topic/partition").
-	Offsets map[string]int64
 }
 
 // count adds c to the totals and to entity's counts.
@@ -386,7 +383,7 @@ func recordError(err error) bool {
 // consumption order (per partition, by offset). An error means nothing of the batch
 // is committed; call Apply again with the same records.
 func (s *Sink) Apply(ctx context.Context, pool *pgxpool.Pool, recs []Record) (Result, error) {
-	res := Result{Offsets: map[string]int64{}, PerEntity: map[string]*Counts{}}
+	res := Result{PerEntity: map[string]*Counts{}}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return res, fmt.Errorf("sinks/postgres %s: begin: %w", s.o.Name, err)
@@ -430,7 +427,6 @@ func (s *Sink) Apply(ctx context.Context, pool *pgxpool.Pool, recs []Record) (Re
 	var offs []int64
 	for k, o := range next {
 		topics, parts, offs = append(topics, k.topic), append(parts, int32(k.partition)), append(offs, o)
-		res.Offsets[fmt.Sprintf("%s/%d", k.topic, k.partition)] = o
 	}
 	if len(topics) > 0 {
 		if _, err := tx.Exec(ctx, `INSERT INTO `+Schema+`.sink_offsets AS o (sink, topic, partition, next_offset)
@@ -591,7 +587,7 @@ func (s *Sink) merge(ctx context.Context, tx pgx.Tx, t *target, lo, hi int, rows
 		if s.o.Delete == DeleteHard {
 			args = append(args, t.relName)
 		}
-		tag, err := tx.Exec(ctx, s.upsertSQL(t), args...)
+		tag, err := tx.Exec(ctx, t.upsert, args...)
 		if err != nil {
 			return err
 		}
@@ -649,28 +645,22 @@ func (s *Sink) sendDead(ctx context.Context, dead []Record) error {
 			s.o.Name, r.Msg.Topic, r.Msg.Partition, r.Msg.Offset, r.Err)
 	}
 	msgs := make([]bus.Message, 0, len(dead))
-	topic := schemas.DLQTopic(s.o.TopicPrefix, "sink")
 	for _, r := range dead {
-		reason := "sink " + s.o.Name + ": " + r.Err.Error()
-		payload, key := r.Msg.Value, string(r.Msg.Key)
-		if s.o.Protect != nil {
-			reason = s.o.Protect.ScrubText(reason)
-			payload = []byte(s.o.Protect.ScrubText(string(payload)))
-			key = s.o.Protect.ScrubText(key)
-		}
-		rec := schemas.DLQRecord{Stage: "sink", Reason: reason, Source: r.Msg.Topic,
-			Position: fmt.Sprintf("%s/%d@%d", r.Msg.Topic, r.Msg.Partition, r.Msg.Offset),
-			Key:      key, Payload: payload, Partition: r.Msg.Partition, Offset: r.Msg.Offset, TsMs: s.o.Now().UnixMilli()}
-		b, err := jsonMarshal(rec)
-		if err != nil {
-			return err
-		}
-		msgs = append(msgs, bus.Message{Topic: topic, Key: []byte(key), Value: b})
+		rec := bus.DeadRecord("sink", "sink "+s.o.Name+": "+r.Err.Error(), r.Msg, s.o.Now())
+		msgs = append(msgs, bus.DeadLetter(s.o.TopicPrefix, rec, s.scrub()))
 	}
 	if err := s.o.Producer.Produce(ctx, msgs...); err != nil {
 		return fmt.Errorf("sinks/postgres %s: send %d dead letters: %w", s.o.Name, len(msgs), err)
 	}
 	return nil
+}
+
+// scrub is the protector's ScrubText, or nil.
+func (s *Sink) scrub() func(string) string {
+	if s.o.Protect == nil {
+		return nil
+	}
+	return s.o.Protect.ScrubText
 }
 
 // StoredOffset is the next offset to read of a partition as stored with the rows;

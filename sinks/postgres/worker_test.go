@@ -117,7 +117,7 @@ func TestKillBetweenDBAndKafkaCommit(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	runWorker(t, k, p.ConnString(db), reg)
-	eventually(t, 30*time.Second, "all 100 persons stored", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "all 100 persons stored", func() (bool, string) {
 		n := scalar[int](t, pool, "SELECT count(*) FROM fpjc.person")
 		return n == 100, fmt.Sprint(n, " persons")
 	})
@@ -145,7 +145,7 @@ func TestDatabaseDownWaitsAndRetries(t *testing.T) {
 		err := pool.QueryRow(context.Background(), "SELECT count(*) FROM fpjc.person WHERE version = 2").Scan(&n)
 		return err == nil && n == 500, fmt.Sprint(n, " persons at version 2, ", err)
 	}
-	eventually(t, 30*time.Second, "first 500 persons", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "first 500 persons", func() (bool, string) {
 		n := scalar[int](t, pool, "SELECT count(*) FROM fpjc.person")
 		return n == 500, fmt.Sprint(n)
 	})
@@ -153,15 +153,15 @@ func TestDatabaseDownWaitsAndRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	produce(t, k, personMsgs(t, 0, 500, 2))
-	eventually(t, 30*time.Second, "readiness false while the database is down", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "readiness false while the database is down", func() (bool, string) {
 		return !w.Ready() && counter(t, reg, "shouwang_sink_database_up", nil) == 0, fmt.Sprint("ready ", w.Ready())
 	})
 	time.Sleep(time.Second) // several failed attempts
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 60*time.Second, "all 500 persons at version 2 after the database is back", count)
-	eventually(t, 10*time.Second, "ready again", func() (bool, string) { return w.Ready(), "" })
+	testenv.Eventually(t, 60*time.Second, "all 500 persons at version 2 after the database is back", count)
+	testenv.Eventually(t, 10*time.Second, "ready again", func() (bool, string) { return w.Ready(), "" })
 	if n := counter(t, reg, "shouwang_sink_batches_total", map[string]string{"result": "failed"}); n < 1 {
 		t.Errorf("no failed batch attempt counted while the database was down")
 	}
@@ -180,7 +180,7 @@ func TestReadOnlyDatabaseWaits(t *testing.T) {
 	s := newSink(t, Options{Name: "provincial", Entities: []string{"person", "warning"}})
 	pool := open(t, p, db, s)
 	produce(t, k, personMsgs(t, 0, 100, 1))
-	eventually(t, 30*time.Second, "first 100 persons", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "first 100 persons", func() (bool, string) {
 		n := scalar[int](t, pool, "SELECT count(*) FROM fpjc.person")
 		return n == 100, fmt.Sprint(n)
 	})
@@ -197,7 +197,7 @@ func TestReadOnlyDatabaseWaits(t *testing.T) {
 	readOnly(true)
 	time.Sleep(200 * time.Millisecond) // the backends take the reload
 	produce(t, k, personMsgs(t, 0, 100, 2))
-	eventually(t, 30*time.Second, "failed attempts while read-only", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "failed attempts while read-only", func() (bool, string) {
 		n := counter(t, reg, "shouwang_sink_batches_total", map[string]string{"result": "failed"})
 		return n >= 2 && !w.Ready(), fmt.Sprint(n, " failed, ready ", w.Ready())
 	})
@@ -205,7 +205,7 @@ func TestReadOnlyDatabaseWaits(t *testing.T) {
 		t.Fatalf("%d rows written while read-only", n)
 	}
 	readOnly(false)
-	eventually(t, 30*time.Second, "all 100 persons at version 2", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "all 100 persons at version 2", func() (bool, string) {
 		n := scalar[int](t, pool, "SELECT count(*) FROM fpjc.person WHERE version = 2")
 		return n == 100, fmt.Sprint(n)
 	})

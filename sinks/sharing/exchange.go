@@ -17,7 +17,6 @@ import (
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/metrics"
 	"github.com/shouwang/shouwang/internal/pii"
-	"github.com/shouwang/shouwang/schemas"
 )
 
 // ExchangeTable and ExchangeOffsets are the tables an exchange sink keeps in the
@@ -251,7 +250,7 @@ func (w *ExchangeWorker) apply(ctx context.Context, db *sql.DB, batch []bus.Fetc
 		k := tp{f.Msg.Topic, f.Msg.Partition}
 		next[k] = max(next[k], f.Msg.Offset+1)
 		if f.V.err != nil {
-			dead = append(dead, w.letter(f.Msg, f.V.err.Error()))
+			dead = append(dead, bus.DeadLetter(w.o.TopicPrefix, bus.DeadRecord("sink", "sink "+w.o.Name+": "+f.V.err.Error(), f.Msg, w.o.Now()), w.scrub()))
 			continue
 		}
 		it := f.V.it
@@ -298,16 +297,4 @@ func (w *ExchangeWorker) apply(ctx context.Context, db *sql.DB, batch []bus.Fetc
 	}
 	w.dlq.WithLabelValues("sink", "contract").Add(float64(len(dead)))
 	return nil
-}
-
-func (w *ExchangeWorker) letter(m bus.Message, reason string) bus.Message {
-	key, payload := string(m.Key), m.Value
-	reason = "sink " + w.o.Name + ": " + reason
-	if w.o.Protect != nil {
-		reason, key = w.o.Protect.ScrubText(reason), w.o.Protect.ScrubText(key)
-		payload = []byte(w.o.Protect.ScrubText(string(payload)))
-	}
-	b, _ := json.Marshal(schemas.DLQRecord{Stage: "sink", Reason: reason, Source: m.Topic, Position: fmt.Sprintf("%s/%d@%d", m.Topic, m.Partition, m.Offset),
-		Key: key, Payload: payload, Partition: m.Partition, Offset: m.Offset, TsMs: w.o.Now().UnixMilli()})
-	return bus.Message{Topic: schemas.DLQTopic(w.o.TopicPrefix, "sink"), Key: []byte(key), Value: b}
 }

@@ -88,7 +88,7 @@ func TestExchangeTable(t *testing.T) {
 				return out, rows.Err()
 			}
 			waitState := func(what string, ok func(map[string]string) bool) {
-				eventually(t, 30*time.Second, what, func() (bool, string) {
+				testenv.Eventually(t, 30*time.Second, what, func() (bool, string) {
 					s, err := state()
 					return err == nil && ok(s), fmt.Sprint(len(s), " rows ", err)
 				})

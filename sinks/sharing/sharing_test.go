@@ -199,14 +199,14 @@ func TestPushThroughFaults(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "share.db")
 	w := newWorker(t, k, srv.URL, state)
 	stop := run(t, w)
-	eventually(t, 60*time.Second, "every record settled", func() (bool, string) {
+	testenv.Eventually(t, 60*time.Second, "every record settled", func() (bool, string) {
 		plat.mu.Lock()
 		n := len(plat.records)
 		plat.mu.Unlock()
 		return n == 298, fmt.Sprint(n, " records accepted")
 	})
 	// The receipts are written right after the answer; wait for the last batch's.
-	eventually(t, 10*time.Second, "receipts", func() (bool, string) {
+	testenv.Eventually(t, 10*time.Second, "receipts", func() (bool, string) {
 		w.mu.Lock()
 		var n int64
 		for _, o := range w.next {
@@ -262,7 +262,7 @@ func TestRestartResendsTheSameBatch(t *testing.T) {
 	produce(t, k, msgs)
 	state := filepath.Join(t.TempDir(), "share.db")
 	stop := run(t, newWorker(t, k, srv.URL, state))
-	eventually(t, 30*time.Second, "attempts failing", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "attempts failing", func() (bool, string) {
 		plat.mu.Lock()
 		defer plat.mu.Unlock()
 		return plat.requests >= 3, fmt.Sprint(plat.requests)
@@ -274,7 +274,7 @@ func TestRestartResendsTheSameBatch(t *testing.T) {
 	plat.mu.Unlock()
 	w := newWorker(t, k, srv.URL, state)
 	stop = run(t, w)
-	eventually(t, 30*time.Second, "all 40 delivered", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "all 40 delivered", func() (bool, string) {
 		plat.mu.Lock()
 		defer plat.mu.Unlock()
 		return len(plat.records) == 40, fmt.Sprint(len(plat.records))
@@ -351,21 +351,6 @@ func readDLQ(t *testing.T, k *testenv.KafkaCluster, n int) []string {
 		out = append(out, rec.Reason)
 	}
 	return out
-}
-
-func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s (%s)", what, within, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // After BreakerFailures failed attempts in a row the circuit opens (no request for the

@@ -71,6 +71,14 @@ type Options struct {
 	Now        func() time.Time
 }
 
+// scrub is the protector's ScrubText, or nil.
+func (pr *projector) scrub() func(string) string {
+	if pr.protect == nil {
+		return nil
+	}
+	return pr.protect.ScrubText
+}
+
 // projector turns canonical changes into base-data records.
 type projector struct {
 	topics  map[string]string // topic → entity
@@ -468,19 +476,8 @@ func (w *Worker) deliver(ctx context.Context, db *bolt.DB, pend *pending) error 
 		entityOf[it.ID] = it
 	}
 	var dead []bus.Message
-	dlq := schemas.DLQTopic(w.o.TopicPrefix, "sink")
-	letter := func(key, source, position string, partition int, offset int64, payload []byte, reason string) {
-		if w.o.Protect != nil {
-			reason, key = w.o.Protect.ScrubText(reason), w.o.Protect.ScrubText(key)
-			payload = []byte(w.o.Protect.ScrubText(string(payload)))
-		}
-		rec := schemas.DLQRecord{Stage: "sink", Reason: "sink " + w.o.Name + ": " + reason, Source: source, Position: position, Key: key,
-			Payload: payload, Partition: partition, Offset: offset, TsMs: w.o.Now().UnixMilli()}
-		b, _ := json.Marshal(rec) // plain strings and numbers
-		dead = append(dead, bus.Message{Topic: dlq, Key: []byte(key), Value: b})
-	}
 	for _, d := range pend.Dead {
-		letter(string(d.Msg.Key), d.Msg.Topic, fmt.Sprintf("%s/%d@%d", d.Msg.Topic, d.Msg.Partition, d.Msg.Offset), d.Msg.Partition, d.Msg.Offset, d.Msg.Value, d.Reason)
+		dead = append(dead, bus.DeadLetter(w.o.TopicPrefix, bus.DeadRecord("sink", "sink "+w.o.Name+": "+d.Reason, d.Msg, w.o.Now()), w.scrub()))
 		w.m.dlq.WithLabelValues("sink", "contract").Inc()
 	}
 	accepted, rejected := 0, 0
@@ -495,7 +492,9 @@ func (w *Worker) deliver(ctx context.Context, db *bolt.DB, pend *pending) error 
 		w.m.records.WithLabelValues(it.Entity, "rejected").Inc()
 		w.m.dlq.WithLabelValues("sink", "rejected").Inc()
 		payload, _ := json.Marshal(it)
-		letter(it.Key, schemas.CanonicalTopic(w.o.TopicPrefix, it.Entity), o.Batch, 0, 0, payload, "refused by the sharing platform: "+o.Reason)
+		rec := schemas.DLQRecord{Stage: "sink", Reason: "sink " + w.o.Name + ": refused by the sharing platform: " + o.Reason,
+			Source: schemas.CanonicalTopic(w.o.TopicPrefix, it.Entity), Position: o.Batch, Key: it.Key, Payload: payload, TsMs: w.o.Now().UnixMilli()}
+		dead = append(dead, bus.DeadLetter(w.o.TopicPrefix, rec, w.scrub()))
 	}
 	if len(dead) > 0 {
 		if w.o.Producer == nil {
