@@ -72,7 +72,7 @@ func (w *worker) sinkWorkers() ([]sinkWorker, error) {
 		sw, err := postgres.NewWorker(postgres.WorkerOptions{
 			Options: postgres.Options{Name: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, ClientID: w.cfg.Kafka.ClientID,
 				Entities: entities, Tables: tables, Delete: s.Delete, Truncate: s.Truncate, Bus: w.busOpts, Producer: w.producer,
-				Protect: w.pii, BatchSize: s.BatchSize, Logger: w.log},
+				Protect: w.pii, BatchSize: s.BatchSize, StopAfterRefusals: s.StopAfterRefusals, Logger: w.log},
 			DSN: s.DSN, Registerer: w.reg, SetReady: setReady, Lanes: s.Lanes,
 		})
 		if err != nil {

@@ -602,6 +602,11 @@ type Sink struct {
 	// Lanes is how many batches a postgres sink applies at once, each over its own
 	// partitions and connection (default 4).
 	Lanes int `yaml:"lanes"`
+	// StopAfterRefusals is how many changes of one table in a row a postgres sink lets
+	// the database refuse for the same reason (SQLSTATE, column, constraint) before it
+	// takes the table for the cause and stops dead-lettering: the batch is retried with
+	// backoff until the table is fixed (default 100).
+	StopAfterRefusals int `yaml:"stop_after_refusals"`
 	// HTTP configures a sharing_http sink.
 	HTTP *HTTP `yaml:"http"`
 	// Fields are the base-data fields agreed with the sharing platform, per entity

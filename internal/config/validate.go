@@ -128,6 +128,7 @@ func (c *Config) SetDefaults() {
 			setStr(&s.Delete, "soft")
 			setStr(&s.Truncate, "ignore")
 			setInt(&s.Lanes, 4)
+			setInt(&s.StopAfterRefusals, 100)
 		}
 		if s.Kind == SinkSharingHTTP {
 			if s.HTTP == nil {
@@ -801,6 +802,7 @@ func (v *validator) sinks() {
 			v.oneOf(p+".delete", s.Delete, "soft", "hard")
 			v.oneOf(p+".truncate", s.Truncate, "ignore", "apply")
 			v.intRange(p+".lanes", s.Lanes, 1, 16)
+			v.intRange(p+".stop_after_refusals", s.StopAfterRefusals, 1, 1000000)
 		case SinkSharingDB:
 			v.oneOf(p+".driver", s.Driver, "postgres", "mysql")
 			if s.Driver == "mysql" {
@@ -828,8 +830,8 @@ func (v *validator) sinks() {
 		if s.Kind == SinkPostgres && (len(s.Fields) > 0 || s.Protect != "") {
 			v.addf(p+".fields", "fields and protect are settings of sharing sinks: remove them (the provincial database keeps every field)")
 		}
-		if s.Kind != SinkPostgres && s.Kind != "" && (s.Delete != "" || s.Truncate != "" || s.Lanes != 0) {
-			v.addf(p+".delete", "delete, truncate and lanes are settings of postgres sinks: remove them")
+		if s.Kind != SinkPostgres && s.Kind != "" && (s.Delete != "" || s.Truncate != "" || s.Lanes != 0 || s.StopAfterRefusals != 0) {
+			v.addf(p+".delete", "delete, truncate, lanes and stop_after_refusals are settings of postgres sinks: remove them")
 		}
 		if s.Kind != SinkSharingHTTP && s.Kind != "" {
 			if s.URL != "" {

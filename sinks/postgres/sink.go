@@ -19,12 +19,16 @@ package postgres
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -83,6 +87,13 @@ type Options struct {
 	// database work failed for a reason other than its records (default 200ms, 10s).
 	RetryInitial time.Duration
 	RetryMax     time.Duration
+	// StopAfterRefusals is how many changes of one table in a row the database may
+	// refuse for the same reason (SQLSTATE, constraint and column) before the sink
+	// takes it for the table, not the changes: a NOT NULL, CHECK or type the table
+	// has and the canonical entity does not. The batch that reaches it is rolled
+	// back and retried with backoff, nothing more is dead-lettered, until the table
+	// is fixed (default 100; sinks[].stop_after_refusals).
+	StopAfterRefusals int
 	// Logger (nil: slog.Default()); Now stamps dead letters (nil: time.Now).
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -108,6 +119,15 @@ type Sink struct {
 	log     *slog.Logger
 	targets map[string]*target // by topic
 	order   []*target          // fixed order of application
+
+	mu   sync.Mutex
+	runs map[*target]refusalRun // committed refusals in a row, by table
+}
+
+// refusalRun counts the changes of a table refused in a row for one reason.
+type refusalRun struct {
+	reason string
+	n      int
 }
 
 // New validates the options and prepares the statements; it does no I/O.
@@ -141,6 +161,9 @@ func New(o Options) (*Sink, error) {
 	if o.RetryMax <= 0 {
 		o.RetryMax = 10 * time.Second
 	}
+	if o.StopAfterRefusals <= 0 {
+		o.StopAfterRefusals = 100
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -153,7 +176,7 @@ func New(o Options) (*Sink, error) {
 			o.Entities = append(o.Entities, e.Name)
 		}
 	}
-	s := &Sink{o: o, log: o.Logger.With("sink", o.Name), targets: map[string]*target{}}
+	s := &Sink{o: o, log: o.Logger.With("sink", o.Name), targets: map[string]*target{}, runs: map[*target]refusalRun{}}
 	infos := map[string]schemas.EntityInfo{}
 	for _, e := range schemas.Entities() {
 		infos[e.Name] = e
@@ -232,8 +255,12 @@ func newTarget(tb *table, topic, rel string) *target {
 	if t.keyCol < 0 || t.versionCol < 0 {
 		panic("sinks/postgres: entity " + tb.entity + " has no key or version field")
 	}
-	t.copyStage = fmt.Sprintf("COPY %s (_ord, _deleted, %s) FROM STDIN", t.stage, strings.Join(names, ", "))
-	t.createStage = fmt.Sprintf("CREATE TEMPORARY TABLE IF NOT EXISTS %s (_ord integer NOT NULL, _deleted boolean NOT NULL, %s) ON COMMIT DELETE ROWS",
+	// _ord numbers the staged rows; _grp is the _ord of the change that superseded a
+	// row in its batch (its own _ord for the newest change of a key). The merges read
+	// rows by _ord range, which only the newest changes occupy; the history reads by
+	// _grp range, so that it records every change of a key, superseded or not.
+	t.copyStage = fmt.Sprintf("COPY %s (_ord, _grp, _deleted, %s) FROM STDIN", t.stage, strings.Join(names, ", "))
+	t.createStage = fmt.Sprintf("CREATE TEMPORARY TABLE IF NOT EXISTS %s (_ord integer NOT NULL, _grp integer NOT NULL, _deleted boolean NOT NULL, %s) ON COMMIT DELETE ROWS",
 		t.stage, strings.Join(stageCols, ", "))
 	t.upsert = fmt.Sprintf(`INSERT INTO %[1]s AS t (%[2]s, deleted, applied_at)
 SELECT %[3]s, false, now() FROM %[4]s s
@@ -252,7 +279,7 @@ SELECT count(*) FROM gone`, t.rel, t.stage, Schema)
 	if tb.lifecycle {
 		t.history = pgx.Identifier{Schema, tb.entity + "_history"}.Sanitize()
 		t.recordHistory = fmt.Sprintf(`INSERT INTO %s (key, version, status, changed_ms)
-SELECT s.key, s.version::bigint, s.status, s.updated_ms::bigint FROM %s s WHERE NOT s._deleted AND s._ord BETWEEN $1 AND $2
+SELECT s.key, s.version::bigint, s.status, s.updated_ms::bigint FROM %s s WHERE NOT s._deleted AND s._grp BETWEEN $1 AND $2
 ON CONFLICT (key, version) DO NOTHING`, t.history, t.stage)
 	}
 	t.truncateSoft = fmt.Sprintf("UPDATE %s SET deleted = true, applied_at = now() WHERE NOT deleted", t.rel)
@@ -436,6 +463,10 @@ ON CONFLICT (sink, topic, partition) DO UPDATE SET next_offset = GREATEST(o.next
 			return res, fmt.Errorf("sinks/postgres %s: store offsets: %w", s.o.Name, err)
 		}
 	}
+	runs, err := s.refusalRuns(recs, &res)
+	if err != nil {
+		return res, err
+	}
 	if len(res.Dead) > 0 {
 		if err := s.sendDead(ctx, res.Dead); err != nil {
 			return res, err
@@ -444,7 +475,75 @@ ON CONFLICT (sink, topic, partition) DO UPDATE SET next_offset = GREATEST(o.next
 	if err := tx.Commit(ctx); err != nil {
 		return res, fmt.Errorf("sinks/postgres %s: commit: %w", s.o.Name, err)
 	}
+	s.mu.Lock()
+	maps.Copy(s.runs, runs)
+	s.mu.Unlock()
 	return res, nil
+}
+
+// refusalRuns are the refusal runs of the tables recs touch once this batch commits,
+// or the error that stops the batch when one reaches StopAfterRefusals.
+func (s *Sink) refusalRuns(recs []Record, res *Result) (map[*target]refusalRun, error) {
+	type tally struct {
+		reasons map[string]int
+		first   error
+	}
+	refused := map[*target]*tally{}
+	for _, r := range res.Dead {
+		var rf *refusal
+		if !errors.As(r.Err, &rf) {
+			continue
+		}
+		tl := refused[r.tgt]
+		if tl == nil {
+			tl = &tally{reasons: map[string]int{}, first: rf.err}
+			refused[r.tgt] = tl
+		}
+		tl.reasons[refusalReason(rf.err)]++
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	runs := map[*target]refusalRun{}
+	for _, r := range recs {
+		if r.tgt != nil && r.Err == nil {
+			runs[r.tgt] = refusalRun{}
+		}
+	}
+	for t := range runs {
+		pe := res.PerEntity[t.entity]
+		if pe != nil && pe.Applied+pe.Stale+pe.Deleted > 0 {
+			continue // a change landed: the table takes the entity's changes
+		}
+		tl := refused[t]
+		if tl == nil || len(tl.reasons) != 1 {
+			continue
+		}
+		var run refusalRun
+		for reason, n := range tl.reasons {
+			run = refusalRun{reason: reason, n: n}
+		}
+		if prev := s.runs[t]; prev.reason == run.reason {
+			run.n += prev.n
+		}
+		if run.n >= s.o.StopAfterRefusals {
+			return nil, fmt.Errorf("sinks/postgres %s: %d %s changes in a row refused by %s for the same reason, which is the table's, not theirs: %v — "+
+				"make %s fit the canonical entity %s (the columns and constraints of migrations/00001_provincial.sql, or drop the constraint); "+
+				"until then this batch is retried with backoff and nothing more goes to the dead letters",
+				s.o.Name, run.n, t.entity, t.relName, tl.first, t.relName, t.entity)
+		}
+		runs[t] = run
+	}
+	return runs, nil
+}
+
+// refusalReason is what makes two refusals the same: SQLSTATE, table, column and
+// constraint.
+func refusalReason(err error) string {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	return pe.Code + "/" + pe.TableName + "/" + pe.ColumnName + "/" + pe.ConstraintName
 }
 
 // applySegment applies changes with no truncate among them: per table, collapsed to
@@ -462,40 +561,81 @@ func (s *Sink) applySegment(ctx context.Context, tx pgx.Tx, seg []Record, first 
 		if len(rs) == 0 {
 			continue
 		}
-		rows := collapse(rs)
-		res.count(t.entity, Counts{Collapsed: len(rs) - len(rows)})
 		if !first {
 			if _, err := tx.Exec(ctx, "TRUNCATE "+t.stage); err != nil {
 				return fmt.Errorf("sinks/postgres %s: clear staging of %s: %w", s.o.Name, t.entity, err)
 			}
 		}
-		// COPY in text format from a buffer written here: the values are text already,
-		// and pgx's per-value encoding (CopyFromRows) cost more client CPU than the
-		// server's whole COPY (BenchmarkUpsert: 65,000 → 80,000 rows/s).
-		buf := make([]byte, 0, 1024*len(rows))
-		for i, r := range rows {
-			buf = strconv.AppendInt(buf, int64(i), 10)
-			if r.op == opDelete {
-				buf = append(buf, "\tt"...)
+		// Rounds: the newest change of every key is merged; where the database refuses
+		// it, the key's next older change of the batch is merged instead (as if the
+		// changes had come one by one), until a change of the key lands or none is left.
+		base := 0
+		for round := 0; len(rs) > 0; round++ {
+			rows, older := collapse(rs)
+			if round == 0 {
+				res.count(t.entity, Counts{Collapsed: len(rs) - len(rows)})
 			} else {
-				buf = append(buf, "\tf"...)
+				res.count(t.entity, Counts{Collapsed: -len(rows)}) // superseded before, merged now
 			}
-			for _, v := range r.vals {
-				buf = append(buf, '\t')
-				if v == nil {
-					buf = append(buf, `\N`...)
-					continue
-				}
-				buf = appendCopyText(buf, v.(string))
+			if err := s.stage(ctx, tx, t, rows, older, base); err != nil {
+				return err
 			}
-			buf = append(buf, '\n')
+			var refused []int
+			if err := s.applyRange(ctx, tx, t, rows, base, 0, len(rows)-1, res, &refused); err != nil {
+				return err
+			}
+			base += len(rows)
+			for _, o := range older {
+				base += len(o)
+			}
+			rs = rs[:0:0]
+			for _, i := range refused {
+				rs = append(rs, older[i]...)
+			}
 		}
-		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf), t.copyStage); err != nil {
-			return fmt.Errorf("sinks/postgres %s: stage %d %s rows: %w", s.o.Name, len(rows), t.entity, err)
+	}
+	return nil
+}
+
+// stage copies a round's changes into t's staging table: rows (the newest change of
+// each key) at _ord base.., then the changes each one superseded (older[i] for
+// rows[i]), numbered after them, with _grp pointing at their row.
+func (s *Sink) stage(ctx context.Context, tx pgx.Tx, t *target, rows []Record, older [][]Record, base int) error {
+	// COPY in text format from a buffer written here: the values are text already,
+	// and pgx's per-value encoding (CopyFromRows) cost more client CPU than the
+	// server's whole COPY (BenchmarkUpsert: 65,000 → 80,000 rows/s).
+	buf := make([]byte, 0, 1024*len(rows))
+	add := func(ord, grp int, r Record) {
+		buf = strconv.AppendInt(buf, int64(ord), 10)
+		buf = append(buf, '\t')
+		buf = strconv.AppendInt(buf, int64(grp), 10)
+		if r.op == opDelete {
+			buf = append(buf, "\tt"...)
+		} else {
+			buf = append(buf, "\tf"...)
 		}
-		if err := s.applyRange(ctx, tx, t, rows, 0, len(rows)-1, res); err != nil {
-			return err
+		for _, v := range r.vals {
+			buf = append(buf, '\t')
+			if v == nil {
+				buf = append(buf, `\N`...)
+				continue
+			}
+			buf = appendCopyText(buf, v.(string))
 		}
+		buf = append(buf, '\n')
+	}
+	for i, r := range rows {
+		add(base+i, base+i, r)
+	}
+	ord := base + len(rows)
+	for i, o := range older {
+		for _, r := range o {
+			add(ord, base+i, r)
+			ord++
+		}
+	}
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf), t.copyStage); err != nil {
+		return fmt.Errorf("sinks/postgres %s: stage %d %s rows: %w", s.o.Name, ord-base, t.entity, err)
 	}
 	return nil
 }
@@ -520,33 +660,48 @@ func appendCopyText(buf []byte, v string) []byte {
 }
 
 // collapse keeps, per key, the change with the highest version (the later one of
-// equal versions), in first-seen order.
-func collapse(rs []Record) []Record {
+// equal versions), in first-seen order; older[i] are the changes rows[i] superseded,
+// newest first.
+func collapse(rs []Record) (rows []Record, older [][]Record) {
 	at := make(map[string]int, len(rs))
-	out := make([]Record, 0, len(rs))
+	rows = make([]Record, 0, len(rs))
+	older = make([][]Record, 0, len(rs))
 	for _, r := range rs {
-		if i, ok := at[r.key]; ok {
-			if r.version >= out[i].version {
-				out[i] = r
-			}
+		i, ok := at[r.key]
+		if !ok {
+			at[r.key] = len(rows)
+			rows = append(rows, r)
+			older = append(older, nil)
 			continue
 		}
-		at[r.key] = len(out)
-		out = append(out, r)
+		if r.version >= rows[i].version {
+			rows[i], r = r, rows[i]
+		}
+		older[i] = append(older[i], r)
 	}
-	return out
+	for _, o := range older {
+		if len(o) > 1 {
+			// newest first; of equal versions the later change first (stable sort of
+			// the reversed consumption order)
+			slices.Reverse(o)
+			slices.SortStableFunc(o, func(a, b Record) int { return cmp.Compare(b.version, a.version) })
+		}
+	}
+	return rows, older
 }
 
-// applyRange merges staged rows lo..hi under a savepoint. When PostgreSQL refuses
-// the rows themselves (a value or a constraint), the range is split in halves until
-// the refused rows are single; those go to the dead letters and the others land.
-func (s *Sink) applyRange(ctx context.Context, tx pgx.Tx, t *target, rows []Record, lo, hi int, res *Result) error {
+// applyRange merges the staged rows lo..hi of a round (staged at _ord base+lo ..
+// base+hi) under a savepoint. When PostgreSQL refuses the rows themselves (a value or
+// a constraint), the range is split in halves until the refused rows are single;
+// those go to the dead letters (their indexes appended to refused) and the others
+// land.
+func (s *Sink) applyRange(ctx context.Context, tx pgx.Tx, t *target, rows []Record, base, lo, hi int, res *Result, refused *[]int) error {
 	sp, err := tx.Begin(ctx) // a savepoint
 	if err != nil {
 		return fmt.Errorf("sinks/postgres %s: savepoint: %w", s.o.Name, err)
 	}
 	var c Counts
-	err = s.merge(ctx, sp, t, lo, hi, rows, &c)
+	err = s.merge(ctx, sp, t, base+lo, base+hi, rows[lo:hi+1], &c)
 	if err == nil {
 		if err = sp.Commit(ctx); err == nil {
 			res.count(t.entity, c)
@@ -561,21 +716,30 @@ func (s *Sink) applyRange(ctx context.Context, tx pgx.Tx, t *target, rows []Reco
 	}
 	if lo == hi {
 		rec := rows[lo]
-		rec.Err = fmt.Errorf("refused by the provincial database: %w", err)
+		rec.Err = &refusal{err: err}
 		res.Dead = append(res.Dead, rec)
+		*refused = append(*refused, lo)
 		return nil
 	}
 	mid := lo + (hi-lo)/2
-	if err := s.applyRange(ctx, tx, t, rows, lo, mid, res); err != nil {
+	if err := s.applyRange(ctx, tx, t, rows, base, lo, mid, res, refused); err != nil {
 		return err
 	}
-	return s.applyRange(ctx, tx, t, rows, mid+1, hi, res)
+	return s.applyRange(ctx, tx, t, rows, base, mid+1, hi, res, refused)
 }
 
-// merge runs the table's statements over staged rows lo..hi.
+// refusal is why the provincial database refused a change (a PostgreSQL error of
+// class 22 or 23).
+type refusal struct{ err error }
+
+func (r *refusal) Error() string { return "refused by the provincial database: " + r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+// merge runs the table's statements over the staged rows at _ord lo..hi (rows are
+// those changes).
 func (s *Sink) merge(ctx context.Context, tx pgx.Tx, t *target, lo, hi int, rows []Record, r *Counts) error {
 	live, dels := 0, 0
-	for _, x := range rows[lo : hi+1] {
+	for _, x := range rows {
 		if x.op == opDelete {
 			dels++
 		} else {
@@ -593,10 +757,11 @@ func (s *Sink) merge(ctx context.Context, tx pgx.Tx, t *target, lo, hi int, rows
 		}
 		r.Applied += int(tag.RowsAffected())
 		r.Stale += live - int(tag.RowsAffected())
-		if t.recordHistory != "" {
-			if _, err := tx.Exec(ctx, t.recordHistory, int32(lo), int32(hi)); err != nil {
-				return err
-			}
+	}
+	if t.recordHistory != "" {
+		// every change of the range's keys, superseded ones included (by _grp)
+		if _, err := tx.Exec(ctx, t.recordHistory, int32(lo), int32(hi)); err != nil {
+			return err
 		}
 	}
 	if dels > 0 {

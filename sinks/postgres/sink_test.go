@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/testenv"
 	"github.com/shouwang/shouwang/schemas"
@@ -214,15 +216,7 @@ func TestDeletes(t *testing.T) {
 // One bad record of each kind goes to the dead-letter topic with its reason; the rest
 // of the batch lands and the stored offsets pass every record.
 func TestBadRecordsToDLQRestLands(t *testing.T) {
-	p, db := testenv.PostgresDatabase(t)
-	k := testenv.Kafka(t, testenv.WithTopics(1, schemas.DLQTopic(prefix, "sink")))
-	prod, err := bus.NewProducer(bus.Options{Brokers: k.Brokers()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	s := newSink(t, Options{Producer: prod})
-	pool := open(t, p, db, s)
+	s, pool, k := sinkWithDLQ(t, Options{})
 	f := newFeed(t, s)
 	var recs []Record
 	for i := 0; i < 40; i++ {
@@ -334,4 +328,158 @@ func TestTruncate(t *testing.T) {
 			}
 		})
 	}
+}
+
+func issue(key string, version int64, status string) *schemas.QualityIssue {
+	return &schemas.QualityIssue{Meta: schemas.Meta{Key: key, Version: version, UpdatedMs: 100 * version}, ID: key, RuleID: "Q-001", SubjectKind: "person",
+		SubjectKey: "P01", RegionCode: "513423101001", Severity: "error", Status: status, FirstSeen: "2024-01-01", LastSeen: "2024-01-01"}
+}
+
+// A lifecycle's history keeps every status of a batch, also those a newer change of
+// the same key superseded in it (an issue opened, closed and reopened between two
+// batches is three history rows, not one).
+func TestHistoryKeepsSupersededStatuses(t *testing.T) {
+	p, db := testenv.PostgresDatabase(t)
+	s := newSink(t, Options{})
+	pool := open(t, p, db, s)
+	f := newFeed(t, s)
+	res, err := s.Apply(context.Background(), pool, []Record{
+		f.ent("quality_issue", schemas.OpCreate, issue("q1", 1, schemas.IssueOpen)),
+		f.ent("quality_issue", schemas.OpUpdate, issue("q1", 2, schemas.IssueClosed)),
+		f.ent("quality_issue", schemas.OpUpdate, issue("q2", 1, schemas.IssueOpen)),
+		f.ent("quality_issue", schemas.OpUpdate, issue("q1", 3, schemas.IssueOpen)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Applied != 2 || res.Collapsed != 2 {
+		t.Errorf("%+v, want 2 applied and 2 collapsed", res.Counts)
+	}
+	got := scalar[string](t, pool, "SELECT string_agg(concat_ws('|', key, version, status, changed_ms), ' ' ORDER BY key, version) FROM fpjc.quality_issue_history")
+	if want := "q1|1|open|100 q1|2|closed|200 q1|3|open|300 q2|1|open|100"; got != want {
+		t.Errorf("history %s, want %s", got, want)
+	}
+	if got := scalar[string](t, pool, "SELECT status || '/' || version FROM fpjc.quality_issue WHERE key = 'q1'"); got != "open/3" {
+		t.Errorf("q1 is %s, want open/3", got)
+	}
+}
+
+// When the database refuses the newest change of a key in a batch, the key's next
+// older change of the batch lands instead, as it would have if the changes had come
+// one per batch; the refused change alone goes to the dead letters.
+func TestRefusedNewestFallsBackToOlder(t *testing.T) {
+	s, pool, k := sinkWithDLQ(t, Options{})
+	f := newFeed(t, s)
+	bad := func(key string, v int64) *schemas.Person {
+		x := person(key, v, fmt.Sprint("坏", v))
+		x.WorkMonthlyIncome = "1,234.50" // PostgreSQL refuses it as numeric
+		return x
+	}
+	res, err := s.Apply(context.Background(), pool, []Record{
+		f.ent("person", schemas.OpCreate, person("A", 1, "一")),
+		f.ent("person", schemas.OpUpdate, person("A", 2, "二")),
+		f.ent("person", schemas.OpUpdate, bad("A", 3)),
+		f.ent("person", schemas.OpUpdate, person("B", 1, "一")),
+		f.ent("person", schemas.OpUpdate, bad("B", 3)),
+		f.ent("person", schemas.OpUpdate, bad("B", 2)),
+		f.ent("person", schemas.OpCreate, bad("C", 1)),
+		f.ent("quality_issue", schemas.OpCreate, issue("q1", 1, schemas.IssueOpen)),
+		f.ent("quality_issue", schemas.OpUpdate, issue("q1", 2, "half-open")), // violates the status CHECK
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Applied != 3 || len(res.Dead) != 5 || res.Collapsed != 1 {
+		t.Errorf("%+v with %d dead, want 3 applied, 5 dead (A v3, B v3 and v2, C v1, q1 v2), 1 collapsed (A v1)", res.Counts, len(res.Dead))
+	}
+	for q, want := range map[string]string{
+		"SELECT string_agg(key || '/' || version || '/' || name, ' ' ORDER BY key) FROM fpjc.person":          "A/2/二 B/1/一",
+		"SELECT string_agg(key || '/' || version || '/' || status, ' ' ORDER BY key) FROM fpjc.quality_issue": "q1/1/open",
+		"SELECT string_agg(key || '/' || version, ' ' ORDER BY key, version) FROM fpjc.quality_issue_history": "q1/1",
+	} {
+		if got := scalar[string](t, pool, q); got != want {
+			t.Errorf("%s: %s, want %s", q, got, want)
+		}
+	}
+	dead := readDLQ(t, k, 5)
+	if n := len(dead); n != 5 || !contains(dead, "numeric") || !contains(dead, "quality_issue_status_check") {
+		t.Errorf("dead letters %q", dead)
+	}
+}
+
+// A table that refuses every change for the same reason — a constraint the canonical
+// entity does not have — is the table's fault: after StopAfterRefusals changes in a
+// row the sink stops dead-lettering and fails the batch (the worker retries it with
+// backoff) until the table is fixed. A change that lands resets the count.
+func TestSystemicRefusalsStopTheSink(t *testing.T) {
+	s, pool, k := sinkWithDLQ(t, Options{StopAfterRefusals: 10})
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, "ALTER TABLE fpjc.person ADD CONSTRAINT person_phone_required CHECK (phone IS NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	f := newFeed(t, s)
+	n := 0
+	batch := func(size int, phone string) []Record {
+		var out []Record
+		for range size {
+			x := person(fmt.Sprintf("P%03d", n), 1, "张")
+			x.Phone = phone
+			out = append(out, f.ent("person", schemas.OpCreate, x))
+			n++
+		}
+		return out
+	}
+	offset := func() int64 {
+		return scalar[int64](t, pool, "SELECT coalesce(max(next_offset), 0) FROM fpjc.sink_offsets")
+	}
+	// 30 refused at once: the batch fails, nothing is committed or dead-lettered.
+	big := batch(30, "")
+	if _, err := s.Apply(ctx, pool, big); err == nil || !strings.Contains(err.Error(), "30 person changes in a row refused") || !strings.Contains(err.Error(), "person_phone_required") {
+		t.Fatalf("30 refused changes: %v, want the sink to stop naming the constraint", err)
+	}
+	if got := offset(); got != 0 {
+		t.Errorf("stored offset %d after a stopped batch, want 0", got)
+	}
+	// Small batches: 4 and 4 dead-lettered, a change that lands resets, then 4, 4 and
+	// the third 4 reaches 12 ≥ 10.
+	for i, step := range []struct {
+		size  int
+		phone string
+		stop  bool
+	}{{4, "", false}, {4, "", false}, {1, "13812345678", false}, {4, "", false}, {4, "", false}, {4, "", true}} {
+		res, err := s.Apply(ctx, pool, batch(step.size, step.phone))
+		if (err != nil) != step.stop {
+			t.Fatalf("batch %d: %v (dead %d), want stop %v", i, err, len(res.Dead), step.stop)
+		}
+	}
+	if got := offset(); got != int64(n-4) {
+		t.Errorf("stored offset %d, want %d (the stopped batch not committed)", got, n-4)
+	}
+	if dead := readDLQ(t, k, 16); len(dead) != 16 {
+		t.Errorf("%d dead letters, want 16", len(dead))
+	}
+	// Fixed: the big batch lands.
+	if _, err := pool.Exec(ctx, "ALTER TABLE fpjc.person DROP CONSTRAINT person_phone_required"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Apply(ctx, pool, big)
+	if err != nil || res.Applied != 30 {
+		t.Fatalf("after the fix: %+v, %v; want 30 applied", res.Counts, err)
+	}
+}
+
+// sinkWithDLQ is a sink over a fresh database whose dead letters go to a Kafka
+// cluster of its own.
+func sinkWithDLQ(t *testing.T, o Options) (*Sink, *pgxpool.Pool, *testenv.KafkaCluster) {
+	t.Helper()
+	p, db := testenv.PostgresDatabase(t)
+	k := testenv.Kafka(t, testenv.WithTopics(1, schemas.DLQTopic(prefix, "sink")))
+	prod, err := bus.NewProducer(bus.Options{Brokers: k.Brokers()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prod.Close() })
+	o.Producer = prod
+	s := newSink(t, o)
+	return s, open(t, p, db, s), k
 }
