@@ -90,3 +90,41 @@ func (d *demo) waitSink(ctx context.Context) error {
 	}
 	return nil
 }
+
+// checkTotals runs every checker of the configuration once (地区总数核查) and shows the
+// totals; a mismatch fails the step with the differing keys.
+func (d *demo) checkTotals(ctx context.Context) error {
+	var failed []string
+	for _, ch := range d.cfg.Checkers {
+		rc, err := newCheckRun(d.cfg, ch, "")
+		if err != nil {
+			return err
+		}
+		rc.opts.Settle = 3 * time.Second
+		rc.opts.Progress = func(format string, args ...any) { d.status(ch.Name + ": " + fmt.Sprintf(format, args...)) }
+		rep, err := rc.run(ctx)
+		rc.close()
+		d.endStatus()
+		if err != nil {
+			return fmt.Errorf("checker %s: %w", ch.Name, err)
+		}
+		d.printf("      %s: %s ↔ %s, by %s, %d regions\n", ch.Name, rep.Source, rep.Sink, rep.Level, len(rep.Indicators[0].Regions))
+		for _, ind := range rep.Indicators {
+			mark := "一致 match"
+			if ind.Mismatch {
+				mark = "不一致 MISMATCH"
+			}
+			d.printf("        %-30s %7d ↔ %-7d %s\n", ind.Label, ind.Source, ind.Sink, mark)
+		}
+		if !rep.Match {
+			var b strings.Builder
+			printReport(&b, rep)
+			d.printf("%s", b.String())
+			failed = append(failed, ch.Name)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("regional totals differ (%s): the report above lists the keys", strings.Join(failed, ", "))
+	}
+	return nil
+}

@@ -123,6 +123,19 @@ func TestDemoEndToEnd(t *testing.T) {
 			t.Errorf("sharing platform received %d households and %d persons of %d and %d", h, p, gh, gp)
 		}
 	}
+	// The regional totals check reconciles both checkers, every indicator, and counts
+	// what the provincial database holds.
+	for _, c := range []string{"national_vs_provincial", "national_vs_sharing"} {
+		if !strings.Contains(text, c+": 国办前置库 national ↔ ") {
+			t.Errorf("checker %s did not run", c)
+		}
+	}
+	if n := strings.Count(text, "一致 match"); n != 14 || strings.Contains(text, "MISMATCH") {
+		t.Errorf("%d indicator totals match (want 7 per checker), or one mismatches", n)
+	}
+	if m := regexp.MustCompile(`户数\s+(\d+) ↔ (\d+)\s+一致`).FindStringSubmatch(text); m == nil || hh == nil || m[2] != hh[1] {
+		t.Errorf("checked households %v, provincial households %v", m, hh)
+	}
 }
 
 // TestDemoProgressCollapses: off a terminal, identical progress lines are printed

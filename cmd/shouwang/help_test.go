@@ -60,6 +60,8 @@ func TestEveryHelpExitsZero(t *testing.T) {
 		{[]string{"gen", "--help"}, true, []string{"shouwang gen push", "-households"}},
 		{[]string{"gen", "push", "--help"}, true, []string{"-week", "-mode"}},
 		{[]string{"snapshot", "--help"}, true, []string{"signal topic", "must be running", "-where"}},
+		{[]string{"check", "--help"}, false, []string{"subcommands:", "totals", "地区总数核查"}},
+		{[]string{"check", "totals", "--help"}, true, []string{"-checker", "-region", "-settle", "-xlsx", "Exit status 0"}},
 		{[]string{"held", "--help"}, false, []string{"subcommands:", "list", "release", "audit.log"}},
 		{[]string{"held", "list", "--help"}, true, []string{"-source"}},
 		{[]string{"held", "release", "--help"}, true, []string{"-dataset", "-table", "-reason", "signal topic"}},

@@ -881,11 +881,15 @@ func (v *validator) checkers() {
 			v.addf(p+".source", "required: the name of the compared source")
 		} else if !srcOK {
 			v.addf(p+".source", "%q is not a configured source name", ch.Source)
+		} else if src.Kind != KindMySQLBinlog {
+			v.addf(p+".source", "%q is a %s source: the totals check counts the national front-end database, a mysqlbinlog source", ch.Source, src.Kind)
 		}
 		if ch.Sink == "" {
 			v.addf(p+".sink", "required: the name of the compared sink")
-		} else if _, ok := v.c.SinkByName(ch.Sink); !ok {
+		} else if snk, ok := v.c.SinkByName(ch.Sink); !ok {
 			v.addf(p+".sink", "%q is not a configured sink name", ch.Sink)
+		} else if snk.Kind != SinkPostgres && snk.Kind != SinkSharingDB {
+			v.addf(p+".sink", "%q is a %s sink, which has no table to count: compare a postgres or sharing_db sink", ch.Sink, snk.Kind)
 		}
 		v.oneOf(p+".level", ch.Level, "province", "city", "county", "township", "village")
 		v.schedule(p+".schedule", ch.Schedule)

@@ -54,3 +54,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) ([]int64
 	}
 	return done, nil
 }
+
+// MigrateDSN is Migrate over a connection of its own to dsn.
+func MigrateDSN(ctx context.Context, dsn string, log *slog.Logger) ([]int64, error) {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sinks/postgres: %w", err)
+	}
+	defer pool.Close()
+	return Migrate(ctx, pool, log)
+}

@@ -1,0 +1,369 @@
+package consistency
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/shouwang/shouwang/internal/region"
+)
+
+// Options configures a Check.
+type Options struct {
+	// Checker names the check in reports and metrics.
+	Checker string
+	// Source and Sink are compared: the source is the truth.
+	Source, Sink *Store
+	// Indicators compared (both stores must define them).
+	Indicators []Indicator
+	// Level groups the totals (region.County by default).
+	Level region.Level
+	// Scope limits the check to a region prefix ("51": the province; "" all).
+	Scope string
+	// Tolerance is the count difference per region and indicator that is not a
+	// mismatch (default 0).
+	Tolerance int
+	// Settle is how long differing keys are given to arrive before they are checked
+	// again and reported (changes in flight are not differences; default 30s).
+	Settle time.Duration
+	// DirectKeys: a region with at most this many members on either side is compared
+	// key by key at once instead of bisected by buckets (default 2000).
+	DirectKeys int
+	// Regions names regions in reports (nil: codes only).
+	Regions *region.Table
+	// Progress, when set, is told what the check is doing.
+	Progress func(format string, args ...any)
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Diff is one key that differs: in the source and not in the sink (Missing), in the
+// sink and not in the source (Extra), or in both under different regions (Moved:
+// SourceRegion and SinkRegion differ).
+type Diff struct {
+	Key          string `json:"key"`
+	Kind         string `json:"kind"` // missing | extra | moved
+	SourceRegion string `json:"source_region,omitempty"`
+	SinkRegion   string `json:"sink_region,omitempty"`
+}
+
+// Region is one region's totals of one indicator.
+type Region struct {
+	Code   string `json:"code"`
+	Name   string `json:"name,omitempty"`
+	Source int64  `json:"source"`
+	Sink   int64  `json:"sink"`
+	// Diffs are the keys found to differ, confirmed after the settle interval.
+	Diffs []Diff `json:"diffs,omitempty"`
+	// InFlight counts keys that differed at first and no longer did after settling.
+	InFlight int  `json:"in_flight,omitempty"`
+	Mismatch bool `json:"mismatch"`
+}
+
+// IndicatorReport is one indicator's result.
+type IndicatorReport struct {
+	Name  string `json:"name"`
+	Label string `json:"label"`
+	// Source and Sink are the totals over the scope.
+	Source int64 `json:"source"`
+	Sink   int64 `json:"sink"`
+	// Regions are every region of either side, by code.
+	Regions  []Region `json:"regions"`
+	Mismatch bool     `json:"mismatch"`
+}
+
+// Report is a check's result.
+type Report struct {
+	Checker    string            `json:"checker"`
+	Source     string            `json:"source"`
+	Sink       string            `json:"sink"`
+	Level      string            `json:"level"`
+	Scope      string            `json:"scope,omitempty"`
+	StartedAt  time.Time         `json:"started_at"`
+	FinishedAt time.Time         `json:"finished_at"`
+	Indicators []IndicatorReport `json:"indicators"`
+	// Match is true when no region of any indicator mismatches.
+	Match bool `json:"match"`
+}
+
+// MismatchedRegions counts the distinct regions that mismatch in any indicator.
+func (r *Report) MismatchedRegions() int {
+	seen := map[string]bool{}
+	for _, ind := range r.Indicators {
+		for _, g := range ind.Regions {
+			if g.Mismatch {
+				seen[g.Code] = true
+			}
+		}
+	}
+	return len(seen)
+}
+
+// DifferingKeys are the confirmed differences of every indicator, by indicator name.
+func (r *Report) DifferingKeys() map[string][]Diff {
+	out := map[string][]Diff{}
+	for _, ind := range r.Indicators {
+		for _, g := range ind.Regions {
+			out[ind.Name] = append(out[ind.Name], g.Diffs...)
+		}
+	}
+	return out
+}
+
+// Run compares the totals of every indicator, drills the differing regions down to
+// their keys and re-verifies those after the settle interval.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Level == 0 {
+		o.Level = region.County
+	}
+	if o.Settle < 0 {
+		o.Settle = 0
+	} else if o.Settle == 0 {
+		o.Settle = 30 * time.Second
+	}
+	if o.DirectKeys <= 0 {
+		o.DirectKeys = 2000
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string, ...any) {}
+	}
+	rep := &Report{Checker: o.Checker, Source: o.Source.Name, Sink: o.Sink.Name, Level: o.Level.String(), Scope: o.Scope, StartedAt: o.Now(), Match: true}
+	type pending struct {
+		ind   int
+		diffs map[string]Diff
+	}
+	var suspects []pending
+	digits := o.Level.Digits()
+	for i, ind := range o.Indicators {
+		progress("counting %s (%s) by %s in %s and %s", ind.Label, ind.Name, o.Level, o.Source.Name, o.Sink.Name)
+		src, err := o.Source.Totals(ctx, ind.Name, digits, o.Scope)
+		if err != nil {
+			return nil, err
+		}
+		snk, err := o.Sink.Totals(ctx, ind.Name, digits, o.Scope)
+		if err != nil {
+			return nil, err
+		}
+		ir := IndicatorReport{Name: ind.Name, Label: ind.Label}
+		diffs := map[string]Diff{}
+		for _, code := range unionKeys(src, snk) {
+			a, b := src[code], snk[code]
+			ir.Source += a.Count
+			ir.Sink += b.Count
+			ir.Regions = append(ir.Regions, Region{Code: code, Name: o.regionName(code), Source: a.Count, Sink: b.Count})
+			if a == b || (a.Count == 0 && b.Count == 0) {
+				continue
+			}
+			progress("%s: %s differs (%d / %d): drilling down", ind.Name, code, a.Count, b.Count)
+			if err := o.drill(ctx, ind.Name, code, a, b, diffs); err != nil {
+				return nil, err
+			}
+		}
+		rep.Indicators = append(rep.Indicators, ir)
+		if len(diffs) > 0 {
+			suspects = append(suspects, pending{i, diffs})
+		}
+	}
+	if len(suspects) > 0 && o.Settle > 0 {
+		progress("%d indicators have differing keys: waiting %s for changes in flight, then checking them again", len(suspects), o.Settle)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(o.Settle):
+		}
+	}
+	for _, s := range suspects {
+		ir := &rep.Indicators[s.ind]
+		confirmed, err := o.verify(ctx, ir.Name, s.diffs)
+		if err != nil {
+			return nil, err
+		}
+		byRegion := map[string][]Diff{}
+		first := map[string]int{}
+		for _, d := range s.diffs {
+			first[o.regionOf(d)]++
+		}
+		for _, d := range confirmed {
+			code := o.regionOf(d)
+			byRegion[code] = append(byRegion[code], d)
+			if d.Kind == "moved" && d.SinkRegion != "" {
+				// a moved key is a difference of both regions
+				if other := region.Prefix(d.SinkRegion, o.Level); other != code {
+					byRegion[other] = append(byRegion[other], d)
+				}
+			}
+		}
+		for j := range ir.Regions {
+			g := &ir.Regions[j]
+			g.Diffs = byRegion[g.Code]
+			sort.Slice(g.Diffs, func(a, b int) bool { return g.Diffs[a].Key < g.Diffs[b].Key })
+			g.InFlight = max(0, first[g.Code]-len(g.Diffs))
+		}
+	}
+	for i := range rep.Indicators {
+		ir := &rep.Indicators[i]
+		for j := range ir.Regions {
+			g := &ir.Regions[j]
+			g.Mismatch = len(g.Diffs) > o.Tolerance
+			if g.Mismatch {
+				ir.Mismatch = true
+				rep.Match = false
+			}
+		}
+	}
+	rep.FinishedAt = o.Now()
+	return rep, nil
+}
+
+// drill finds the keys of region whose membership differs between the stores, by
+// hash buckets of 16, then 256, … members, until a bucket is small enough to list.
+func (o *Options) drill(ctx context.Context, ind, code string, a, b Total, diffs map[string]Diff) error {
+	if max(a.Count, b.Count) <= int64(o.DirectKeys) {
+		return o.compareKeys(ctx, ind, code, 1, 0, diffs)
+	}
+	return o.drillBuckets(ctx, ind, code, 16, 1, 0, diffs)
+}
+
+func (o *Options) drillBuckets(ctx context.Context, ind, code string, mod, parentMod, parent int64, diffs map[string]Diff) error {
+	src, err := o.Source.buckets(ctx, ind, code, mod, parentMod, parent)
+	if err != nil {
+		return err
+	}
+	snk, err := o.Sink.buckets(ctx, ind, code, mod, parentMod, parent)
+	if err != nil {
+		return err
+	}
+	for _, bk := range unionKeys(src, snk) {
+		a, b := src[bk], snk[bk]
+		if a == b {
+			continue
+		}
+		if max(a.Count, b.Count) <= int64(o.DirectKeys) || mod >= 1<<28 {
+			if err := o.compareKeys(ctx, ind, code, mod, bk, diffs); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := o.drillBuckets(ctx, ind, code, mod*16, mod, bk, diffs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compareKeys lists one bucket's keys on both sides and records the differences.
+func (o *Options) compareKeys(ctx context.Context, ind, code string, mod, bucket int64, diffs map[string]Diff) error {
+	src, err := o.Source.keys(ctx, ind, code, mod, bucket)
+	if err != nil {
+		return err
+	}
+	snk, err := o.Sink.keys(ctx, ind, code, mod, bucket)
+	if err != nil {
+		return err
+	}
+	// the kind is settled by verify, which looks every suspect up on both sides
+	for k, r := range src {
+		if _, ok := snk[k]; !ok {
+			diffs[k] = Diff{Key: k, Kind: "missing", SourceRegion: r}
+		}
+	}
+	for k, r := range snk {
+		if _, ok := src[k]; !ok {
+			if _, seen := diffs[k]; !seen {
+				diffs[k] = Diff{Key: k, Kind: "extra", SinkRegion: r}
+			}
+		}
+	}
+	return nil
+}
+
+// verify looks the differing keys up again on both sides and returns those that
+// still differ, as they differ now.
+func (o *Options) verify(ctx context.Context, ind string, diffs map[string]Diff) ([]Diff, error) {
+	keys := make([]string, 0, len(diffs))
+	for k := range diffs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	src, err := o.Source.lookup(ctx, ind, keys)
+	if err != nil {
+		return nil, err
+	}
+	snk, err := o.Sink.lookup(ctx, ind, keys)
+	if err != nil {
+		return nil, err
+	}
+	var out []Diff
+	for _, k := range keys {
+		a, inA := src[k]
+		b, inB := snk[k]
+		if o.Scope != "" {
+			inA = inA && region.Contains(o.Scope, a)
+			inB = inB && region.Contains(o.Scope, b)
+		}
+		switch {
+		case inA && !inB:
+			out = append(out, Diff{Key: k, Kind: "missing", SourceRegion: a})
+		case !inA && inB:
+			out = append(out, Diff{Key: k, Kind: "extra", SinkRegion: b})
+		case inA && inB && region.Prefix(a, o.Level) != region.Prefix(b, o.Level):
+			out = append(out, Diff{Key: k, Kind: "moved", SourceRegion: a, SinkRegion: b})
+		}
+	}
+	return out, nil
+}
+
+// regionOf is the region (at the check's level) a difference is counted in: the
+// source's, or the sink's for an extra key.
+func (o *Options) regionOf(d Diff) string {
+	if d.SourceRegion != "" {
+		return region.Prefix(d.SourceRegion, o.Level)
+	}
+	return region.Prefix(d.SinkRegion, o.Level)
+}
+
+func (o *Options) regionName(code string) string {
+	if o.Regions == nil {
+		return ""
+	}
+	if r, ok := o.Regions.Get((code + "000000000000")[:12]); ok {
+		return r.Name
+	}
+	return ""
+}
+
+func unionKeys[K string | int64, V any](a, b map[K]V) []K {
+	out := make([]K, 0, len(a)+len(b))
+	for k := range a {
+		out = append(out, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// String is a one-line summary of the report.
+func (r *Report) String() string {
+	if r.Match {
+		return fmt.Sprintf("%s: %s and %s match by %s in every indicator", r.Checker, r.Source, r.Sink, r.Level)
+	}
+	n := 0
+	for _, d := range r.DifferingKeys() {
+		n += len(d)
+	}
+	return fmt.Sprintf("%s: %s and %s differ in %d regions by %s (%d differing keys)", r.Checker, r.Source, r.Sink, r.MismatchedRegions(), r.Level, n)
+}

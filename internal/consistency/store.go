@@ -1,0 +1,193 @@
+// Package consistency is the regional totals check (地区总数核查): it counts
+// configured indicators (households, persons, monitored households by category, …)
+// by region in two stores — the national front-end database, the provincial
+// database, the sharing platform's exchange table — and, where a region differs,
+// bisects it with bucketed checksums (like data-diff) down to the exact keys that
+// differ. Differences are re-verified after a settle interval, so that changes still
+// in flight through the pipeline are not reported.
+package consistency
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// Dialect is the SQL flavour of a store.
+type Dialect string
+
+const (
+	MySQL    Dialect = "mysql"
+	Postgres Dialect = "postgres"
+)
+
+// hash is a 32-bit unsigned number from the MD5 of expr, the same in both dialects.
+func (d Dialect) hash(expr string) string {
+	if d == MySQL {
+		return "CAST(CONV(SUBSTRING(MD5(" + expr + "), 1, 8), 16, 10) AS UNSIGNED)"
+	}
+	return "('x' || substr(md5(" + expr + "), 1, 8))::bit(32)::bigint"
+}
+
+// param is the n-th (1-based) query parameter.
+func (d Dialect) param(n int) string {
+	if d == MySQL {
+		return "?"
+	}
+	return fmt.Sprintf("$%d", n)
+}
+
+// jsonText is the text of member field of the JSON column col.
+func (d Dialect) jsonText(col, field string) string {
+	if d == MySQL {
+		return "JSON_UNQUOTE(JSON_EXTRACT(" + col + ", '$." + field + "'))"
+	}
+	return "(" + col + "::jsonb ->> '" + field + "')"
+}
+
+// Set is how one store lists the members of an indicator: each row of FROM … WHERE
+// is one member with its key and its 12-digit region code.
+type Set struct {
+	From   string
+	Region string
+	Key    string
+	Where  string
+}
+
+// Store is one side of a comparison: a database and how it lists each indicator.
+type Store struct {
+	// Name says which side it is in reports ("国办前置库 national", …).
+	Name    string
+	DB      *sql.DB
+	Dialect Dialect
+	// Sets by indicator name; an indicator the store has no set for is not compared.
+	Sets map[string]Set
+}
+
+// members is the indicator's set as a subquery with columns r (region), k (key) and
+// h (hash of the key).
+func (s *Store) members(ind string) (string, error) {
+	set, ok := s.Sets[ind]
+	if !ok {
+		return "", fmt.Errorf("%s has no definition of indicator %s", s.Name, ind)
+	}
+	q := "SELECT " + set.Region + " AS r, " + set.Key + " AS k, " + s.Dialect.hash(set.Key) + " AS h FROM " + set.From
+	if set.Where != "" {
+		q += " WHERE " + set.Where
+	}
+	return "(" + q + ") m", nil
+}
+
+// Total is one region's count and checksum (the sum of the members' key hashes).
+type Total struct {
+	Count int64
+	Sum   string // decimal text: both databases sum exactly
+}
+
+// Totals counts the indicator's members by region prefix of digits length, within
+// scope (a region prefix; "" for all).
+func (s *Store) Totals(ctx context.Context, ind string, digits int, scope string) (map[string]Total, error) {
+	m, err := s.members(ind)
+	if err != nil {
+		return nil, err
+	}
+	q := fmt.Sprintf("SELECT LEFT(r, %d) AS g, COUNT(*), COALESCE(SUM(h), 0) FROM %s WHERE r LIKE %s GROUP BY LEFT(r, %d)", digits, m, s.Dialect.param(1), digits)
+	rows, err := s.DB.QueryContext(ctx, q, scope+"%")
+	if err != nil {
+		return nil, fmt.Errorf("%s: count %s: %w", s.Name, ind, err)
+	}
+	defer rows.Close()
+	out := map[string]Total{}
+	for rows.Next() {
+		var g sql.NullString
+		var t Total
+		if err := rows.Scan(&g, &t.Count, &t.Sum); err != nil {
+			return nil, fmt.Errorf("%s: count %s: %w", s.Name, ind, err)
+		}
+		out[g.String] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: count %s: %w", s.Name, ind, err)
+	}
+	return out, nil
+}
+
+// buckets counts the members of region (a prefix) by their key hash modulo mod,
+// among those whose hash modulo parentMod is parent (parentMod 1: all).
+func (s *Store) buckets(ctx context.Context, ind, region string, mod, parentMod, parent int64) (map[int64]Total, error) {
+	m, err := s.members(ind)
+	if err != nil {
+		return nil, err
+	}
+	q := fmt.Sprintf("SELECT MOD(h, %d), COUNT(*), SUM(h) FROM %s WHERE r LIKE %s AND MOD(h, %d) = %d GROUP BY MOD(h, %d)",
+		mod, m, s.Dialect.param(1), parentMod, parent, mod)
+	rows, err := s.DB.QueryContext(ctx, q, region+"%")
+	if err != nil {
+		return nil, fmt.Errorf("%s: buckets of %s in %s: %w", s.Name, ind, region, err)
+	}
+	defer rows.Close()
+	out := map[int64]Total{}
+	for rows.Next() {
+		var b int64
+		var t Total
+		if err := rows.Scan(&b, &t.Count, &t.Sum); err != nil {
+			return nil, err
+		}
+		out[b] = t
+	}
+	return out, rows.Err()
+}
+
+// keys lists the members of region whose key hash modulo mod is bucket (mod 1: all),
+// with their regions.
+func (s *Store) keys(ctx context.Context, ind, region string, mod, bucket int64) (map[string]string, error) {
+	m, err := s.members(ind)
+	if err != nil {
+		return nil, err
+	}
+	q := fmt.Sprintf("SELECT k, r FROM %s WHERE r LIKE %s AND MOD(h, %d) = %d", m, s.Dialect.param(1), mod, bucket)
+	return s.scanKeys(ctx, ind, q, region+"%")
+}
+
+// lookup finds which of keys are members of the indicator now, with their regions.
+func (s *Store) lookup(ctx context.Context, ind string, keys []string) (map[string]string, error) {
+	m, err := s.members(ind)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for lo := 0; lo < len(keys); lo += 500 {
+		chunk := keys[lo:min(lo+500, len(keys))]
+		ph := make([]string, len(chunk))
+		args := make([]any, len(chunk))
+		for i, k := range chunk {
+			ph[i], args[i] = s.Dialect.param(i+1), k
+		}
+		got, err := s.scanKeys(ctx, ind, "SELECT k, r FROM "+m+" WHERE k IN ("+strings.Join(ph, ", ")+")", args...)
+		if err != nil {
+			return nil, err
+		}
+		for k, r := range got {
+			out[k] = r
+		}
+	}
+	return out, nil
+}
+
+func (s *Store) scanKeys(ctx context.Context, ind, q string, args ...any) (map[string]string, error) {
+	rows, err := s.DB.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: keys of %s: %w", s.Name, ind, err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var k, r sql.NullString
+		if err := rows.Scan(&k, &r); err != nil {
+			return nil, err
+		}
+		out[k.String] = r.String
+	}
+	return out, rows.Err()
+}
