@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/internal/gen"
 	"github.com/shouwang/shouwang/internal/testenv"
 )
@@ -92,38 +90,7 @@ sinks:
     topics: [person]
     batch_size: 2000
 `, filepath.Join(dir, "state"), m.ReplDSN("national"), m.Flavor(), m.ServerID()+100, pg.ConnString("provincial"))
-	cfg, err := config.Parse("latency.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		b.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	w, err := newWorker(ctx, cfg, log, "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Close()
-	conns, err := w.connectors()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ts, err := w.transformers()
-	if err != nil {
-		b.Fatal(err)
-	}
-	sinks, err := w.sinkWorkers()
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan struct{}, 3)
-	go func() { w.runCapture(ctx, conns, nil); done <- struct{}{} }()
-	go func() { w.runTransforms(ctx, ts); done <- struct{}{} }()
-	go func() { w.runSinks(ctx, sinks); done <- struct{}{} }()
-	defer func() {
-		cancel()
-		for range 3 {
-			<-done
-		}
-	}()
+	startPipeline(b, ctx, "latency.yaml", yaml)
 	pool, err := pgxpool.New(ctx, pg.ConnString("provincial"))
 	if err != nil {
 		b.Fatal(err)

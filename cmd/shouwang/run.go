@@ -15,17 +15,17 @@ import (
 )
 
 func init() {
-	register("run", "run the workers of a configuration until stopped (run -c FILE [--role capture|transform|sink|all])", func(args []string) int {
+	register("run", "run the workers of a configuration until stopped (run -c FILE [--role capture|transform|sink|check|all])", func(args []string) int {
 		return runRun(args, os.Stdout, os.Stderr)
 	})
 }
 
 var runHelp = helpText{
-	usage: []string{"shouwang run -c FILE [--role capture|transform|sink|all] [--log-level LEVEL] [--exit-on-startup-failure]"},
+	usage: []string{"shouwang run -c FILE [--role capture|transform|sink|check|all] [--log-level LEVEL] [--exit-on-startup-failure]"},
 	about: "Run the workers of a configuration until SIGINT or SIGTERM: the capture connectors of every configured " +
 		"source with their signal consumers (snapshot and release requests), the transform pipelines (raw topics to " +
 		"canonical entities by their mapping files, reloaded when the files change) with the monitor (quality issues, warnings, discrepancies), " +
-		"the sinks (postgres: canonical topics into the provincial database, schema migrated at start-up; sharing_http: base data pushed to the sharing platform), and /metrics, /healthz and /readyz on metrics.addr. " +
+		"the sinks (postgres: canonical topics into the provincial database, schema migrated at start-up; sharing_http: base data pushed to the sharing platform), the regional totals checkers on their schedules (reports in <state.dir>/check-<name>.json, gauges shouwang_check_*, re-snapshot of the differing keys when on_mismatch is resnapshot), and /metrics, /healthz and /readyz on metrics.addr. " +
 		"Logs are JSON lines on stderr.\n\n" +
 		"A source that has never connected is retried with backoff, one log line per attempt; after its " +
 		"sources[].startup_grace (default 2m) /healthz answers 503 naming it, and with --exit-on-startup-failure (or " +
@@ -36,14 +36,13 @@ var runHelp = helpText{
 		"SHOUWANG_CONFIG=/etc/shouwang/shouwang.yaml shouwang run --exit-on-startup-failure"},
 }
 
-// roles lists what `run --role` accepts today. check arrives with its
-// issues; asking for them is a usage error rather than a silent no-op.
-var roles = map[string]bool{"capture": true, "transform": true, "sink": true, "all": true}
+// roles lists what `run --role` accepts.
+var roles = map[string]bool{"capture": true, "transform": true, "sink": true, "check": true, "all": true}
 
 func runRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", stderr)
 	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration `file` (default $SHOUWANG_CONFIG)")
-	role := fs.String("role", "all", "which workers to run: capture, transform, sink or all (check is not built yet)")
+	role := fs.String("role", "all", "which workers to run: capture, transform, sink, check or all")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	exitOnStartup := fs.Bool("exit-on-startup-failure", false, "exit with status 3 when a source has not connected within its startup_grace, for every source")
 	if code, ok := parseFlags(fs, runHelp, args, stdout, stderr); !ok {
@@ -54,7 +53,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if !roles[*role] {
-		fmt.Fprintf(stderr, "shouwang run: --role %q is not available in this build (available: capture, transform, sink, all)\n", *role)
+		fmt.Fprintf(stderr, "shouwang run: --role %q is not available in this build (available: capture, transform, sink, check, all)\n", *role)
 		return 2
 	}
 	if *cfgPath == "" {
@@ -111,10 +110,21 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	log.Info("workers starting", "role", *role, "connectors", len(conns), "pipelines", len(ts), "monitor", w.mon != nil, "sinks", len(sinks), "metrics", w.server.Addr())
+	var checks []*checkerJob
+	if *role == "check" || *role == "all" {
+		if checks, err = w.checkJobs(); err != nil {
+			fmt.Fprintf(stderr, "shouwang run: %s:\n%v\n", cfg.File(), err)
+			return 2
+		}
+		if *role == "check" && len(checks) == 0 {
+			fmt.Fprintf(stderr, "shouwang run: %s configures no checkers: add checkers: for --role check\n", cfg.File())
+			return 2
+		}
+	}
+	log.Info("workers starting", "role", *role, "connectors", len(conns), "pipelines", len(ts), "monitor", w.mon != nil, "sinks", len(sinks), "checkers", len(checks), "metrics", w.server.Addr())
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	n := 0
 	if len(conns) > 0 {
 		n++
@@ -127,6 +137,10 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if len(sinks) > 0 {
 		n++
 		go func() { errc <- w.runSinks(rctx, sinks) }()
+	}
+	if len(checks) > 0 {
+		n++
+		go func() { errc <- w.runChecks(rctx, checks) }()
 	}
 	code := 0
 	for ; n > 0; n-- {

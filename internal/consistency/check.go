@@ -225,6 +225,61 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
+// Recheck looks the differing keys of rep up again on both sides (after a repair) and
+// returns the report as it stands now: keys that match are gone from it.
+func Recheck(ctx context.Context, o Options, rep *Report) (*Report, error) {
+	if o.Level == 0 {
+		o.Level = region.County
+	}
+	out := *rep
+	out.Indicators = slices.Clone(rep.Indicators)
+	out.Match = true
+	for i := range out.Indicators {
+		ir := &out.Indicators[i]
+		ir.Regions = slices.Clone(ir.Regions)
+		ir.Mismatch = false
+		diffs := map[string]Diff{}
+		for _, g := range ir.Regions {
+			for _, d := range g.Diffs {
+				diffs[d.Key] = d
+			}
+		}
+		still := map[string]Diff{}
+		if len(diffs) > 0 {
+			now, err := o.verify(ctx, ir.Name, diffs)
+			if err != nil {
+				return nil, err
+			}
+			for _, d := range now {
+				still[d.Key] = d
+			}
+		}
+		for j := range ir.Regions {
+			g := &ir.Regions[j]
+			var left []Diff
+			for _, d := range g.Diffs {
+				if nd, ok := still[d.Key]; ok {
+					left = append(left, nd)
+				}
+			}
+			g.Diffs = left
+			g.Mismatch = len(g.Diffs) > o.Tolerance
+			if g.Mismatch {
+				ir.Mismatch, out.Match = true, false
+			}
+		}
+	}
+	out.FinishedAt = o.now()
+	return &out, nil
+}
+
+func (o *Options) now() time.Time {
+	if o.Now == nil {
+		return time.Now()
+	}
+	return o.Now()
+}
+
 // drill finds the keys of region whose membership differs between the stores, by
 // hash buckets of 16, then 256, … members, until a bucket is small enough to list.
 func (o *Options) drill(ctx context.Context, ind, code string, a, b Total, diffs map[string]Diff) error {

@@ -15,6 +15,15 @@ type Indicator struct {
 	Label string
 }
 
+// Entity is what the indicator's keys are: "person" for persons, "household" for
+// every other built-in indicator.
+func (i Indicator) Entity() string {
+	if i.Name == "persons" {
+		return "person"
+	}
+	return "household"
+}
+
 // flag values of the national export (是/否) and their canonical booleans.
 const yes = "是"
 
@@ -34,11 +43,12 @@ func Indicators(categories *dict.Dict) []Indicator {
 func NationalSets(db string, categories *dict.Dict) map[string]Set {
 	hh, p := quoteMySQL(db)+".household", quoteMySQL(db)+".person"
 	household := func(where string) Set {
-		return Set{From: hh + " h", Region: "h.village_code", Key: "h.hh_no", Where: where}
+		return Set{From: hh + " h", Region: "h.village_code", Key: "h.hh_no", Where: where, Table: db + ".household", KeyColumn: "hh_no"}
 	}
 	sets := map[string]Set{
 		"households": household(""),
-		"persons":    {From: p + " p JOIN " + hh + " h ON h.hh_no = p.hh_no", Region: "h.village_code", Key: "p.person_no"},
+		"persons": {From: p + " p JOIN " + hh + " h ON h.hh_no = p.hh_no", Region: "h.village_code", Key: "p.person_no",
+			Table: db + ".person", KeyColumn: "person_no"},
 		"eliminated": household("h.risk_eliminated = '" + yes + "'"),
 		"relocated":  household("h.relocated = '" + yes + "'"),
 	}

@@ -53,6 +53,24 @@ type Set struct {
 	Region string
 	Key    string
 	Where  string
+	// Table ("db.table") and KeyColumn are where a source re-reads the members by
+	// key (a targeted re-snapshot); "" where the store is not a capture source.
+	Table, KeyColumn string
+}
+
+// ResnapshotWhere is the condition that selects keys in the indicator's source table
+// (KeyColumn IN (…)), for the capture source's re-snapshot signal; ok is false when
+// the store cannot be re-read.
+func (s *Store) ResnapshotWhere(ind string, keys []string) (table, where string, ok bool) {
+	set, found := s.Sets[ind]
+	if !found || set.Table == "" || len(keys) == 0 {
+		return "", "", false
+	}
+	q := make([]string, len(keys))
+	for i, k := range keys {
+		q[i] = sqlString(k)
+	}
+	return set.Table, set.KeyColumn + " IN (" + strings.Join(q, ", ") + ")", true
 }
 
 // Store is one side of a comparison: a database and how it lists each indicator.
@@ -148,6 +166,11 @@ func (s *Store) keys(ctx context.Context, ind, region string, mod, bucket int64)
 	}
 	q := fmt.Sprintf("SELECT k, r FROM %s WHERE r LIKE %s AND MOD(h, %d) = %d", m, s.Dialect.param(1), mod, bucket)
 	return s.scanKeys(ctx, ind, q, region+"%")
+}
+
+// Members finds which of keys are members of the indicator now, with their regions.
+func (s *Store) Members(ctx context.Context, ind string, keys []string) (map[string]string, error) {
+	return s.lookup(ctx, ind, keys)
 }
 
 // lookup finds which of keys are members of the indicator now, with their regions.
