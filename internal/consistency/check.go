@@ -2,10 +2,12 @@ package consistency
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/shouwang/shouwang/internal/region"
@@ -144,16 +146,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	var suspects []pending
 	digits := o.Level.Digits()
+	names := make([]string, len(o.Indicators))
 	for i, ind := range o.Indicators {
-		progress("counting %s (%s) by %s in %s and %s", ind.Label, ind.Name, o.Level, o.Source.Name, o.Sink.Name)
-		src, err := o.Source.Totals(ctx, ind.Name, digits, o.Scope)
-		if err != nil {
-			return nil, err
-		}
-		snk, err := o.Sink.Totals(ctx, ind.Name, digits, o.Scope)
-		if err != nil {
-			return nil, err
-		}
+		names[i] = ind.Name
+	}
+	progress("counting %d indicators by %s in %s and %s (both at once)", len(names), o.Level, o.Source.Name, o.Sink.Name)
+	var srcAll, snkAll map[string]map[string]Total
+	var srcErr, snkErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); srcAll, srcErr = o.Source.Totals(ctx, names, digits, o.Scope) }()
+	go func() { defer wg.Done(); snkAll, snkErr = o.Sink.Totals(ctx, names, digits, o.Scope) }()
+	wg.Wait()
+	if err := errors.Join(srcErr, snkErr); err != nil {
+		return nil, err
+	}
+	for i, ind := range o.Indicators {
+		src, snk := srcAll[ind.Name], snkAll[ind.Name]
 		ir := IndicatorReport{Name: ind.Name, Label: ind.Label}
 		diffs := map[string]Diff{}
 		for _, code := range unionKeys(src, snk) {

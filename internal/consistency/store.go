@@ -103,32 +103,83 @@ type Total struct {
 	Sum   string // decimal text: both databases sum exactly
 }
 
-// Totals counts the indicator's members by region prefix of digits length, within
-// scope (a region prefix; "" for all).
-func (s *Store) Totals(ctx context.Context, ind string, digits int, scope string) (map[string]Total, error) {
-	m, err := s.members(ind)
-	if err != nil {
-		return nil, err
+// Totals counts the members of each indicator by region prefix of digits length,
+// within scope (a region prefix; "" for all): indicators over the same rows (the same
+// FROM, region and key) are counted in one scan with conditional aggregates.
+func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope string) (map[string]map[string]Total, error) {
+	type group struct {
+		base Set
+		inds []string
 	}
-	q := fmt.Sprintf("SELECT LEFT(r, %d) AS g, COUNT(*), COALESCE(SUM(h), 0) FROM %s WHERE r LIKE %s GROUP BY LEFT(r, %d)", digits, m, s.Dialect.param(1), digits)
-	rows, err := s.DB.QueryContext(ctx, q, scope+"%")
-	if err != nil {
-		return nil, fmt.Errorf("%s: count %s: %w", s.Name, ind, err)
-	}
-	defer rows.Close()
-	out := map[string]Total{}
-	for rows.Next() {
-		var g sql.NullString
-		var t Total
-		if err := rows.Scan(&g, &t.Count, &t.Sum); err != nil {
-			return nil, fmt.Errorf("%s: count %s: %w", s.Name, ind, err)
+	var groups []*group
+	at := map[string]*group{}
+	for _, ind := range inds {
+		set, ok := s.Sets[ind]
+		if !ok {
+			return nil, fmt.Errorf("%s has no definition of indicator %s", s.Name, ind)
 		}
-		out[g.String] = t
+		k := set.From + "\x00" + set.Region + "\x00" + set.Key
+		g := at[k]
+		if g == nil {
+			g = &group{base: set}
+			at[k] = g
+			groups = append(groups, g)
+		}
+		g.inds = append(g.inds, ind)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: count %s: %w", s.Name, ind, err)
+	out := map[string]map[string]Total{}
+	for _, g := range groups {
+		cols := []string{g.base.Region + " AS r", s.Dialect.hash(g.base.Key) + " AS h"}
+		aggs := []string{fmt.Sprintf("LEFT(r, %d)", digits)}
+		for i, ind := range g.inds {
+			w := s.Sets[ind].Where
+			if w == "" {
+				w = "1 = 1"
+			}
+			cols = append(cols, fmt.Sprintf("CASE WHEN %s THEN 1 ELSE 0 END AS c%d", w, i))
+			aggs = append(aggs, fmt.Sprintf("SUM(c%d)", i), fmt.Sprintf("COALESCE(SUM(CASE WHEN c%d = 1 THEN h END), 0)", i))
+		}
+		q := fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s) m WHERE r LIKE %s GROUP BY LEFT(r, %d)",
+			strings.Join(aggs, ", "), strings.Join(cols, ", "), g.base.From, s.Dialect.param(1), digits)
+		if err := s.scanTotals(ctx, q, scope, g.inds, out); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+func (s *Store) scanTotals(ctx context.Context, q, scope string, inds []string, out map[string]map[string]Total) error {
+	rows, err := s.DB.QueryContext(ctx, q, scope+"%")
+	if err != nil {
+		return fmt.Errorf("%s: count %s: %w", s.Name, strings.Join(inds, ", "), err)
+	}
+	defer rows.Close()
+	for _, ind := range inds {
+		if out[ind] == nil {
+			out[ind] = map[string]Total{}
+		}
+	}
+	for rows.Next() {
+		var g sql.NullString
+		counts := make([]int64, len(inds))
+		sums := make([]string, len(inds))
+		dst := []any{&g}
+		for i := range inds {
+			dst = append(dst, &counts[i], &sums[i])
+		}
+		if err := rows.Scan(dst...); err != nil {
+			return fmt.Errorf("%s: count %s: %w", s.Name, strings.Join(inds, ", "), err)
+		}
+		for i, ind := range inds {
+			if counts[i] > 0 {
+				out[ind][g.String] = Total{Count: counts[i], Sum: sums[i]}
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: count %s: %w", s.Name, strings.Join(inds, ", "), err)
+	}
+	return nil
 }
 
 // buckets counts the members of region (a prefix) by their key hash modulo mod,
