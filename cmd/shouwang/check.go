@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql" // driver "mysql"
+	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
 
 	"github.com/shouwang/shouwang/internal/config"
@@ -240,19 +240,16 @@ func openChecked(driver, dsn, what string) (*sql.DB, error) {
 	return db, nil
 }
 
-// nationalDB is the database of the national source's tables (db.table).
+// nationalDB is the database of the national source's tables (db.table), or else
+// of its dsn.
 func nationalDB(m *config.MySQLSource) string {
 	for _, t := range m.Tables {
 		if i := strings.IndexByte(t, '.'); i > 0 {
 			return t[:i]
 		}
 	}
-	if i := strings.LastIndexByte(m.DSN, '/'); i >= 0 {
-		db := m.DSN[i+1:]
-		if j := strings.IndexByte(db, '?'); j >= 0 {
-			db = db[:j]
-		}
-		return db
+	if c, err := mysql.ParseDSN(m.DSN); err == nil {
+		return c.DBName
 	}
 	return ""
 }

@@ -127,7 +127,6 @@ func (j *checkerJob) once(ctx context.Context) *consistency.Report {
 	}
 	defer rc.close()
 	rc.opts.Settle = j.settle
-	rc.opts.Logger = log
 	rc.opts.Progress = func(format string, args ...any) { log.Info("check: " + fmt.Sprintf(format, args...)) }
 	rep, err := rc.run(ctx)
 	if err != nil {
@@ -215,6 +214,7 @@ func (j *checkerJob) repair(ctx context.Context, rc *checkRun, rep *consistency.
 		}
 	}
 	asked := 0
+	var sigs []SnapshotSignal
 	absent := map[string]bool{} // keys the source does not have
 	for whole, keys := range byEntity {
 		slices.Sort(keys)
@@ -237,14 +237,16 @@ func (j *checkerJob) repair(ctx context.Context, rc *checkRun, rep *consistency.
 			if !ok {
 				continue
 			}
-			sig := SnapshotSignal{Type: signalSnapshot, Source: j.cfg.Source, Table: table, Where: where, By: "checker " + j.cfg.Name}
-			if err := sendSnapshotSignal(ctx, j.w.busOpts, k.TopicPrefix, k.ReplicationFactor, sig); err != nil {
-				return nil, fmt.Errorf("ask source %s to re-snapshot %s: %w", j.cfg.Source, table, err)
-			}
+			sigs = append(sigs, SnapshotSignal{Type: signalSnapshot, Source: j.cfg.Source, Table: table, Where: where, By: "checker " + j.cfg.Name})
 			asked += len(chunk)
 		}
 	}
-	before := countDiffs(rep)
+	if len(sigs) > 0 {
+		if err := sendSnapshotSignal(ctx, j.w.busOpts, k.TopicPrefix, k.ReplicationFactor, sigs...); err != nil {
+			return nil, fmt.Errorf("ask source %s to re-snapshot the differing keys: %w", j.cfg.Source, err)
+		}
+	}
+	before := rep.DiffCount()
 	j.w.log.Info("check: re-snapshot requested for the differing keys", "checker", j.cfg.Name, "keys", asked, "not_in_source", len(absent), "differing", before)
 	deadline := time.Now().Add(j.repairWait)
 	cur := rep
@@ -271,19 +273,9 @@ func (j *checkerJob) repair(ctx context.Context, rc *checkRun, rep *consistency.
 			break
 		}
 	}
-	after := countDiffs(cur)
+	after := cur.DiffCount()
 	j.m.repaired.WithLabelValues(j.cfg.Name, "repaired").Add(float64(before - after))
 	j.m.repaired.WithLabelValues(j.cfg.Name, "unrepaired").Add(float64(after))
 	j.w.log.Info("check: repair re-verified", "checker", j.cfg.Name, "repaired", before-after, "still_differing", after)
 	return cur, nil
-}
-
-// countDiffs counts a report's differing keys (a key counts once per indicator and
-// region it differs in).
-func countDiffs(rep *consistency.Report) int {
-	n := 0
-	for _, diffs := range rep.DifferingKeys() {
-		n += len(diffs)
-	}
-	return n
 }

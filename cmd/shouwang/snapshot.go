@@ -106,23 +106,28 @@ func resolveTable(s *config.Source, table string) (string, error) {
 	return "", fmt.Errorf("%q is ambiguous in source %q: write one of %s", table, s.Name, strings.Join(matches, ", "))
 }
 
-// sendSnapshotSignal puts one snapshot request on the signal topic (acks=all).
-func sendSnapshotSignal(ctx context.Context, opts bus.Options, prefix string, replication int, sig SnapshotSignal) error {
-	if sig.TsMs == 0 {
-		sig.TsMs = time.Now().UnixMilli()
-	}
-	b, err := json.Marshal(sig)
-	if err != nil {
-		return err
+// sendSnapshotSignal puts snapshot requests on the signal topic (acks=all), with one
+// producer for all of them.
+func sendSnapshotSignal(ctx context.Context, opts bus.Options, prefix string, replication int, sigs ...SnapshotSignal) error {
+	topic := schemas.SignalTopic(prefix)
+	msgs := make([]bus.Message, 0, len(sigs))
+	for _, sig := range sigs {
+		if sig.TsMs == 0 {
+			sig.TsMs = time.Now().UnixMilli()
+		}
+		b, err := json.Marshal(sig)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, bus.Message{Topic: topic, Key: []byte(sig.Source), Value: b})
 	}
 	p, err := bus.NewProducer(opts)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	topic := schemas.SignalTopic(prefix)
 	if err := bus.EnsureTopics(ctx, opts, bus.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: replication}); err != nil {
 		return err
 	}
-	return p.Produce(ctx, bus.Message{Topic: topic, Key: []byte(sig.Source), Value: b})
+	return p.Produce(ctx, msgs...)
 }

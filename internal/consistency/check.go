@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -38,7 +37,6 @@ type Options struct {
 	Regions *region.Table
 	// Progress, when set, is told what the check is doing.
 	Progress func(format string, args ...any)
-	Logger   *slog.Logger
 	Now      func() time.Time
 }
 
@@ -115,6 +113,16 @@ func (r *Report) DifferingKeys() map[string][]Diff {
 	return out
 }
 
+// DiffCount counts the confirmed differences (a key counts once per indicator and
+// region it differs in).
+func (r *Report) DiffCount() int {
+	n := 0
+	for _, d := range r.DifferingKeys() {
+		n += len(d)
+	}
+	return n
+}
+
 // Run compares the totals of every indicator, drills the differing regions down to
 // their keys and re-verifies those after the settle interval.
 func Run(ctx context.Context, o Options) (*Report, error) {
@@ -129,17 +137,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.DirectKeys <= 0 {
 		o.DirectKeys = 2000
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
 	progress := o.Progress
 	if progress == nil {
 		progress = func(string, ...any) {}
 	}
-	rep := &Report{Checker: o.Checker, Source: o.Source.Name, Sink: o.Sink.Name, Level: o.Level.String(), Scope: o.Scope, StartedAt: o.Now(), Match: true}
+	rep := &Report{Checker: o.Checker, Source: o.Source.Name, Sink: o.Sink.Name, Level: o.Level.String(), Scope: o.Scope, StartedAt: o.now(), Match: true}
 	type pending struct {
 		ind   int
 		diffs map[string]Diff
@@ -230,7 +232,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 	}
-	rep.FinishedAt = o.Now()
+	rep.FinishedAt = o.now()
 	return rep, nil
 }
 
@@ -359,11 +361,11 @@ func (o *Options) verify(ctx context.Context, ind string, diffs map[string]Diff)
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	src, err := o.Source.lookup(ctx, ind, keys)
+	src, err := o.Source.Members(ctx, ind, keys)
 	if err != nil {
 		return nil, err
 	}
-	snk, err := o.Sink.lookup(ctx, ind, keys)
+	snk, err := o.Sink.Members(ctx, ind, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -425,9 +427,5 @@ func (r *Report) String() string {
 	if r.Match {
 		return fmt.Sprintf("%s: %s and %s match by %s in every indicator", r.Checker, r.Source, r.Sink, r.Level)
 	}
-	n := 0
-	for _, d := range r.DifferingKeys() {
-		n += len(d)
-	}
-	return fmt.Sprintf("%s: %s and %s differ in %d regions by %s (%d differing keys)", r.Checker, r.Source, r.Sink, r.MismatchedRegions(), r.Level, n)
+	return fmt.Sprintf("%s: %s and %s differ in %d regions by %s (%d differing keys)", r.Checker, r.Source, r.Sink, r.MismatchedRegions(), r.Level, r.DiffCount())
 }

@@ -221,11 +221,6 @@ func (s *Store) keys(ctx context.Context, ind, region string, mod, bucket int64)
 
 // Members finds which of keys are members of the indicator now, with their regions.
 func (s *Store) Members(ctx context.Context, ind string, keys []string) (map[string]string, error) {
-	return s.lookup(ctx, ind, keys)
-}
-
-// lookup finds which of keys are members of the indicator now, with their regions.
-func (s *Store) lookup(ctx context.Context, ind string, keys []string) (map[string]string, error) {
 	m, err := s.members(ind)
 	if err != nil {
 		return nil, err
