@@ -48,6 +48,9 @@ type RunnerOptions struct {
 	// saved (progress display, tests); produced counts the messages written to Kafka
 	// (position-only changes excluded).
 	OnBatch func(produced int, saved Position)
+	// OnCommit, when set, is called with every committed batch's changes (heartbeats
+	// and dead letters included) after OnBatch; the slice must not be kept (watchdogs).
+	OnCommit func(cs []Change)
 	// OnOpen, when set, is called once Source.Open has succeeded, before the first
 	// read: the source is connected (readiness, start-up supervision).
 	OnOpen func()
@@ -463,6 +466,9 @@ func (r *Runner) commit(ctx context.Context, f *inFlight) error {
 	r.lastEvent.SetToCurrentTime()
 	if r.o.OnBatch != nil {
 		r.o.OnBatch(f.msgs, pos)
+	}
+	if r.o.OnCommit != nil {
+		r.o.OnCommit(cs)
 	}
 	return nil
 }

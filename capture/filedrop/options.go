@@ -156,6 +156,9 @@ type Config struct {
 	// the file name (e.g. "shouwang held release -c /etc/shouwang.yaml --source files
 	// --dataset settlement"); reports print it. Empty: a generic hint is printed.
 	ReleaseCommand string
+	// OnCommitted, when set, is called once a delivery is committed (also one that
+	// changed nothing), with the dataset and file names (watchdogs).
+	OnCommitted func(dataset, file string)
 }
 
 // withDefaults returns a copy with defaults filled in, so the rest of the package can

@@ -453,6 +453,9 @@ func (s *Source) commit(d *delivery) error {
 	}
 	s.cfg.Metrics.file(s.ds.Name, "processed")
 	s.log.Info("filedrop: delivery committed", "file", d.name, "events", d.total, "rows", d.trailer.Rows)
+	if s.cfg.OnCommitted != nil {
+		s.cfg.OnCommitted(s.ds.Name, d.name)
+	}
 	return nil
 }
 

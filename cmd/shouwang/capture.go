@@ -127,7 +127,12 @@ func (w *worker) connectors() ([]*connector, error) {
 			for j, d := range s.FileDrop.Datasets {
 				c := filedrop.Config{System: s.Name, TopicPrefix: w.cfg.Kafka.TopicPrefix, Dataset: w.datasetOptions(s.Name, d),
 					Logger: w.log, Metrics: fdMetrics, Scrub: w.pii.ScrubText,
-					ReleaseCommand: heldReleaseCommand(w.cfg.File(), s.Name, d.Name)}
+					ReleaseCommand: heldReleaseCommand(w.cfg.File(), s.Name, d.Name),
+					OnCommitted: func(dataset, _ string) {
+						if wd := w.watch; wd != nil {
+							wd.Arrived(s.Name, dataset, time.Now())
+						}
+					}}
 				if err := c.Dataset.Validate(); err != nil {
 					errs = append(errs, fmt.Errorf("%s.filedrop.datasets[%d]: %w", path, j, err))
 					continue
@@ -277,9 +282,19 @@ func (w *worker) runCapture(ctx context.Context, conns []*connector, onBatch fun
 	if err := w.ensureCaptureTopics(ctx); err != nil {
 		return err
 	}
+	if err := w.startWatchdogs(conns); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
+	if w.watch != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.runWatchdogs(ctx)
+		}()
+	}
 	for _, c := range conns {
 		wg.Add(1)
 		go func() {
@@ -377,7 +392,8 @@ func (w *worker) supervise(ctx context.Context, c *connector, onBatch func(strin
 					if onBatch != nil {
 						onBatch(c.name, n)
 					}
-				}})
+				},
+				OnCommit: func(cs []capture.Change) { w.observe(c.source, cs) }})
 			if err == nil {
 				err = r.Run(ctx)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/internal/metrics"
 	"github.com/shouwang/shouwang/internal/pii"
+	"github.com/shouwang/shouwang/internal/watchdog"
 	"github.com/shouwang/shouwang/schemas"
 	"github.com/shouwang/shouwang/transforms/monitor"
 )
@@ -37,6 +38,8 @@ type worker struct {
 	mon *monitor.Worker
 	// monRulesFP is the fingerprint of the monitor's rule files as last loaded.
 	monRulesFP string
+	// watch holds the capture role's watchdogs (nil: none configured).
+	watch *watchdog.Watchdog
 	// exitOnStartupFailure (run --exit-on-startup-failure) applies
 	// sources[].exit_on_startup_failure to every source.
 	exitOnStartupFailure bool

@@ -37,6 +37,9 @@ type Config struct {
 	Sinks []Sink `yaml:"sinks"`
 	// Checkers compare regional totals between a source and a sink.
 	Checkers []Checker `yaml:"checkers"`
+	// Watchdogs notice what does not arrive: the weekly national push, a department's
+	// periodic delivery, a source gone silent (part of the capture role).
+	Watchdogs []Watchdog `yaml:"watchdogs"`
 	// Gen holds the synthetic data generator's defaults (`shouwang gen`, the demo).
 	Gen Gen `yaml:"gen"`
 	// State says where workers keep what must survive a restart: source positions,
@@ -657,6 +660,29 @@ type Checker struct {
 	// OnMismatch is alert (default) or resnapshot (also request a re-snapshot of the
 	// mismatching tables).
 	OnMismatch string `yaml:"on_mismatch"`
+}
+
+// Watchdog is one expected arrival the capture role watches (internal/watchdog).
+type Watchdog struct {
+	// Name identifies the watchdog in metrics, logs and its state file; unique.
+	Name string `yaml:"name"`
+	// Kind is push (the weekly national push), delivery (a department's periodic
+	// delivery of tables or files) or stalled (a source sending no changes and no
+	// heartbeats).
+	Kind string `yaml:"kind"`
+	// Source is the watched source's name.
+	Source string `yaml:"source"`
+	// Tables (push, delivery) are the tables or filedrop datasets whose arrivals count
+	// (e.g. push_log); empty: any table of the source.
+	Tables []string `yaml:"tables"`
+	// Due (push, delivery) is the longest gap between arrivals as a duration ("168h")
+	// or the deadlines as a 5-field cron expression ("0 12 * * 1": every Monday 12:00,
+	// something must have arrived since the previous Monday 12:00).
+	Due string `yaml:"due"`
+	// Grace (push, delivery) is added to every deadline or gap (default 0).
+	Grace Duration `yaml:"grace"`
+	// MaxSilence (stalled) is the longest time without a change or heartbeat.
+	MaxSilence Duration `yaml:"max_silence"`
 }
 
 // Gen holds the synthetic generator's defaults.

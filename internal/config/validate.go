@@ -328,6 +328,7 @@ func (c *Config) Validate() error {
 	v.monitor()
 	v.sinks()
 	v.checkers()
+	v.watchdogs()
 	v.gen()
 	v.pii()
 	return errors.Join(v.problems...)
@@ -899,6 +900,72 @@ func (v *validator) checkers() {
 		v.oneOf(p+".on_mismatch", ch.OnMismatch, "alert", "resnapshot")
 		if ch.OnMismatch == "resnapshot" && srcOK && src.Kind == KindFileDrop {
 			v.addf(p+".on_mismatch", "resnapshot is impossible for filedrop source %q (files cannot be re-read on demand): use alert", src.Name)
+		}
+	}
+}
+
+func (v *validator) watchdogs() {
+	names := map[string]string{}
+	for i := range v.c.Watchdogs {
+		wd := &v.c.Watchdogs[i]
+		p := fmt.Sprintf("watchdogs[%d]", i)
+		v.name(p+".name", wd.Name, "watchdog")
+		v.unique(p+".name", wd.Name, names, "watchdog name")
+		v.oneOf(p+".kind", wd.Kind, "push", "delivery", "stalled")
+		src, ok := v.c.SourceByName(wd.Source)
+		if wd.Source == "" {
+			v.addf(p+".source", "required: the name of the watched source")
+		} else if !ok {
+			v.addf(p+".source", "%q is not a configured source name", wd.Source)
+		}
+		switch wd.Kind {
+		case "push", "delivery":
+			if wd.Due == "" {
+				v.addf(p+".due", "required: the longest gap between arrivals (744h) or the deadlines as a cron expression (\"0 12 * * 1\")")
+			} else if d, err := time.ParseDuration(wd.Due); err == nil {
+				v.durRange(p+".due", Duration(d), time.Hour, 93*24*time.Hour)
+			} else {
+				v.schedule(p+".due", wd.Due)
+			}
+			v.durRange(p+".grace", wd.Grace, 0, 31*24*time.Hour)
+			if wd.MaxSilence != 0 {
+				v.addf(p+".max_silence", "only applies to kind stalled: remove it or use due")
+			}
+			if ok {
+				tables := map[string]bool{}
+				for _, t := range src.Tables() {
+					tables[t] = true
+				}
+				for j, t := range wd.Tables {
+					if !tables[t] {
+						v.addf(fmt.Sprintf("%s.tables[%d]", p, j), "%q is not a table or dataset of source %q (it has %s)", t, wd.Source, strings.Join(src.Tables(), ", "))
+					}
+				}
+			}
+		case "stalled":
+			if wd.Due != "" || len(wd.Tables) > 0 || wd.Grace != 0 {
+				v.addf(p+".due", "due, tables and grace do not apply to kind stalled: it watches max_silence only")
+			}
+			if wd.MaxSilence == 0 {
+				v.addf(p+".max_silence", "required for kind stalled: the longest time without a change or heartbeat, e.g. 10m")
+				break
+			}
+			v.durRange(p+".max_silence", wd.MaxSilence, 10*time.Second, 24*time.Hour)
+			if !ok {
+				break
+			}
+			var hb Duration
+			switch {
+			case src.MySQL != nil:
+				hb = src.MySQL.HeartbeatInterval
+			case src.Postgres != nil:
+				hb = src.Postgres.HeartbeatInterval
+			default:
+				v.addf(p+".kind", "a %s source sends nothing while nothing changes, so silence is no sign of a stall: watch it with kind delivery and due", src.Kind)
+			}
+			if hb > 0 && wd.MaxSilence.D() < 2*hb.D() {
+				v.addf(p+".max_silence", "%s is less than twice source %q's heartbeat_interval %s: a quiet source would look stalled", wd.MaxSilence, wd.Source, hb)
+			}
 		}
 	}
 }

@@ -69,6 +69,22 @@ checkers:
     sink: provincial
     level: county
     schedule: 1h
+watchdogs:
+  - name: weekly_push
+    kind: push
+    source: 'national'
+    tables: [household]
+    due: "0 12 * * 1"
+    grace: 6h
+  - name: quiet_civil
+    kind: stalled
+    source: civil
+    max_silence: 10m
+  - name: medical_monthly
+    kind: delivery
+    source: files
+    tables: [medical]
+    due: 744h
 `
 
 func noEnv(string) (string, bool) { return "", false }
@@ -215,6 +231,16 @@ func TestValidationRules(t *testing.T) {
 		{"checker schedule", []edit{{"schedule: 1h", "schedule: sometimes"}}, `checkers[0].schedule: "sometimes" is neither a duration (1h) nor a 5-field cron expression`},
 		{"checker schedule short", []edit{{"schedule: 1h", "schedule: 10s"}}, "checkers[0].schedule: 10s is out of range: must be between 1m and 168h"},
 		{"checker tolerance", []edit{{"schedule: 1h", "schedule: 1h\n    tolerance: -1"}}, "checkers[0].tolerance: -1 is out of range"},
+		{"watchdog kind", []edit{{"kind: push", "kind: late"}}, `watchdogs[0].kind: "late" is not valid: use one of push, delivery, stalled`},
+		{"watchdog source", []edit{{"source: civil\n    max_silence", "source: nobody\n    max_silence"}}, `watchdogs[1].source: "nobody" is not a configured source name`},
+		{"watchdog table", []edit{{"tables: [household]", "tables: [push_log]"}}, `watchdogs[0].tables[0]: "push_log" is not a table or dataset of source "national" (it has household, person)`},
+		{"watchdog due", []edit{{"due: 744h", "due: monthly"}}, `watchdogs[2].due: "monthly" is neither a duration`},
+		{"watchdog due range", []edit{{"due: 744h", "due: 9000h"}}, "watchdogs[2].due: 9000h0m0s is out of range: must be between 1h and 2232h"},
+		{"watchdog due missing", []edit{{"    due: 744h\n", ""}}, "watchdogs[2].due: required"},
+		{"watchdog stalled silence", []edit{{"max_silence: 10m", "max_silence: 15s"}}, `watchdogs[1].max_silence: 15s is less than twice source "civil"'s heartbeat_interval 10s`},
+		{"watchdog stalled poll", []edit{{"source: civil\n    max_silence", "source: housing\n    max_silence"}}, "watchdogs[1].kind: a poll source sends nothing while nothing changes"},
+		{"watchdog stalled due", []edit{{"max_silence: 10m", "max_silence: 10m\n    due: 1h"}}, "watchdogs[1].due: due, tables and grace do not apply to kind stalled"},
+		{"watchdog name dup", []edit{{"name: quiet_civil", "name: weekly_push"}}, `watchdogs[1].name: watchdog name "weekly_push" is already used at watchdogs[0].name`},
 		{"checker resnapshot filedrop", []edit{{"source: national", "source: files"}, {"schedule: 1h", "schedule: 1h\n    on_mismatch: resnapshot"}}, `checkers[0].on_mismatch: resnapshot is impossible for filedrop source "files"`},
 		{"gen rate key", []edit{{"kafka:\n", "gen: {rates: {Q1: 0.1}}\nkafka:\n"}}, `gen.rates.Q1: "Q1" is not a supervision rule id`},
 		{"gen rate value", []edit{{"kafka:\n", "gen: {rates: {Q-003: 2}}\nkafka:\n"}}, "gen.rates.Q-003: 2 is out of range: must be a share between 0 and 1"},

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // shared holds the per-test-binary servers started lazily by MariaDB and Postgres.
@@ -274,4 +276,39 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() (ok
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// MetricValue is the value of the gauge or counter series name in g whose labels
+// include every label/value pair given, or -1 when no such series is exported.
+func MetricValue(tb testing.TB, g prometheus.Gatherer, name string, labelPairs ...string) float64 {
+	tb.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labelPairs); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == labelPairs[i] && l.GetValue() == labelPairs[i+1] {
+						found = true
+						break
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
 }
