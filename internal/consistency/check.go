@@ -137,10 +137,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.DirectKeys <= 0 {
 		o.DirectKeys = 2000
 	}
-	progress := o.Progress
-	if progress == nil {
-		progress = func(string, ...any) {}
-	}
+	progress := o.progress
 	rep := &Report{Checker: o.Checker, Source: o.Source.Name, Sink: o.Sink.Name, Level: o.Level.String(), Scope: o.Scope, StartedAt: o.now(), Match: true}
 	type pending struct {
 		ind   int
@@ -167,6 +164,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		src, snk := srcAll[ind.Name], snkAll[ind.Name]
 		ir := IndicatorReport{Name: ind.Name, Label: ind.Label}
 		diffs := map[string]Diff{}
+		var sus []suspect
 		for _, code := range unionKeys(src, snk) {
 			a, b := src[code], snk[code]
 			ir.Source += a.Count
@@ -175,8 +173,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if a == b || (a.Count == 0 && b.Count == 0) {
 				continue
 			}
-			progress("%s: %s differs (%d / %d): drilling down", ind.Name, code, a.Count, b.Count)
-			if err := o.drill(ctx, ind.Name, code, a, b, diffs); err != nil {
+			sus = append(sus, suspect{code, a, b})
+		}
+		if len(sus) > 0 {
+			progress("%s: %d regions differ: drilling down", ind.Name, len(sus))
+			if err := o.drill(ctx, ind.Name, digits, sus, diffs); err != nil {
 				return nil, err
 			}
 		}
@@ -195,6 +196,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	for _, s := range suspects {
 		ir := &rep.Indicators[s.ind]
+		progress("%s: looking %d differing keys up again on both sides", ir.Name, len(s.diffs))
 		confirmed, err := o.verify(ctx, ir.Name, s.diffs)
 		if err != nil {
 			return nil, err
@@ -233,6 +235,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	rep.FinishedAt = o.now()
+	progress("done: %d regions mismatch, %d differing keys", rep.MismatchedRegions(), rep.DiffCount())
 	return rep, nil
 }
 
@@ -291,53 +294,133 @@ func (o *Options) now() time.Time {
 	return o.Now()
 }
 
-// drill finds the keys of region whose membership differs between the stores, by
-// hash buckets of 16, then 256, … members, until a bucket is small enough to list.
-func (o *Options) drill(ctx context.Context, ind, code string, a, b Total, diffs map[string]Diff) error {
-	if max(a.Count, b.Count) <= int64(o.DirectKeys) {
-		return o.compareKeys(ctx, ind, code, 1, 0, diffs)
+// progress reports a step of a long check (Options.Progress; nil: nothing).
+func (o *Options) progress(format string, args ...any) {
+	if o.Progress != nil {
+		o.Progress(format, args...)
 	}
-	return o.drillBuckets(ctx, ind, code, 16, 1, 0, diffs)
 }
 
-func (o *Options) drillBuckets(ctx context.Context, ind, code string, mod, parentMod, parent int64, diffs map[string]Diff) error {
-	src, err := o.Source.buckets(ctx, ind, code, mod, parentMod, parent)
-	if err != nil {
-		return err
+// suspect is a region whose totals differ.
+type suspect struct {
+	code string
+	a, b Total
+}
+
+// drill finds the keys whose membership differs between the stores in the suspect
+// regions (codes of digits length). A region small enough is listed key by key;
+// a larger one is split by key hash into 16^n buckets, n chosen so that a bucket
+// holds about DirectKeys members at most, and the buckets whose count or checksum
+// differs are listed (or, when the hashes are skewed and a bucket is still too large,
+// split 16 ways again). Every step is one scan per store for all suspect regions at
+// once, source and sink in parallel, so a drill-down costs a few scans however many
+// regions differ.
+func (o *Options) drill(ctx context.Context, ind string, digits int, sus []suspect, diffs map[string]Diff) error {
+	direct := int64(o.DirectKeys)
+	lists := map[int64][]cell{} // cells to list, by mod
+	type level struct{ mod, parentMod int64 }
+	type request struct {
+		regions []string
+		parents map[cell]bool // parentMod > 1: the parent cells wanted
 	}
-	snk, err := o.Sink.buckets(ctx, ind, code, mod, parentMod, parent)
-	if err != nil {
-		return err
-	}
-	for _, bk := range unionKeys(src, snk) {
-		a, b := src[bk], snk[bk]
-		if a == b {
+	reqs := map[level]*request{}
+	for _, s := range sus {
+		n := max(s.a.Count, s.b.Count)
+		if n <= direct {
+			lists[1] = append(lists[1], cell{s.code, 1, 0})
 			continue
 		}
-		if max(a.Count, b.Count) <= int64(o.DirectKeys) || mod >= 1<<28 {
-			if err := o.compareKeys(ctx, ind, code, mod, bk, diffs); err != nil {
+		mod := int64(16)
+		for n/mod > direct && mod < 1<<28 {
+			mod *= 16
+		}
+		l := level{mod, 1}
+		if reqs[l] == nil {
+			reqs[l] = &request{}
+		}
+		reqs[l].regions = append(reqs[l].regions, s.code)
+	}
+	for len(reqs) > 0 {
+		next := map[level]*request{}
+		levels := make([]level, 0, len(reqs))
+		for l := range reqs {
+			levels = append(levels, l)
+		}
+		sort.Slice(levels, func(i, j int) bool { return levels[i].mod < levels[j].mod })
+		for _, l := range levels {
+			r := reqs[l]
+			var parents []int64
+			seen := map[int64]bool{}
+			for c := range r.parents {
+				if !seen[c.bucket] {
+					seen[c.bucket] = true
+					parents = append(parents, c.bucket)
+				}
+			}
+			sort.Slice(parents, func(i, j int) bool { return parents[i] < parents[j] })
+			o.progress("%s: counting %d-way key-hash buckets of %d regions", ind, l.mod, len(r.regions))
+			src, snk, err := both(o, func(s *Store) (map[cell]Total, error) {
+				return s.bucketTotals(ctx, ind, digits, r.regions, l.mod, l.parentMod, parents)
+			})
+			if err != nil {
 				return err
 			}
-			continue
+			for _, c := range unionCells(src, snk) {
+				a, b := src[c], snk[c]
+				if a == b || (l.parentMod > 1 && !r.parents[cell{c.region, l.parentMod, c.bucket % l.parentMod}]) {
+					continue
+				}
+				if max(a.Count, b.Count) <= direct || l.mod >= 1<<28 {
+					lists[l.mod] = append(lists[l.mod], c)
+					continue
+				}
+				nl := level{l.mod * 16, l.mod}
+				if next[nl] == nil {
+					next[nl] = &request{parents: map[cell]bool{}}
+				}
+				nr := next[nl]
+				if len(nr.regions) == 0 || nr.regions[len(nr.regions)-1] != c.region {
+					nr.regions = append(nr.regions, c.region)
+				}
+				nr.parents[c] = true
+			}
 		}
-		if err := o.drillBuckets(ctx, ind, code, mod*16, mod, bk, diffs); err != nil {
+		reqs = next
+	}
+	mods := make([]int64, 0, len(lists))
+	for m := range lists {
+		mods = append(mods, m)
+	}
+	sort.Slice(mods, func(i, j int) bool { return mods[i] < mods[j] })
+	for _, mod := range mods {
+		o.progress("%s: listing the keys of %d differing buckets", ind, len(lists[mod]))
+		src, snk, err := both(o, func(s *Store) (map[cell]map[string]string, error) {
+			return s.cellKeys(ctx, ind, digits, mod, lists[mod])
+		})
+		if err != nil {
 			return err
+		}
+		for _, c := range lists[mod] {
+			compareKeys(src[c], snk[c], diffs)
 		}
 	}
 	return nil
 }
 
-// compareKeys lists one bucket's keys on both sides and records the differences.
-func (o *Options) compareKeys(ctx context.Context, ind, code string, mod, bucket int64, diffs map[string]Diff) error {
-	src, err := o.Source.keys(ctx, ind, code, mod, bucket)
-	if err != nil {
-		return err
-	}
-	snk, err := o.Sink.keys(ctx, ind, code, mod, bucket)
-	if err != nil {
-		return err
-	}
-	// the kind is settled by verify, which looks every suspect up on both sides
+// both runs f on the source and on the sink at once.
+func both[T any](o *Options, f func(*Store) (T, error)) (src, snk T, err error) {
+	var wg sync.WaitGroup
+	var srcErr, snkErr error
+	wg.Add(1)
+	go func() { defer wg.Done(); src, srcErr = f(o.Source) }()
+	snk, snkErr = f(o.Sink)
+	wg.Wait()
+	return src, snk, errors.Join(srcErr, snkErr)
+}
+
+// compareKeys records the differences between one cell's keys on both sides (the
+// kind is settled by verify, which looks every suspect up on both sides).
+func compareKeys(src, snk map[string]string, diffs map[string]Diff) {
 	for k, r := range src {
 		if _, ok := snk[k]; !ok {
 			diffs[k] = Diff{Key: k, Kind: "missing", SourceRegion: r}
@@ -350,7 +433,6 @@ func (o *Options) compareKeys(ctx context.Context, ind, code string, mod, bucket
 			}
 		}
 	}
-	return nil
 }
 
 // verify looks the differing keys up again on both sides and returns those that
@@ -409,6 +491,24 @@ func (o *Options) regionName(code string) string {
 }
 
 func unionKeys[K string | int64, V any](a, b map[K]V) []K {
+	out := union(a, b)
+	slices.Sort(out)
+	return out
+}
+
+// unionCells is unionKeys for cells, by region then bucket.
+func unionCells[V any](a, b map[cell]V) []cell {
+	out := union(a, b)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].region != out[j].region {
+			return out[i].region < out[j].region
+		}
+		return out[i].bucket < out[j].bucket
+	})
+	return out
+}
+
+func union[K comparable, V any](a, b map[K]V) []K {
 	out := make([]K, 0, len(a)+len(b))
 	for k := range a {
 		out = append(out, k)
@@ -418,7 +518,6 @@ func unionKeys[K string | int64, V any](a, b map[K]V) []K {
 			out = append(out, k)
 		}
 	}
-	slices.Sort(out)
 	return out
 }
 

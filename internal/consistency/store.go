@@ -10,8 +10,11 @@ package consistency
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 )
 
 // Dialect is the SQL flavour of a store.
@@ -127,8 +130,11 @@ func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope str
 		}
 		g.inds = append(g.inds, ind)
 	}
-	out := map[string]map[string]Total{}
-	for _, g := range groups {
+	// The groups scan different rows: count them at once, each on its own connection.
+	parts := make([]map[string]map[string]Total, len(groups))
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for gi, g := range groups {
 		cols := []string{g.base.Region + " AS r", s.Dialect.hash(g.base.Key) + " AS h"}
 		aggs := []string{fmt.Sprintf("LEFT(r, %d)", digits)}
 		for i, ind := range g.inds {
@@ -141,8 +147,21 @@ func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope str
 		}
 		q := fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s) m WHERE r LIKE %s GROUP BY LEFT(r, %d)",
 			strings.Join(aggs, ", "), strings.Join(cols, ", "), g.base.From, s.Dialect.param(1), digits)
-		if err := s.scanTotals(ctx, q, scope, g.inds, out); err != nil {
-			return nil, err
+		parts[gi] = map[string]map[string]Total{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[gi] = s.scanTotals(ctx, q, scope, g.inds, parts[gi])
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]Total{}
+	for _, p := range parts {
+		for ind, t := range p {
+			out[ind] = t
 		}
 	}
 	return out, nil
@@ -182,41 +201,121 @@ func (s *Store) scanTotals(ctx context.Context, q, scope string, inds []string, 
 	return nil
 }
 
-// buckets counts the members of region (a prefix) by their key hash modulo mod,
-// among those whose hash modulo parentMod is parent (parentMod 1: all).
-func (s *Store) buckets(ctx context.Context, ind, region string, mod, parentMod, parent int64) (map[int64]Total, error) {
-	m, err := s.members(ind)
-	if err != nil {
-		return nil, err
-	}
-	q := fmt.Sprintf("SELECT MOD(h, %d), COUNT(*), SUM(h) FROM %s WHERE r LIKE %s AND MOD(h, %d) = %d GROUP BY MOD(h, %d)",
-		mod, m, s.Dialect.param(1), parentMod, parent, mod)
-	rows, err := s.DB.QueryContext(ctx, q, region+"%")
-	if err != nil {
-		return nil, fmt.Errorf("%s: buckets of %s in %s: %w", s.Name, ind, region, err)
-	}
-	defer rows.Close()
-	out := map[int64]Total{}
-	for rows.Next() {
-		var b int64
-		var t Total
-		if err := rows.Scan(&b, &t.Count, &t.Sum); err != nil {
-			return nil, err
-		}
-		out[b] = t
-	}
-	return out, rows.Err()
+// cell is the members of one region (a code of the check's level) whose key hash
+// modulo mod is bucket; mod 1 is the whole region.
+type cell struct {
+	region      string
+	mod, bucket int64
 }
 
-// keys lists the members of region whose key hash modulo mod is bucket (mod 1: all),
-// with their regions.
-func (s *Store) keys(ctx context.Context, ind, region string, mod, bucket int64) (map[string]string, error) {
+// inRegions is the condition "the member's region code of digits length is one of
+// regions", with placeholders from the first, and its arguments.
+func (s *Store) inRegions(digits int, regions []string) (string, []any) {
+	ph := make([]string, len(regions))
+	args := make([]any, len(regions))
+	for i, r := range regions {
+		ph[i], args[i] = s.Dialect.param(i+1), r
+	}
+	return fmt.Sprintf("LEFT(r, %d) IN (%s)", digits, strings.Join(ph, ", ")), args
+}
+
+func intList(vs []int64) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = strconv.FormatInt(v, 10)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// bucketTotals counts, in one scan, the members of regions (codes of digits length)
+// by key hash modulo mod, among those whose hash modulo parentMod is one of parents
+// (parentMod 1: all).
+func (s *Store) bucketTotals(ctx context.Context, ind string, digits int, regions []string, mod, parentMod int64, parents []int64) (map[cell]Total, error) {
 	m, err := s.members(ind)
 	if err != nil {
 		return nil, err
 	}
-	q := fmt.Sprintf("SELECT k, r FROM %s WHERE r LIKE %s AND MOD(h, %d) = %d", m, s.Dialect.param(1), mod, bucket)
-	return s.scanKeys(ctx, ind, q, region+"%")
+	cond, args := s.inRegions(digits, regions)
+	if parentMod > 1 {
+		cond += fmt.Sprintf(" AND MOD(h, %d) IN (%s)", parentMod, intList(parents))
+	}
+	q := fmt.Sprintf("SELECT LEFT(r, %d), MOD(h, %d), COUNT(*), SUM(h) FROM %s WHERE %s GROUP BY LEFT(r, %d), MOD(h, %d)",
+		digits, mod, m, cond, digits, mod)
+	rows, err := s.DB.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: buckets of %s in %d regions: %w", s.Name, ind, len(regions), err)
+	}
+	defer rows.Close()
+	out := map[cell]Total{}
+	for rows.Next() {
+		c := cell{mod: mod}
+		var t Total
+		if err := rows.Scan(&c.region, &c.bucket, &t.Count, &t.Sum); err != nil {
+			return nil, fmt.Errorf("%s: buckets of %s: %w", s.Name, ind, err)
+		}
+		out[c] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: buckets of %s: %w", s.Name, ind, err)
+	}
+	return out, nil
+}
+
+// cellKeys lists, in one scan, the members of cells (all of one mod) with their
+// regions, by cell.
+func (s *Store) cellKeys(ctx context.Context, ind string, digits int, mod int64, cells []cell) (map[cell]map[string]string, error) {
+	m, err := s.members(ind)
+	if err != nil {
+		return nil, err
+	}
+	want := map[cell]bool{}
+	var regions, ids []string
+	seen := map[string]bool{}
+	for _, c := range cells {
+		want[c] = true
+		if !seen[c.region] {
+			seen[c.region] = true
+			regions = append(regions, c.region)
+		}
+		ids = append(ids, c.region+":"+strconv.FormatInt(c.bucket, 10))
+	}
+	cond, args := s.inRegions(digits, regions)
+	if mod > 1 {
+		// The exact cells, as "region:bucket" constants: both databases look a
+		// constant IN list up by binary search or hash, and only the cells' members
+		// leave the server.
+		ph := make([]string, len(ids))
+		for i, id := range ids {
+			ph[i] = s.Dialect.param(len(args) + 1)
+			args = append(args, id)
+		}
+		cond += fmt.Sprintf(" AND CONCAT(LEFT(r, %d), ':', MOD(h, %d)) IN (%s)", digits, mod, strings.Join(ph, ", "))
+	}
+	q := fmt.Sprintf("SELECT k, r, LEFT(r, %d), MOD(h, %d) FROM %s WHERE %s", digits, mod, m, cond)
+	rows, err := s.DB.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: keys of %s: %w", s.Name, ind, err)
+	}
+	defer rows.Close()
+	out := map[cell]map[string]string{}
+	for rows.Next() {
+		var k, r sql.NullString
+		c := cell{mod: mod}
+		if err := rows.Scan(&k, &r, &c.region, &c.bucket); err != nil {
+			return nil, fmt.Errorf("%s: keys of %s: %w", s.Name, ind, err)
+		}
+		if !want[c] {
+			continue
+		}
+		if out[c] == nil {
+			out[c] = map[string]string{}
+		}
+		out[c][k.String] = r.String
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: keys of %s: %w", s.Name, ind, err)
+	}
+	return out, nil
 }
 
 // Members finds which of keys are members of the indicator now, with their regions.
