@@ -19,8 +19,8 @@ func TestExternalSortSpillsAndMergesStably(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(s.runs) < 10 {
-		t.Fatalf("only %d runs; the test must exercise the merge", len(s.runs))
+	if s.runs() < 10 {
+		t.Fatalf("only %d runs; the test must exercise the merge", s.runs())
 	}
 	it, err := s.iterate()
 	if err != nil {

@@ -98,8 +98,8 @@ func TestBackgroundSorterMatchesForeground(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(bg.runs) < 2 {
-		t.Fatalf("background sorter wrote %d runs, want several", len(bg.runs))
+	if bg.runs() < 2 {
+		t.Fatalf("background sorter wrote %d runs, want several", bg.runs())
 	}
 	fi, err := fg.iter()
 	if err != nil {

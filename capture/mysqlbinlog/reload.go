@@ -589,8 +589,8 @@ func (rm *reloadManager) windowRow(rt *reloadTable, op schemas.Op, pk []string, 
 }
 
 // windowRowKey is windowRow with the row's encoded key (of after, or of before for a
-// delete) when the caller already has it (nil: computed here); it is kept by the
-// spill, so the caller must not change it.
+// delete) when the caller already has it (nil: computed here); the window's
+// comparison may keep it (the sorter copies it), so the caller must not change it.
 func (rm *reloadManager) windowRowKey(rt *reloadTable, op schemas.Op, pk []string, kb []byte, before, after map[string]any, ts uint32) error {
 	w := rt.win
 	if ts > 0 {
@@ -1148,7 +1148,7 @@ func openView(rt *reloadTable, g *generation, sorted string) (recIter, func(), e
 		}
 		its = append(its, it)
 	}
-	m, err := newMergeIter(its, true)
+	m, err := mergeRecs(its)
 	its = nil // the merge owns them now (and closed them on error)
 	if err != nil {
 		cleanup()

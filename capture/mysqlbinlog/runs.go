@@ -3,7 +3,6 @@ package mysqlbinlog
 import (
 	"bufio"
 	"bytes"
-	"container/heap"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/shouwang/shouwang/internal/extsort"
 )
 
 // The reload state lives on disk as files of records sorted by key ("runs"), so that a
@@ -21,9 +22,18 @@ import (
 //
 // key is the encoded primary key (encodeKey), row the canonical JSON of the image
 // downstream holds, county the 6-digit county code used by the mass-delete breaker
-// (empty when the row has none). seq orders records of one key in a log: the highest
-// wins. The reserved bytes once held a hash of row; rows are compared whole (both are
-// in memory when they are compared), so they are written as zero and ignored.
+// (empty when the row has none). seq is written as the record has it (0 in practice)
+// and ignored: of the records of one key in a log the later wins, and in a merge the
+// later file's. The reserved bytes once held a hash of row; rows are compared whole
+// (both are in memory when they are compared), so they are written as zero and
+// ignored.
+//
+// The state files (bases, overlay logs) are plain sequences of such records, written
+// by recWriter (appended to and cut back after a crash: skimRecFile). Sorting goes
+// through internal/extsort (sorter): records in this encoding are buffered, spilled
+// as checksummed temporary runs and merged with a bounded fan-in, and the last record
+// of each key is kept; mergeRecs merges the sorted streams of a view with extsort's
+// stable merge.
 
 const (
 	recTomb     byte = 1 << iota // the key was deleted
@@ -103,9 +113,9 @@ func appendRecWriter(path string) (*recWriter, error) {
 	return &recWriter{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
 }
 
-func (w *recWriter) write(r *rec) error {
-	b := w.buf[:0]
-	b = binary.AppendUvarint(b, uint64(len(r.key)))
+// appendRec appends the encoding of r (see the format above) to dst.
+func appendRec(dst []byte, r *rec) []byte {
+	b := binary.AppendUvarint(dst, uint64(len(r.key)))
 	b = append(b, r.key...)
 	b = append(b, r.flags)
 	b = binary.AppendUvarint(b, r.seq)
@@ -113,7 +123,56 @@ func (w *recWriter) write(r *rec) error {
 	b = append(b, r.county...)
 	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0) // reserved
 	b = binary.AppendUvarint(b, uint64(len(r.row)))
-	b = append(b, r.row...)
+	return append(b, r.row...)
+}
+
+// recKey is the key of an encoded record (nil when it does not decode: parseRec
+// reports that).
+func recKey(b []byte) []byte {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || uint64(len(b)-w) < n {
+		return nil
+	}
+	return b[w : w+int(n)]
+}
+
+// parseRec decodes one whole encoded record; its slices point into b.
+func parseRec(b []byte) (rec, error) {
+	var r rec
+	field := func() ([]byte, bool) {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			return nil, false
+		}
+		f := b[w : w+int(n) : w+int(n)]
+		b = b[w+int(n):]
+		return f, true
+	}
+	var ok bool
+	if r.key, ok = field(); !ok || len(b) < 1 {
+		return r, errors.New("truncated key")
+	}
+	r.flags, b = b[0], b[1:]
+	seq, w := binary.Uvarint(b)
+	if w <= 0 {
+		return r, errors.New("truncated seq")
+	}
+	r.seq, b = seq, b[w:]
+	if r.county, ok = field(); !ok || len(b) < 8 {
+		return r, errors.New("truncated county")
+	}
+	if len(r.county) == 0 {
+		r.county = nil
+	}
+	b = b[8:] // reserved
+	if r.row, ok = field(); !ok || len(b) != 0 {
+		return r, errors.New("bad row length")
+	}
+	return r, nil
+}
+
+func (w *recWriter) write(r *rec) error {
+	b := appendRec(w.buf[:0], r)
 	w.buf = b
 	w.n++
 	if _, err := w.w.Write(b); err != nil {
@@ -164,9 +223,8 @@ type recIter interface {
 
 // recReader reads one record file sequentially.
 type recReader struct {
-	f   *os.File
-	r   *bufio.Reader
-	seq uint64 // when > 0, records get seq = position in the file (logs written without seq)
+	f *os.File
+	r *bufio.Reader
 	// slab is the rest of the current block that fields are carved from.
 	slab []byte
 }
@@ -221,10 +279,6 @@ func (rr *recReader) next() (rec, bool, error) {
 	if r.seq, err = binary.ReadUvarint(rr.r); err != nil {
 		return r, false, rr.corrupt(err)
 	}
-	if rr.seq > 0 {
-		r.seq = rr.seq
-		rr.seq++
-	}
 	if r.county, err = rr.bytes(); err != nil {
 		return r, false, rr.corrupt(err)
 	}
@@ -251,269 +305,180 @@ func (rr *recReader) corrupt(err error) error {
 
 func (rr *recReader) close() { rr.f.Close() }
 
-// sorter collects records in memory, spilling sorted runs to dir when the buffer is
-// full, and merges them back in key order keeping the highest seq of each key.
+// sorter sorts records by key through internal/extsort (in memory up to
+// sortBufferBytes, then in spilled runs merged with a bounded fan-in) and yields each
+// key once: the record added last wins. Records are encoded as in the state files.
 type sorter struct {
-	dir, prefix string
-	buf         []rec
-	size        int
-	runs        []string
-	seq         uint64
-	n           int64
-	// background spills sorted runs on a goroutine while records keep coming (the
-	// window's spill: sorting and writing overlap reading the binlog).
-	background bool
-	pending    chan spillResult
+	xs  *extsort.Sorter
+	err error // of extsort.New: reported by add and iter
+	buf []byte
+	n   int64
 }
 
-func newSorter(dir, prefix string) *sorter { return &sorter{dir: dir, prefix: prefix} }
+func newSorter(dir, prefix string) *sorter { return makeSorter(dir, prefix, false) }
 
-// newWindowSorter is the background sorter of a reload window's rows.
-func newWindowSorter(dir string) *sorter {
-	return &sorter{dir: dir, prefix: "window", background: true}
+// newWindowSorter is the sorter of a reload window's rows: it sorts and writes full
+// buffers on a goroutine while records keep coming (sorting and writing overlap
+// reading the binlog), so at most two buffers are in memory.
+func newWindowSorter(dir string) *sorter { return makeSorter(dir, "window", true) }
+
+func makeSorter(dir, prefix string, background bool) *sorter {
+	// The run files end in .tmp: removeTemp deletes them after a crash.
+	xs, err := extsort.New(extsort.Options{Dir: dir, Pattern: prefix + "-run-*.tmp", MemoryBytes: sortBufferBytes,
+		Key: recKey, Background: background})
+	if err != nil {
+		err = fmt.Errorf("reload state: %w", err)
+	}
+	return &sorter{xs: xs, err: err}
 }
 
-// add takes ownership of r's slices; a zero seq gets the next sequence number.
+// add copies r into the sorter (the caller may reuse r's slices).
 func (so *sorter) add(r rec) error {
-	if r.seq == 0 {
-		so.seq++
-		r.seq = so.seq
+	if so.err != nil {
+		return so.err
 	}
-	so.buf = append(so.buf, r)
-	so.size += r.size()
+	so.buf = appendRec(so.buf[:0], &r)
 	so.n++
-	if so.size >= sortBufferBytes {
-		return so.spill()
+	if err := so.xs.Add(so.buf); err != nil {
+		return fmt.Errorf("reload state: %w", err)
 	}
 	return nil
 }
 
-func cmpRec(a, b rec) int {
-	if c := bytes.Compare(a.key, b.key); c != 0 {
-		return c
+// runs is the number of sorted runs spilled so far.
+func (so *sorter) runs() int {
+	if so.xs == nil {
+		return 0
 	}
-	switch {
-	case a.seq < b.seq:
-		return -1
-	case a.seq > b.seq:
-		return 1
-	}
-	return 0
+	return so.xs.Runs()
 }
 
-// spill writes the buffer as a sorted run: on a goroutine for a background sorter
-// (the previous run is waited for first, so at most two buffers are in memory).
-func (so *sorter) spill() error {
-	if len(so.buf) == 0 {
-		return nil
-	}
-	if !so.background {
-		p, err := writeRun(so.dir, so.prefix, so.buf)
-		if err != nil {
-			return err
-		}
-		so.runs = append(so.runs, p)
-		so.buf, so.size = so.buf[:0], 0
-		return nil
-	}
-	if err := so.wait(); err != nil {
-		return err
-	}
-	buf := so.buf
-	so.buf, so.size = make([]rec, 0, len(buf)), 0
-	ch := make(chan spillResult, 1)
-	so.pending = ch
-	go func() {
-		p, err := writeRun(so.dir, so.prefix, buf)
-		ch <- spillResult{path: p, err: err}
-	}()
-	return nil
-}
-
-type spillResult struct {
-	path string
-	err  error
-}
-
-// wait collects the run being written in the background, if any.
-func (so *sorter) wait() error {
-	if so.pending == nil {
-		return nil
-	}
-	r := <-so.pending
-	so.pending = nil
-	if r.err != nil {
-		return r.err
-	}
-	so.runs = append(so.runs, r.path)
-	return nil
-}
-
-// writeRun sorts buf and writes it to a new run file in dir.
-func writeRun(dir, prefix string, buf []rec) (string, error) {
-	slices.SortFunc(buf, cmpRec)
-	f, err := os.CreateTemp(dir, prefix+"-run-*.tmp")
-	if err != nil {
-		return "", fmt.Errorf("reload state: sort run: %w", err)
-	}
-	f.Close()
-	w, err := createRecWriter(f.Name())
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	for i := range buf {
-		if err := w.write(&buf[i]); err != nil {
-			w.f.Close()
-			os.Remove(f.Name())
-			return "", err
-		}
-	}
-	if err := w.w.Flush(); err != nil {
-		w.f.Close()
-		os.Remove(f.Name())
-		return "", fmt.Errorf("reload state: write %s: %w", f.Name(), err)
-	}
-	w.f.Close()
-	return f.Name(), nil
-}
-
-// iter spills what is buffered and returns the merged, de-duplicated records.
+// iter ends the input and returns the sorted records, each key once (the last added).
 func (so *sorter) iter() (recIter, error) {
-	if err := so.spill(); err != nil {
-		return nil, err
+	if so.err != nil {
+		return nil, so.err
 	}
-	if err := so.wait(); err != nil {
-		return nil, err
+	it, err := so.xs.Iter()
+	if err != nil {
+		return nil, fmt.Errorf("reload state: %w", err)
 	}
-	var its []recIter
-	for _, p := range so.runs {
-		rr, err := openRecReader(p)
-		if err != nil {
-			for _, it := range its {
-				it.close()
-			}
-			return nil, err
-		}
-		its = append(its, rr)
-	}
-	return newMergeIter(its, false)
+	return &lastOfKey{it: &sortedRecs{it: it}}, nil
 }
 
 // remove deletes the sorter's run files.
 func (so *sorter) remove() {
-	so.wait()
-	for _, p := range so.runs {
-		os.Remove(p)
+	if so.xs != nil {
+		so.xs.Close()
 	}
-	so.runs, so.buf, so.size = nil, nil, 0
 }
 
-// mergeIter merges sorted iterators. Equal keys collapse to the record with the
-// highest seq, or, with byIndex, to the record of the highest-indexed iterator (later
-// iterators override earlier ones: overlay over base).
-type mergeIter struct {
-	h       mergeHeap
-	byIndex bool
+// sortedRecs decodes a sorter's records into records owning their slices (carved
+// from blocks as recReader does), so that they may cross goroutines (prefetchIter).
+type sortedRecs struct {
+	it   *extsort.Iter
+	slab []byte
 }
 
-type mergeItem struct {
-	r   rec
-	idx int
-	it  recIter
-}
-
-type mergeHeap []mergeItem
-
-func (h mergeHeap) Len() int { return len(h) }
-func (h mergeHeap) Less(i, j int) bool {
-	if c := cmpRec(h[i].r, h[j].r); c != 0 {
-		return c < 0
-	}
-	return h[i].idx < h[j].idx
-}
-func (h mergeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *mergeHeap) Push(x any)   { *h = append(*h, x.(mergeItem)) }
-func (h *mergeHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-func newMergeIter(its []recIter, byIndex bool) (*mergeIter, error) {
-	m := &mergeIter{byIndex: byIndex}
-	for i, it := range its {
-		r, ok, err := it.next()
+func (s *sortedRecs) next() (rec, bool, error) {
+	b, ok, err := s.it.Next()
+	if err != nil || !ok {
 		if err != nil {
-			m.close()
-			for _, rest := range its[i:] {
-				rest.close()
-			}
-			return nil, err
+			err = fmt.Errorf("reload state: %w", err)
 		}
-		if !ok {
-			it.close()
-			continue
-		}
-		if byIndex {
-			r.seq = 0
-		}
-		m.h = append(m.h, mergeItem{r: r, idx: i, it: it})
-	}
-	heap.Init(&m.h)
-	return m, nil
-}
-
-func (m *mergeIter) pop() (rec, error) {
-	top := m.h[0]
-	r, ok, err := top.it.next()
-	if err != nil {
-		return rec{}, err
-	}
-	if ok {
-		if m.byIndex {
-			r.seq = 0
-		}
-		m.h[0].r = r
-		heap.Fix(&m.h, 0)
-	} else {
-		top.it.close()
-		heap.Pop(&m.h)
-	}
-	return top.r, nil
-}
-
-func (m *mergeIter) next() (rec, bool, error) {
-	if len(m.h) == 0 {
-		return rec{}, false, nil
-	}
-	best, err := m.pop()
-	if err != nil {
 		return rec{}, false, err
 	}
-	for len(m.h) > 0 && bytes.Equal(m.h[0].r.key, best.key) {
-		r, err := m.pop()
+	n := len(b)
+	var own []byte
+	if n > recSlabBytes/4 {
+		own = make([]byte, n)
+	} else {
+		if len(s.slab) < n {
+			s.slab = make([]byte, recSlabBytes)
+		}
+		own, s.slab = s.slab[:n:n], s.slab[n:]
+	}
+	copy(own, b)
+	r, err := parseRec(own)
+	if err != nil {
+		return rec{}, false, fmt.Errorf("reload state: sorted record: %w", err)
+	}
+	return r, true, nil
+}
+
+func (s *sortedRecs) close() { s.it.Close() }
+
+// lastOfKey yields the last record of each key of a key-ordered iterator.
+type lastOfKey struct {
+	it     recIter
+	peek   rec
+	peeked bool
+	done   bool
+}
+
+func (l *lastOfKey) next() (rec, bool, error) {
+	best := l.peek
+	if !l.peeked {
+		if l.done {
+			return rec{}, false, nil
+		}
+		var ok bool
+		var err error
+		if best, ok, err = l.it.next(); err != nil || !ok {
+			l.done = true
+			return rec{}, false, err
+		}
+	}
+	l.peek, l.peeked = rec{}, false
+	for {
+		r, ok, err := l.it.next()
 		if err != nil {
 			return rec{}, false, err
 		}
-		best = r // heap order: higher seq, then higher index, comes later
+		if !ok {
+			l.done = true
+			return best, true, nil
+		}
+		if !bytes.Equal(r.key, best.key) {
+			l.peek, l.peeked = r, true
+			return best, true, nil
+		}
+		best = r
 	}
-	return best, true, nil
 }
 
-func (m *mergeIter) close() {
-	for _, it := range m.h {
-		it.it.close()
+func (l *lastOfKey) close() { l.it.close() }
+
+// mergeRecs merges key-sorted iterators into one yielding each key once: the record
+// of the highest-indexed iterator that has the key (later iterators override earlier
+// ones: overlay over base), and within one iterator the later record. Records come
+// with seq 0. The merge owns its iterators: it closes them, also on an error.
+func mergeRecs(its []recIter) (recIter, error) {
+	streams := make([]extsort.Stream[rec], len(its))
+	for i, it := range its {
+		streams[i] = recStream{it}
 	}
-	m.h = nil
+	m, err := extsort.Merge(streams, func(a, b rec) int { return bytes.Compare(a.key, b.key) })
+	if err != nil {
+		return nil, err
+	}
+	return &lastOfKey{it: mergedRecs{m}}, nil
 }
 
-// emptyIter yields nothing.
-type emptyIter struct{}
+// recStream is a recIter as an extsort.Stream.
+type recStream struct{ it recIter }
 
-func (emptyIter) next() (rec, bool, error) { return rec{}, false, nil }
-func (emptyIter) close()                   {}
+func (s recStream) Next() (rec, bool, error) {
+	r, ok, err := s.it.next()
+	r.seq = 0
+	return r, ok, err
+}
+func (s recStream) Close() error { s.it.close(); return nil }
+
+// mergedRecs is an extsort.Merger of records as a recIter.
+type mergedRecs struct{ m *extsort.Merger[rec] }
+
+func (m mergedRecs) next() (rec, bool, error) { return m.m.Next() }
+func (m mergedRecs) close()                   { m.m.Close() }
 
 // removeTemp deletes leftover temporary files (sort runs, window spills, event files)
 // from a crash: they are never needed after a restart.
