@@ -194,12 +194,42 @@ func loadRules(t *testing.T) ruleFile {
 func TestAlertMetricsExist(t *testing.T) {
 	known := registeredMetrics(t)
 	used := map[string]bool{}
-	for _, g := range loadRules(t).Groups {
+	rf := loadRules(t)
+	for name := range recorded(rf) {
+		known[name] = true // recording rules of the file; their own expressions are checked below
+	}
+	for _, g := range rf.Groups {
 		for _, r := range g.Rules {
-			checkMetrics(t, "alert "+r.Alert+r.Record, r.Expr, known, used)
+			checkMetrics(t, "rule "+r.Alert+r.Record, r.Expr, known, used)
 		}
 	}
 	reportAnnounced(t, known, used)
+}
+
+// recorded maps the rule file's recording rules to their expressions.
+func recorded(rf ruleFile) map[string]string {
+	m := map[string]string{}
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				m[r.Record] = r.Expr
+			}
+		}
+	}
+	return m
+}
+
+// sourceMetrics are the metrics an expression reads, through recording rules.
+func sourceMetrics(expr string, rec map[string]string) []string {
+	var out []string
+	for _, n := range metricNames(expr) {
+		if e, ok := rec[n]; ok {
+			out = append(out, sourceMetrics(e, rec)...)
+		} else {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func reportAnnounced(t *testing.T, known, used map[string]bool) {
@@ -421,9 +451,11 @@ func TestDashboardMetricsExist(t *testing.T) {
 	t.Logf("%d panel queries checked", exprs)
 
 	// The dashboard shows every metric an alert watches.
-	for _, g := range loadRules(t).Groups {
+	rf := loadRules(t)
+	rec := recorded(rf)
+	for _, g := range rf.Groups {
 		for _, r := range g.Rules {
-			for _, n := range metricNames(r.Expr) {
+			for _, n := range sourceMetrics(r.Expr, rec) {
 				if !used[n] {
 					t.Errorf("alert %s watches %s, which no dashboard panel shows", r.Alert, n)
 				}
