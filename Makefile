@@ -39,6 +39,7 @@ test-go:
 promtool-test:
 	promtool check rules deploy/prometheus/*.rules.yml
 	promtool test rules deploy/prometheus/tests/*.test.yml
+	promtool check config deploy/compose/prometheus.yml
 
 ## bench: benchmarks whose figures go to docs/benchmarks.md.
 bench:
