@@ -65,6 +65,10 @@ func TestEveryHelpExitsZero(t *testing.T) {
 		{[]string{"held", "--help"}, false, []string{"subcommands:", "list", "release", "audit.log"}},
 		{[]string{"held", "list", "--help"}, true, []string{"-source"}},
 		{[]string{"held", "release", "--help"}, true, []string{"-dataset", "-table", "-reason", "signal topic"}},
+		{[]string{"dlq", "--help"}, false, []string{"subcommands:", "list", "show", "redrive", "audit.log"}},
+		{[]string{"dlq", "list", "--help"}, true, []string{"-stage", "-since", "-reason", "-json"}},
+		{[]string{"dlq", "show", "--help"}, true, []string{"-stage", "pretty-printed"}},
+		{[]string{"dlq", "redrive", "--help"}, true, []string{"-dry-run", "-source", "-again", "same key, value and headers", "PII-scrubbed"}},
 		{[]string{"demo", "--help"}, true, []string{"-households", "Not for production"}},
 		{[]string{"version", "--help"}, false, nil},
 	}

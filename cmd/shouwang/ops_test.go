@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shouwang/shouwang/internal/bus"
+	"github.com/shouwang/shouwang/internal/config"
+	"github.com/shouwang/shouwang/internal/testenv"
+	"github.com/shouwang/shouwang/schemas"
+)
+
+// opsEnv is a real broker (kfake), a provincial PostgreSQL database and a
+// configuration file with one postgres sink on the person topic.
+type opsEnv struct {
+	k       *testenv.KafkaCluster
+	dsn     string
+	cfgPath string
+	pool    *pgxpool.Pool
+	topic   string
+	prod    *bus.Producer
+}
+
+func newOpsEnv(t *testing.T) *opsEnv {
+	t.Helper()
+	k := testenv.Kafka(t)
+	pg, db := testenv.NewPostgresDatabase(t, testenv.PostgresOptions{})
+	e := &opsEnv{k: k, dsn: pg.ConnString(db), topic: schemas.CanonicalTopic("op", "person")}
+	ctx := context.Background()
+	opts := bus.Options{Brokers: k.Brokers()}
+	if err := bus.EnsureTopics(ctx, opts, bus.TopicSpec{Name: e.topic, Partitions: 2, ReplicationFactor: 1},
+		bus.TopicSpec{Name: schemas.DLQTopic("op", "sink"), Partitions: 2, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var cfg strings.Builder
+	cfg.WriteString("kafka:\n  brokers:\n")
+	for _, a := range k.Brokers() {
+		fmt.Fprintf(&cfg, "    - %q\n", a)
+	}
+	fmt.Fprintf(&cfg, "  topic_prefix: op\n  session_timeout: 1s\n  partitions: 2\n  replication_factor: 1\nmetrics:\n  addr: 127.0.0.1:0\nregions:\n  province: \"11\"\nstate:\n  dir: ./state\n"+
+		"sinks:\n  - name: provincial\n    kind: postgres\n    dsn: %q\n    topics: [person]\n    batch_size: 100\n    lanes: 1\n", e.dsn)
+	e.cfgPath = filepath.Join(t.TempDir(), "shouwang.yaml")
+	if err := os.WriteFile(e.cfgPath, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if e.pool, err = pgxpool.New(ctx, e.dsn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.pool.Close)
+	if e.prod, err = bus.NewProducer(opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.prod.Close() })
+	return e
+}
+
+// produce writes persons (key → name) at version to the person topic.
+func (e *opsEnv) produce(t *testing.T, version int64, persons ...string) {
+	t.Helper()
+	var msgs []bus.Message
+	for i := 0; i+1 < len(persons); i += 2 {
+		no, name := persons[i], persons[i+1]
+		p := schemas.Person{Meta: schemas.Meta{Key: no, Version: version, Source: schemas.SourceRef{System: "national", Table: "person"}, UpdatedMs: version},
+			PersonNo: no, HouseholdNo: "H" + no, RegionCode: "110105001001", Name: name}
+		b, err := json.Marshal(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := schemas.DecodeObject(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := schemas.Envelope{V: 1, Op: schemas.OpUpdate, Source: schemas.Source{System: "transform", Kind: "transform", Table: "person"},
+			Key: map[string]any{"key": no}, Schema: schemas.SchemaRef{Name: "person", Version: 1}, TsMs: 1, After: doc}
+		v, err := env.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, bus.Message{Topic: e.topic, Key: []byte(no), Value: v, Headers: []bus.Header{{Key: "trace", Value: []byte("t-" + no)}}})
+	}
+	if err := e.prod.Produce(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runSink runs the configuration's sinks in this process as `run --role sink` does,
+// until the returned stop is called (which waits for them to leave the group).
+func (e *opsEnv) runSink(t *testing.T) (stop func()) {
+	t.Helper()
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w, err := newWorker(ctx, cfg, log, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sinks, err := w.sinkWorkers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { w.runSinks(ctx, sinks); close(done) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+			w.Close()
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitFor polls cond every 50 ms for up to a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (e *opsEnv) count(t *testing.T, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := e.pool.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+func (e *opsEnv) exec(t *testing.T, q string) {
+	t.Helper()
+	if _, err := e.pool.Exec(context.Background(), q); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// run runs an operator command in this process.
+func run(t *testing.T, fn func([]string, *bytes.Buffer, *bytes.Buffer) int, args ...string) (int, string, string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code := fn(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func dlqCmd(args []string, o, e *bytes.Buffer) int { return runDLQ(args, o, e) }
+
+// dlqEntries is `dlq list --json` of the sink stage.
+func (e *opsEnv) dlqEntries(t *testing.T) []dlqEntry {
+	t.Helper()
+	code, out, errOut := run(t, dlqCmd, "list", "-c", e.cfgPath, "--stage", "sink", "--json")
+	if code != 0 {
+		t.Fatalf("dlq list: exit %d: %s", code, errOut)
+	}
+	var es []dlqEntry
+	if err := json.Unmarshal([]byte(out), &es); err != nil {
+		t.Fatalf("dlq list --json: %v\n%s", err, out)
+	}
+	return es
+}
+
+// TestDLQRedriveAfterFix: two persons the provincial database refuses (a check
+// constraint) are dead-lettered by the sink; dlq list shows them with the reason; the
+// constraint is replaced by one that still refuses one of them; redrive re-reads both
+// originals from the person topic: one lands in PostgreSQL, the other is
+// dead-lettered again with the new reason, and list shows all three records, the two
+// old ones marked redriven and the new one linked to its redrive. Nothing is lost.
+func TestDLQRedriveAfterFix(t *testing.T) {
+	e := newOpsEnv(t)
+	e.runSink(t)
+	waitFor(t, "the sink's migration", func() bool {
+		return e.count(t, "SELECT count(*) FROM fpjc.sink_offsets") >= 0 && e.count(t, "SELECT count(*) FROM fpjc.person") >= 0
+	})
+	e.exec(t, "ALTER TABLE fpjc.person ADD CONSTRAINT ops_no_bad CHECK (name NOT LIKE 'BAD%')")
+	e.produce(t, 1, "P001", "good one", "P002", "BAD one", "P003", "good two", "P004", "BAD two")
+	waitFor(t, "the two good rows", func() bool { return e.count(t, "SELECT count(*) FROM fpjc.person") == 2 })
+	var es []dlqEntry
+	waitFor(t, "two dead letters", func() bool { es = e.dlqEntries(t); return len(es) == 2 })
+	for _, d := range es {
+		if !strings.Contains(d.Record.Reason, "ops_no_bad") || d.Record.Source != e.topic || d.Redriven != nil {
+			t.Fatalf("dead letter %+v: want the constraint in the reason, source %s, not redriven", d, e.topic)
+		}
+	}
+	code, out, errOut := run(t, dlqCmd, "list", "-c", e.cfgPath)
+	if code != 0 || !strings.Contains(out, "reason: sink provincial:") || !strings.Contains(out, "ops_no_bad") || !strings.Contains(out, e.topic+"/") {
+		t.Fatalf("dlq list: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = run(t, dlqCmd, "show", "-c", e.cfgPath, "--stage", "sink", es[0].id())
+	if code != 0 || !strings.Contains(out, "payload:\n  {\n") || !strings.Contains(out, "redriven: no") {
+		t.Fatalf("dlq show: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// The fix lets "BAD one" through but a new constraint refuses "BAD two".
+	e.exec(t, "ALTER TABLE fpjc.person DROP CONSTRAINT ops_no_bad")
+	e.exec(t, "ALTER TABLE fpjc.person ADD CONSTRAINT ops_no_bad_two CHECK (name <> 'BAD two')")
+	code, out, errOut = run(t, dlqCmd, "redrive", "-c", e.cfgPath, "--stage", "sink", "--reason", "ops_no_bad", "--dry-run")
+	if code != 0 || strings.Count(out, "would re-produce the original") != 2 {
+		t.Fatalf("dlq redrive --dry-run: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := len(e.dlqEntries(t)); n != 2 {
+		t.Fatalf("a dry run changed the dead letters: %d", n)
+	}
+	code, out, errOut = run(t, dlqCmd, "redrive", "-c", e.cfgPath, "--stage", "sink", "--reason", "ops_no_bad")
+	if code != 0 || !strings.Contains(out, "2 redriven") {
+		t.Fatalf("dlq redrive: exit %d\n%s%s", code, out, errOut)
+	}
+	waitFor(t, "the redriven row", func() bool {
+		return e.count(t, "SELECT count(*) FROM fpjc.person WHERE key = 'P002' AND name = 'BAD one'") == 1
+	})
+	waitFor(t, "the new dead letter", func() bool { es = e.dlqEntries(t); return len(es) == 3 })
+	var again *dlqEntry
+	for i, d := range es {
+		if strings.Contains(d.Record.Reason, "ops_no_bad_two") {
+			again = &es[i]
+			continue
+		}
+		if d.Redriven == nil || d.Redriven.From != "source topic" || !strings.HasPrefix(d.Redriven.To, e.topic+"/") {
+			t.Errorf("old dead letter %s not marked redriven from the source topic: %+v", d.id(), d.Redriven)
+		}
+	}
+	if again == nil || again.RedriveOf == nil || again.Record.Key != "P004" || again.Redriven != nil {
+		t.Fatalf("no new dead letter for P004 linked to its redrive: %+v", es)
+	}
+	// The redrive re-produced the original with its headers.
+	if e.count(t, "SELECT count(*) FROM fpjc.person") != 3 {
+		t.Fatalf("rows: %d, want 3", e.count(t, "SELECT count(*) FROM fpjc.person"))
+	}
+	code, out, _ = run(t, dlqCmd, "list", "-c", e.cfgPath, "--stage", "sink")
+	if code != 0 || strings.Count(out, "redriven ") != 2 || !strings.Contains(out, "failed again after the redrive of sink") {
+		t.Fatalf("dlq list after redrive: exit %d\n%s", code, out)
+	}
+	// A second redrive by the first reason skips what is already redriven.
+	code, out, _ = run(t, dlqCmd, "redrive", "-c", e.cfgPath, "--stage", "sink", "--reason", "ops_no_bad\"")
+	if code != 0 || !strings.Contains(out, "0 redriven, 2 skipped") {
+		t.Fatalf("dlq redrive, nothing matching: exit %d\n%s", code, out)
+	}
+	first := es[0]
+	if first.Redriven == nil {
+		first = es[1]
+	}
+	code, out, _ = run(t, dlqCmd, "redrive", "-c", e.cfgPath, "--stage", "sink", first.id())
+	if code != 0 || !strings.Contains(out, "already redriven") || !strings.Contains(out, "0 redriven, 1 skipped") {
+		t.Fatalf("dlq redrive of a redriven record: exit %d\n%s", code, out)
+	}
+	// Every redrive is in the audit log.
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(e.cfgPath), "state", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), `"action":"dlq redrive"`); n != 2 {
+		t.Fatalf("%d redrive audit lines, want 2:\n%s", n, b)
+	}
+}
+
+// TestDLQRedriveRefusesCaptureRecords: a capture dead letter (a file row) has no Kafka
+// original and is refused with what to do instead.
+func TestDLQRedriveRefusesCaptureRecords(t *testing.T) {
+	e := newOpsEnv(t)
+	if err := bus.EnsureTopics(context.Background(), bus.Options{Brokers: e.k.Brokers()}, bus.TopicSpec{Name: schemas.DLQTopic("op", "capture"), Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	rec := schemas.DLQRecord{Stage: "capture", Reason: "file a.csv line 3: bad date", Source: "files/disability/a.csv", Position: "line 3", Key: "a.csv:3", TsMs: time.Now().UnixMilli()}
+	b, _ := json.Marshal(rec)
+	if err := e.prod.Produce(context.Background(), bus.Message{Topic: schemas.DLQTopic("op", "capture"), Key: []byte(rec.Key), Value: b}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := run(t, dlqCmd, "redrive", "-c", e.cfgPath, "--stage", "capture", "--since", "1h")
+	if code != 1 || !strings.Contains(errOut, "refused") || !strings.Contains(errOut, "re-deliver the file") || !strings.Contains(errOut, "shouwang snapshot") {
+		t.Fatalf("dlq redrive of a capture record: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = run(t, dlqCmd, "redrive", "-c", e.cfgPath, "--stage", "sink")
+	if code != 2 || !strings.Contains(errOut, "select the records") {
+		t.Fatalf("dlq redrive without selector: exit %d, stderr %q", code, errOut)
+	}
+}
