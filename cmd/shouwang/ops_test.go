@@ -291,3 +291,163 @@ func TestDLQRedriveRefusesCaptureRecords(t *testing.T) {
 		t.Fatalf("dlq redrive without selector: exit %d, stderr %q", code, errOut)
 	}
 }
+
+func offsetsCmd(args []string, o, e *bytes.Buffer) int { return runOffsets(args, o, e) }
+func statusCmd(args []string, o, e *bytes.Buffer) int  { return runStatus(args, o, e) }
+
+// storedOffsets reads fpjc.sink_offsets of the test sink ("topic/partition" → next).
+func (e *opsEnv) storedOffsets(t *testing.T) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	rows, err := e.pool.Query(context.Background(), "SELECT topic, partition, next_offset FROM fpjc.sink_offsets WHERE sink = 'provincial'")
+	if err != nil {
+		return out
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tp string
+		var p int32
+		var n int64
+		if err := rows.Scan(&tp, &p, &n); err != nil {
+			t.Fatal(err)
+		}
+		out[fmt.Sprintf("%s/%d", tp, p)] = n
+	}
+	return out
+}
+
+func sum(m map[string]int64) (n int64) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func persons(from, to int, name string) []string {
+	var out []string
+	for i := from; i <= to; i++ {
+		out = append(out, fmt.Sprintf("P%03d", i), fmt.Sprintf("%s %d", name, i))
+	}
+	return out
+}
+
+// TestOffsetsResetRewindsStoppedSink: reset is refused while the sink is a live
+// member of its group; once it stopped, a dry run changes nothing, and reset
+// --to-time rewinds both the group offsets and fpjc.sink_offsets to the first offsets
+// at or after the time; the restarted sink applies those messages again (a deleted
+// row comes back, the others are stale skips) and stores the end offsets again.
+func TestOffsetsResetRewindsStoppedSink(t *testing.T) {
+	e := newOpsEnv(t)
+	group := "shouwang-sink-provincial"
+	e.produce(t, 1, persons(1, 10, "early")...)
+	time.Sleep(100 * time.Millisecond)
+	at := time.Now()
+	time.Sleep(100 * time.Millisecond)
+	e.produce(t, 1, persons(11, 20, "late")...)
+	stop := e.runSink(t)
+	waitFor(t, "20 stored offsets", func() bool { return sum(e.storedOffsets(t)) == 20 })
+
+	code, _, errOut := run(t, offsetsCmd, "reset", "-c", e.cfgPath, "--group", group, "--to-time", at.Format(time.RFC3339Nano), "--yes")
+	if code != 1 || !strings.Contains(errOut, "live member") || !strings.Contains(errOut, "stop the workers") {
+		t.Fatalf("reset of a live group: exit %d, stderr %q", code, errOut)
+	}
+	code, out, errOut := run(t, offsetsCmd, "show", "-c", e.cfgPath)
+	if code != 0 || !strings.Contains(out, "sink/postgres provincial  group "+group) || !strings.Contains(out, "fpjc.sink_offsets") || !strings.Contains(out, "STORED") {
+		t.Fatalf("offsets show: exit %d\n%s%s", code, out, errOut)
+	}
+	stop()
+	_, adm, err := opsAdmin(mustLoad(t, e.cfgPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	waitFor(t, "the group to empty", func() bool {
+		d, err := adm.DescribeGroups(context.Background(), group)
+		return err == nil && len(d[group].Members) == 0
+	})
+	before := e.storedOffsets(t)
+	code, out, errOut = run(t, offsetsCmd, "reset", "-c", e.cfgPath, "--group", group, "--to-time", at.Format(time.RFC3339Nano))
+	if code != 0 || !strings.Contains(out, "dry run: nothing changed") {
+		t.Fatalf("reset dry run: exit %d\n%s%s", code, out, errOut)
+	}
+	if got := e.storedOffsets(t); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("a dry run changed the stored offsets: %v → %v", before, got)
+	}
+	code, out, errOut = run(t, offsetsCmd, "reset", "-c", e.cfgPath, "--group", group, "--to-time", at.Format(time.RFC3339Nano), "--yes")
+	if code != 0 || !strings.Contains(out, "reset the group offsets and fpjc.sink_offsets") {
+		t.Fatalf("reset: exit %d\n%s%s", code, out, errOut)
+	}
+	want, err := adm.ListOffsetsAfterMilli(context.Background(), at.UnixMilli(), e.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := adm.FetchOffsets(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := e.storedOffsets(t)
+	for p := int32(0); p < 2; p++ {
+		w, _ := want.Lookup(e.topic, p)
+		c, _ := committed.Lookup(e.topic, p)
+		if s := stored[fmt.Sprintf("%s/%d", e.topic, p)]; s != w.Offset || c.At != w.Offset {
+			t.Errorf("partition %d: stored %d, committed %d, want both %d", p, s, c.At, w.Offset)
+		}
+	}
+	if n := sum(stored); n != 10 {
+		t.Fatalf("stored offsets sum to %d after the reset, want 10 (the messages before the time): %v", n, stored)
+	}
+	// The restarted sink applies the later messages again: a row deleted meanwhile comes back.
+	e.exec(t, "DELETE FROM fpjc.person WHERE key = 'P015'")
+	e.runSink(t)
+	waitFor(t, "the re-applied messages", func() bool {
+		return sum(e.storedOffsets(t)) == 20 && e.count(t, "SELECT count(*) FROM fpjc.person WHERE key = 'P015'") == 1
+	})
+	if n := e.count(t, "SELECT count(*) FROM fpjc.person"); n != 20 {
+		t.Fatalf("%d rows, want 20", n)
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(e.cfgPath), "state", "audit.log"))
+	if err != nil || strings.Count(string(b), `"action":"offsets reset"`) != 1 || !strings.Contains(string(b), `"target":"`+group+`"`) {
+		t.Fatalf("audit log: %v\n%s", err, b)
+	}
+}
+
+func mustLoad(t *testing.T, path string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestStatusLagAndDeadLetters: after the sink dead-lettered two of four persons and
+// stopped, three more are produced: status shows the sink's lag of three on the
+// person topic and two records in the sink's dead-letter topic.
+func TestStatusLagAndDeadLetters(t *testing.T) {
+	e := newOpsEnv(t)
+	stop := e.runSink(t)
+	waitFor(t, "the sink's migration", func() bool { return e.count(t, "SELECT count(*) FROM fpjc.person") >= 0 })
+	e.exec(t, "ALTER TABLE fpjc.person ADD CONSTRAINT ops_no_bad CHECK (name NOT LIKE 'BAD%')")
+	e.produce(t, 1, "P001", "good", "P002", "BAD", "P003", "good", "P004", "BAD")
+	waitFor(t, "four stored offsets", func() bool { return sum(e.storedOffsets(t)) == 4 })
+	stop()
+	e.produce(t, 1, persons(5, 7, "later")...)
+	var st status
+	waitFor(t, "the status", func() bool {
+		code, out, _ := run(t, statusCmd, "-c", e.cfgPath, "--json")
+		st = status{}
+		return code == 0 && json.Unmarshal([]byte(out), &st) == nil && len(st.Consumers) == 1 && st.Consumers[0].Members == 0
+	})
+	c := st.Consumers[0]
+	if c.Kind != "sink/postgres" || c.Lag != 3 || len(c.Topics) != 1 || c.Topics[0].Topic != e.topic || c.Topics[0].Position != 4 || c.Topics[0].End != 7 || c.Topics[0].Lag != 3 {
+		t.Fatalf("sink status %+v, want lag 3 at position 4 of 7 on %s", c, e.topic)
+	}
+	if st.DLQ["sink"] != 2 || st.DLQ["transform"] != 0 || st.DLQ["capture"] != 0 {
+		t.Fatalf("dead letters %v, want sink 2", st.DLQ)
+	}
+	code, out, errOut := run(t, statusCmd, "-c", e.cfgPath)
+	if code != 0 || !strings.Contains(out, "sink/postgres provincial") || !strings.Contains(out, "lag 3") || !strings.Contains(out, "dead letters") {
+		t.Fatalf("status: exit %d\n%s%s", code, out, errOut)
+	}
+	t.Logf("\n%s", out)
+}
