@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shouwang/shouwang/internal/config"
+	"github.com/shouwang/shouwang/internal/pii"
 	"github.com/shouwang/shouwang/schemas"
 )
 
@@ -304,7 +305,7 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration `file` (default $SHOUWANG_CONFIG)")
 	stage := fs.String("stage", "", "the `stage` whose dead-letter topic to read: capture, transform or sink")
 	var since, reason, source *string
-	var asJSON, dryRun, again *bool
+	var asJSON, dryRun, again, fromPayload *bool
 	if sub != "show" {
 		since = fs.String("since", "", "only records dead-lettered at or after `TIME` (RFC 3339, a local date or \"date hh:mm\", or a duration back: 24h, 7d)")
 		reason = fs.String("reason", "", "only records whose reason contains `SUBSTR` (case-insensitive)")
@@ -316,6 +317,7 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 		source = fs.String("source", "", "only records consumed from `TOPIC`")
 		dryRun = fs.Bool("dry-run", false, "print what would be redriven, and how, without producing anything")
 		again = fs.Bool("again", false, "also redrive records already redriven")
+		fromPayload = fs.Bool("from-payload", false, "when the original is gone and pii.dlq is mask, re-produce the dead-letter payload anyway, masked identifiers and all")
 	}
 	if code, ok := parseFlags(fs, h, args[1:], stdout, stderr); !ok {
 		return code
@@ -407,7 +409,7 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	return dlqRedrive(ctx, cfg, sel, *dryRun, *again, stdout, stderr)
+	return dlqRedrive(ctx, cfg, sel, *dryRun, *again, *fromPayload, stdout, stderr)
 }
 
 func dlqList(entries []dlqEntry, asJSON bool, stdout io.Writer) int {
@@ -545,10 +547,15 @@ func fetchOriginal(ctx context.Context, cfg *config.Config, adm *kadm.Client, to
 }
 
 // dlqRedrive re-produces the originals of sel onto their source topics.
-func dlqRedrive(ctx context.Context, cfg *config.Config, sel []dlqEntry, dryRun, again bool, stdout, stderr io.Writer) int {
+func dlqRedrive(ctx context.Context, cfg *config.Config, sel []dlqEntry, dryRun, again, fromPayload bool, stdout, stderr io.Writer) int {
 	if len(sel) == 0 {
 		fmt.Fprintln(stdout, "no dead-letter record matches")
 		return 0
+	}
+	prot, err := pii.Open(cfg.PII, "pii", cfg.Dir())
+	if err != nil {
+		fmt.Fprintf(stderr, "shouwang dlq redrive: %v\n", err)
+		return 2
 	}
 	prod, adm, err := opsAdmin(cfg, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
@@ -581,13 +588,19 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, sel []dlqEntry, dryRun,
 			rec.Key, rec.Value, rec.Headers = orig.Key, orig.Value, orig.Headers
 		} else {
 			from = "dlq payload"
-			rec.Key, rec.Value = []byte(e.Record.Key), e.Record.Payload
+			key, value, why := payloadForRedrive(prot, e.Record, fromPayload)
+			if why != "" {
+				status = 1
+				fmt.Fprintf(stderr, "shouwang dlq redrive: %s refused: the original is gone (%s) and %s\n", label, gone, why)
+				continue
+			}
+			rec.Key, rec.Value = key, value
 		}
 		if dryRun {
 			if found {
 				fmt.Fprintf(stdout, "%s: would re-produce the original %s/%d@%d onto %s/%d\n", label, topic, part, off, topic, part)
 			} else {
-				fmt.Fprintf(stdout, "%s: the original is gone (%s): would re-produce the dead-letter payload onto %s/%d; it may be PII-scrubbed\n", label, gone, topic, part)
+				fmt.Fprintf(stdout, "%s: the original is gone (%s): would re-produce the dead-letter payload (pii.dlq %s) onto %s/%d\n", label, gone, prot.DLQMethod(), topic, part)
 			}
 			continue
 		}
@@ -612,7 +625,7 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, sel []dlqEntry, dryRun,
 		if found {
 			fmt.Fprintf(stdout, "%s: redriven: the original %s/%d@%d re-produced as %s\n", label, topic, part, off, to)
 		} else {
-			fmt.Fprintf(stdout, "%s: redriven from the dead-letter payload as %s: the original is gone (%s); the payload may be PII-scrubbed (ID numbers and phones masked)\n", label, to, gone)
+			fmt.Fprintf(stdout, "%s: redriven from the dead-letter payload (pii.dlq %s) as %s: the original is gone (%s)\n", label, prot.DLQMethod(), to, gone)
 		}
 	}
 	if !dryRun {
@@ -622,6 +635,31 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, sel []dlqEntry, dryRun,
 		fmt.Fprintln(stdout, "dry run: nothing was produced")
 	}
 	return status
+}
+
+// payloadForRedrive is what is re-produced for rec when its original is gone: its
+// key and payload with the sm4 tokens of pii.dlq sm4 decrypted (pii.Reveal), as they
+// are with raw; with mask the identifiers cannot be restored, so only with
+// fromPayload. why says why not.
+func payloadForRedrive(prot *pii.Protector, rec schemas.DLQRecord, fromPayload bool) (key, value []byte, why string) {
+	switch prot.DLQMethod() {
+	case pii.MethodSM4:
+		k, err := prot.Reveal(rec.Key)
+		if err != nil {
+			return nil, nil, "its key cannot be decrypted: " + err.Error()
+		}
+		v, err := prot.Reveal(string(rec.Payload))
+		if err != nil {
+			return nil, nil, "its payload cannot be decrypted: " + err.Error()
+		}
+		return []byte(k), []byte(v), ""
+	case pii.MethodMask:
+		if !fromPayload {
+			return nil, nil, "its dead-letter payload has ID numbers and phones masked (pii.dlq: mask), which would be written as they are: " +
+				"re-capture the row at the source instead (an update, or `shouwang snapshot`), or give --from-payload to re-produce it anyway"
+		}
+	}
+	return []byte(rec.Key), rec.Payload, ""
 }
 
 func tern(c bool, a, b string) string {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/config"
@@ -65,29 +67,34 @@ func newOpsEnv(t *testing.T) *opsEnv {
 	return e
 }
 
-// produce writes persons (key → name) at version to the person topic.
+// personMsg is the canonical change of one person at version.
+func (e *opsEnv) personMsg(t *testing.T, no, name string, version int64) bus.Message {
+	t.Helper()
+	p := schemas.Person{Meta: schemas.Meta{Key: no, Version: version, Source: schemas.SourceRef{System: "national", Table: "person"}, UpdatedMs: version},
+		PersonNo: no, HouseholdNo: "H" + no, RegionCode: "110105001001", Name: name}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := schemas.DecodeObject(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := schemas.Envelope{V: 1, Op: schemas.OpUpdate, Source: schemas.Source{System: "transform", Kind: "transform", Table: "person"},
+		Key: map[string]any{"key": no}, Schema: schemas.SchemaRef{Name: "person", Version: 1}, TsMs: 1, After: doc}
+	v, err := env.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bus.Message{Topic: e.topic, Key: []byte(no), Value: v, Headers: []bus.Header{{Key: "trace", Value: []byte("t-" + no)}}}
+}
+
+// produce writes persons (key, name, key, name, …) at version to the person topic.
 func (e *opsEnv) produce(t *testing.T, version int64, persons ...string) {
 	t.Helper()
 	var msgs []bus.Message
 	for i := 0; i+1 < len(persons); i += 2 {
-		no, name := persons[i], persons[i+1]
-		p := schemas.Person{Meta: schemas.Meta{Key: no, Version: version, Source: schemas.SourceRef{System: "national", Table: "person"}, UpdatedMs: version},
-			PersonNo: no, HouseholdNo: "H" + no, RegionCode: "110105001001", Name: name}
-		b, err := json.Marshal(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, err := schemas.DecodeObject(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		env := schemas.Envelope{V: 1, Op: schemas.OpUpdate, Source: schemas.Source{System: "transform", Kind: "transform", Table: "person"},
-			Key: map[string]any{"key": no}, Schema: schemas.SchemaRef{Name: "person", Version: 1}, TsMs: 1, After: doc}
-		v, err := env.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, bus.Message{Topic: e.topic, Key: []byte(no), Value: v, Headers: []bus.Header{{Key: "trace", Value: []byte("t-" + no)}}})
+		msgs = append(msgs, e.personMsg(t, persons[i], persons[i+1], version))
 	}
 	if err := e.prod.Produce(context.Background(), msgs...); err != nil {
 		t.Fatal(err)
@@ -450,4 +457,51 @@ func TestStatusLagAndDeadLetters(t *testing.T) {
 		t.Fatalf("status: exit %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("\n%s", out)
+}
+
+// TestDLQRedriveFallsBackToPayload: when the original is gone from its topic
+// (retention: here DeleteRecords), redrive refuses a masked dead-letter payload
+// unless --from-payload is given, then re-produces the payload, which the sink applies.
+func TestDLQRedriveFallsBackToPayload(t *testing.T) {
+	e := newOpsEnv(t)
+	ctx := context.Background()
+	cl, adm, err := opsAdmin(mustLoad(t, e.cfgPath), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	orig := e.personMsg(t, "P900", "original", 1)
+	r := &kgo.Record{Topic: e.topic, Partition: 0, Key: orig.Key, Value: orig.Value}
+	if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	del := kadm.Offsets{}
+	del.AddOffset(e.topic, 0, r.Offset+1, -1)
+	if _, err := adm.DeleteRecords(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	payload := e.personMsg(t, "P900", "from payload", 1).Value
+	rec := schemas.DLQRecord{Stage: "sink", Reason: "sink provincial: test", Source: e.topic, Position: fmt.Sprintf("%s/0@%d", e.topic, r.Offset),
+		Key: "P900", Payload: payload, Offset: r.Offset, TsMs: time.Now().UnixMilli()}
+	b, _ := json.Marshal(rec)
+	d := &kgo.Record{Topic: schemas.DLQTopic("op", "sink"), Partition: 0, Key: []byte("P900"), Value: b}
+	if err := cl.ProduceSync(ctx, d).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("0/%d", d.Offset)
+	code, _, errOut := run(t, dlqCmd, "redrive", "-c", e.cfgPath, "--stage", "sink", id)
+	if code != 1 || !strings.Contains(errOut, "the original is gone") || !strings.Contains(errOut, "--from-payload") {
+		t.Fatalf("redrive of a masked payload: exit %d, stderr %q", code, errOut)
+	}
+	code, out, errOut := run(t, dlqCmd, "redrive", "-c", e.cfgPath, "--stage", "sink", "--from-payload", id)
+	if code != 0 || !strings.Contains(out, "redriven from the dead-letter payload (pii.dlq mask)") {
+		t.Fatalf("redrive --from-payload: exit %d\n%s%s", code, out, errOut)
+	}
+	e.runSink(t)
+	waitFor(t, "the row from the payload", func() bool {
+		return e.count(t, "SELECT count(*) FROM fpjc.person WHERE key = 'P900' AND name = 'from payload'") == 1
+	})
+	if es := e.dlqEntries(t); len(es) != 1 || es[0].Redriven == nil || es[0].Redriven.From != "dlq payload" {
+		t.Fatalf("dead letters after the redrive: %+v", es)
+	}
 }
