@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/shouwang/shouwang/internal/config"
@@ -232,6 +233,9 @@ func collectOffsets(ctx context.Context, adm *kadm.Client, cs []consumer) ([]con
 			co.State, co.Members = d.State, len(d.Members)
 		}
 		committed, err := adm.FetchOffsets(ctx, c.Group)
+		if errors.Is(err, kerr.GroupIDNotFound) {
+			committed, err = nil, nil // the group never committed: its workers have not run
+		}
 		if err != nil {
 			return nil, fmt.Errorf("kafka: fetch the offsets of group %s: %w", c.Group, err)
 		}

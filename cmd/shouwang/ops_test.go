@@ -505,3 +505,126 @@ func TestDLQRedriveFallsBackToPayload(t *testing.T) {
 		t.Fatalf("dead letters after the redrive: %+v", es)
 	}
 }
+
+// TestOffsetsEveryConsumerKind: the consumers of a configuration with a transform
+// pipeline, the monitor and the three sink kinds carry the groups their workers join;
+// offsets show reads them all; reset refuses the monitor and the sharing_http sink
+// (state files) and rewrites a sharing_db sink's fpjc_push_offsets with its group.
+func TestOffsetsEveryConsumerKind(t *testing.T) {
+	k := testenv.Kafka(t)
+	pg, db := testenv.NewPostgresDatabase(t, testenv.PostgresOptions{})
+	dsn := pg.ConnString(db)
+	ctx := context.Background()
+	var topics []bus.TopicSpec
+	for _, tp := range []string{schemas.RawTopic("op", "national", "person"), schemas.CanonicalTopic("op", "person"), schemas.CanonicalTopic("op", "household")} {
+		topics = append(topics, bus.TopicSpec{Name: tp, Partitions: 2, ReplicationFactor: 1})
+	}
+	if err := bus.EnsureTopics(ctx, bus.Options{Brokers: k.Brokers()}, topics...); err != nil {
+		t.Fatal(err)
+	}
+	var cfg strings.Builder
+	cfg.WriteString("kafka:\n  brokers:\n")
+	for _, a := range k.Brokers() {
+		fmt.Fprintf(&cfg, "    - %q\n", a)
+	}
+	fmt.Fprintf(&cfg, `  topic_prefix: op
+  partitions: 2
+  replication_factor: 1
+regions:
+  province: "11"
+state:
+  dir: ./state
+pipelines:
+  - name: registry
+    inputs: [op.raw.national.person]
+    mapping: embedded
+    outputs: [person]
+monitor:
+  enabled: true
+sinks:
+  - name: provincial
+    kind: postgres
+    dsn: %[1]q
+    topics: [person]
+  - name: exchange
+    kind: sharing_db
+    driver: postgres
+    dsn: %[1]q
+    topics: [household, person]
+    protect: mask
+  - name: base_data
+    kind: sharing_http
+    url: http://127.0.0.1:9/api
+    topics: [household, person]
+    protect: mask
+    http:
+      auth_token: t
+      signing_key: demo-signing-key-0123456789
+`, dsn)
+	cfgPath := filepath.Join(t.TempDir(), "shouwang.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := consumers(mustLoad(t, cfgPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range cs {
+		got = append(got, fmt.Sprintf("%s %s %s %s %v", c.Kind, c.Name, c.Group, c.Store, c.Topics))
+	}
+	want := []string{
+		"transform registry shouwang-transform-registry group [op.raw.national.person]",
+		"monitor monitor shouwang-monitor-monitor monitor [",
+		"sink/postgres provincial shouwang-sink-provincial postgres [op.canonical.person]",
+		"sink/sharing_db exchange shouwang-sink-exchange exchange [op.canonical.household op.canonical.person]",
+		"sink/sharing_http base_data shouwang-sink-base_data sharing [op.canonical.household op.canonical.person]",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("consumers:\n%s", strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("consumer %d = %q, want %q…", i, got[i], want[i])
+		}
+	}
+	code, out, errOut := run(t, offsetsCmd, "show", "-c", cfgPath)
+	t.Logf("\n%s", out)
+	if code != 0 || strings.Count(out, " group shouwang-") != 5 {
+		t.Fatalf("offsets show: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, g := range []string{"shouwang-monitor-monitor", "shouwang-sink-base_data"} {
+		code, _, errOut := run(t, offsetsCmd, "reset", "-c", cfgPath, "--group", g, "--to-earliest", "--yes")
+		if code != 1 || !strings.Contains(errOut, "refused") || !strings.Contains(errOut, "state file") || !strings.Contains(errOut, "move ") {
+			t.Errorf("reset of %s: exit %d, stderr %q", g, code, errOut)
+		}
+	}
+	code, _, errOut = run(t, offsetsCmd, "reset", "-c", cfgPath, "--group", "nope", "--to-earliest")
+	if code != 2 || !strings.Contains(errOut, "shouwang-sink-exchange") {
+		t.Errorf("reset of an unknown group: exit %d, stderr %q", code, errOut)
+	}
+
+	// The exchange sink as it would have left its offsets table.
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `CREATE TABLE fpjc_push_offsets (sink varchar(64) NOT NULL, topic varchar(255) NOT NULL, part integer NOT NULL,
+  next_offset bigint NOT NULL, PRIMARY KEY (sink, topic, part));
+INSERT INTO fpjc_push_offsets VALUES ('exchange', 'op.canonical.person', 0, 7), ('other', 'op.canonical.person', 0, 9)`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run(t, offsetsCmd, "reset", "-c", cfgPath, "--group", "shouwang-sink-exchange", "--to-earliest", "--yes")
+	if code != 0 || !strings.Contains(out, "fpjc_push_offsets") {
+		t.Fatalf("reset of the exchange sink: exit %d\n%s%s", code, out, errOut)
+	}
+	var rows, zero, other int64
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE next_offset = 0),
+  (SELECT next_offset FROM fpjc_push_offsets WHERE sink = 'other') FROM fpjc_push_offsets WHERE sink = 'exchange'`).Scan(&rows, &zero, &other); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 4 || zero != 4 || other != 9 {
+		t.Fatalf("fpjc_push_offsets after the reset: %d rows of the sink, %d at 0, the other sink's %d; want 4, 4, 9", rows, zero, other)
+	}
+}
