@@ -493,13 +493,16 @@ func redrivable(prefix string, e dlqEntry) (topic string, part int32, off int64,
 		return "", 0, 0, "the value is not a dead-letter record"
 	}
 	t, p, o, ok := parseTopicPosition(e.Record.Position)
-	if !ok || t != e.Record.Source || !strings.HasPrefix(t, prefix+".") {
-		if e.Stage == "capture" || !ok {
-			return "", 0, 0, fmt.Sprintf("its source %q (position %q) is not a Kafka topic but the captured source itself: "+
-				"fix the source row (an update captures it again), re-deliver the file to the inbox, or re-read the table with "+
-				"`shouwang snapshot`", e.Record.Source, e.Record.Position)
-		}
-		return "", 0, 0, fmt.Sprintf("its position %q does not name a topic of this configuration (prefix %s)", e.Record.Position, prefix)
+	switch {
+	case e.Stage == "capture" || !strings.HasPrefix(e.Record.Source, prefix+"."):
+		return "", 0, 0, fmt.Sprintf("its source %q (position %q) is not a Kafka topic but the captured source itself: "+
+			"fix the source row (an update captures it again), re-deliver the file to the inbox, or re-read the table with "+
+			"`shouwang snapshot`", e.Record.Source, e.Record.Position)
+	case !ok:
+		return "", 0, 0, fmt.Sprintf("its position %q is not an offset of %s (a record the sharing platform refused names its "+
+			"batch): fix the record at its origin so that a new version flows, or re-send the entity with `shouwang snapshot`", e.Record.Position, e.Record.Source)
+	case t != e.Record.Source:
+		return "", 0, 0, fmt.Sprintf("its position %q is not on its source topic %s", e.Record.Position, e.Record.Source)
 	}
 	return t, p, o, ""
 }

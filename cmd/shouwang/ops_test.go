@@ -628,3 +628,46 @@ INSERT INTO fpjc_push_offsets VALUES ('exchange', 'op.canonical.person', 0, 7), 
 		t.Fatalf("fpjc_push_offsets after the reset: %d rows of the sink, %d at 0, the other sink's %d; want 4, 4, 9", rows, zero, other)
 	}
 }
+
+func TestRedrivable(t *testing.T) {
+	cases := []struct {
+		name string
+		e    dlqEntry
+		want string // "" redrivable at op.canonical.person/1@17; else a piece of the refusal
+	}{
+		{"sink", dlqEntry{Stage: "sink", Record: schemas.DLQRecord{Source: "op.canonical.person", Position: "op.canonical.person/1@17"}}, ""},
+		{"transform", dlqEntry{Stage: "transform", Record: schemas.DLQRecord{Source: "op.canonical.person", Position: "op.canonical.person/1@17"}}, ""},
+		{"capture file", dlqEntry{Stage: "capture", Record: schemas.DLQRecord{Source: "files/disability/a.csv", Position: "line 3"}}, "re-deliver the file"},
+		{"capture binlog", dlqEntry{Stage: "capture", Record: schemas.DLQRecord{Source: "national", Position: "binlog.000003:4711"}}, "shouwang snapshot"},
+		{"sharing refusal", dlqEntry{Stage: "sink", Record: schemas.DLQRecord{Source: "op.canonical.person", Position: "batch-42"}}, "sharing platform refused"},
+		{"other topic", dlqEntry{Stage: "sink", Record: schemas.DLQRecord{Source: "op.canonical.person", Position: "op.canonical.household/0@1"}}, "not on its source topic"},
+		{"undecodable", dlqEntry{Stage: "sink", Undecodable: "bad json"}, "not a dead-letter record"},
+	}
+	for _, tc := range cases {
+		topic, p, o, why := redrivable("op", tc.e)
+		switch {
+		case tc.want == "" && (why != "" || topic != "op.canonical.person" || p != 1 || o != 17):
+			t.Errorf("%s: %s/%d@%d, refused %q; want op.canonical.person/1@17", tc.name, topic, p, o, why)
+		case tc.want != "" && !strings.Contains(why, tc.want):
+			t.Errorf("%s: refusal %q lacks %q", tc.name, why, tc.want)
+		}
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"2026-12-07T08:00:00+08:00": time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC),
+		"24h":                       now.Add(-24 * time.Hour),
+		"7d":                        now.AddDate(0, 0, -7),
+		"2026-12-01":                time.Date(2026, 12, 1, 0, 0, 0, 0, time.Local),
+		"2026-12-01 08:30":          time.Date(2026, 12, 1, 8, 30, 0, 0, time.Local),
+	} {
+		if got, err := parseSince(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := parseSince("yesterday", now); err == nil {
+		t.Error("parseSince(yesterday): no error")
+	}
+}
