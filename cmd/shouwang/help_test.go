@@ -65,6 +65,14 @@ func TestEveryHelpExitsZero(t *testing.T) {
 		{[]string{"held", "--help"}, false, []string{"subcommands:", "list", "release", "audit.log"}},
 		{[]string{"held", "list", "--help"}, true, []string{"-source"}},
 		{[]string{"held", "release", "--help"}, true, []string{"-dataset", "-table", "-reason", "signal topic"}},
+		{[]string{"dlq", "--help"}, false, []string{"subcommands:", "list", "show", "redrive", "audit.log"}},
+		{[]string{"dlq", "list", "--help"}, true, []string{"-stage", "-since", "-reason", "-json"}},
+		{[]string{"dlq", "show", "--help"}, true, []string{"-stage", "pretty-printed"}},
+		{[]string{"dlq", "redrive", "--help"}, true, []string{"-dry-run", "-source", "-again", "same key, value and headers", "PII-scrubbed"}},
+		{[]string{"offsets", "--help"}, false, []string{"subcommands:", "show", "reset", "fpjc.sink_offsets", "audit.log"}},
+		{[]string{"offsets", "show", "--help"}, true, []string{"-group", "-json", "lag"}},
+		{[]string{"offsets", "reset", "--help"}, true, []string{"-to-time", "-to-earliest", "-yes", "live members"}},
+		{[]string{"status", "--help"}, true, []string{"-json", "dead-letter", "lag"}},
 		{[]string{"demo", "--help"}, true, []string{"-households", "Not for production"}},
 		{[]string{"version", "--help"}, false, nil},
 	}
@@ -105,7 +113,7 @@ func TestEveryHelpExitsZero(t *testing.T) {
 	}
 
 	// A command line that cannot run is a usage error (2) on stderr naming --help.
-	for _, args := range [][]string{{}, {"nope"}, {"run", "--nope"}, {"gen", "push", "--week", "x"}, {"config"}, {"held", "list", "--dataset", "x"}} {
+	for _, args := range [][]string{{}, {"nope"}, {"run", "--nope"}, {"gen", "push", "--week", "x"}, {"config"}, {"held", "list", "--dataset", "x"}, {"dlq"}, {"dlq", "list"}, {"offsets", "reset", "--nope"}, {"status", "extra"}} {
 		code, stdout, stderr := runBinary(t, bin, args...)
 		if code != 2 || stdout != "" || !strings.Contains(stderr, "usage: shouwang") {
 			t.Errorf("shouwang %v: exit %d, stdout %q, stderr %q; want 2, nothing on stdout and the usage on stderr", args, code, stdout, stderr)
