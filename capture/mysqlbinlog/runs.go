@@ -312,7 +312,6 @@ type sorter struct {
 	xs  *extsort.Sorter
 	err error // of extsort.New: reported by add and iter
 	buf []byte
-	n   int64
 }
 
 func newSorter(dir, prefix string) *sorter { return makeSorter(dir, prefix, false) }
@@ -338,7 +337,6 @@ func (so *sorter) add(r rec) error {
 		return so.err
 	}
 	so.buf = appendRec(so.buf[:0], &r)
-	so.n++
 	if err := so.xs.Add(so.buf); err != nil {
 		return fmt.Errorf("reload state: %w", err)
 	}
