@@ -63,7 +63,8 @@ var dlqRedriveHelp = helpText{
 		"with the same key, value and headers. Only when the original is gone from the topic (retention) is the " +
 		"dead-letter payload produced instead, which may be PII-scrubbed: the command says so. A record that fails again " +
 		"is dead-lettered again by the stage with its new reason, so nothing is lost. Records captured from files, " +
-		"binlogs or logical replication have no Kafka original and are refused. Records already redriven are skipped " +
+		"binlogs or logical replication have no Kafka original and are refused, and so is a raw change whose key changed " +
+		"again after it (its redriven copy would get a newer canonical version than the later change). Records already redriven are skipped " +
 		"unless --again is given. Select with --reason, --since, --source or explicit PARTITION/OFFSET arguments (at " +
 		"least one). Exit status 0 when every selected record was redriven, 1 when one was refused or failed, 2 on a " +
 		"usage error.",
@@ -409,7 +410,7 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	return dlqRedrive(ctx, cfg, sel, *dryRun, *again, *fromPayload, stdout, stderr)
+	return dlqRedrive(ctx, cfg, entries, sel, *dryRun, *again, *fromPayload, stdout, stderr)
 }
 
 func dlqList(entries []dlqEntry, asJSON bool, stdout io.Writer) int {
@@ -549,8 +550,51 @@ func fetchOriginal(ctx context.Context, cfg *config.Config, adm *kadm.Client, to
 	}
 }
 
+// laterChange looks for a change of key after off in topic/part that was not itself
+// dead-lettered (dead holds the positions of the stage's dead letters): one that the
+// stage processed and that a redriven older change must not overwrite.
+func laterChange(ctx context.Context, cfg *config.Config, adm *kadm.Client, topic string, part int32, off int64, key []byte, dead map[string]bool) (int64, bool, error) {
+	wm, err := listWatermarks(ctx, adm, topic)
+	if err != nil {
+		return 0, false, err
+	}
+	_, end := wm.bounds(topic, part)
+	if off+1 >= end {
+		return 0, false, nil
+	}
+	cl, _, err := opsAdmin(cfg, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {part: kgo.NewOffset().At(off + 1)}}))
+	if err != nil {
+		return 0, false, err
+	}
+	defer cl.Close()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(rctx)
+		if err := rctx.Err(); err != nil {
+			return 0, false, fmt.Errorf("kafka: read %s/%d from %d for later changes of the key: %w", topic, part, off+1, err)
+		}
+		var ferr error
+		fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("kafka: read %s/%d: %w", t, p, err) })
+		if ferr != nil {
+			return 0, false, ferr
+		}
+		for _, r := range fs.Records() {
+			if r.Offset >= end {
+				return 0, false, nil
+			}
+			if bytes.Equal(r.Key, key) && !dead[fmt.Sprintf("%s/%d@%d", topic, part, r.Offset)] {
+				return r.Offset, true, nil
+			}
+			if r.Offset == end-1 {
+				return 0, false, nil
+			}
+		}
+	}
+}
+
 // dlqRedrive re-produces the originals of sel onto their source topics.
-func dlqRedrive(ctx context.Context, cfg *config.Config, sel []dlqEntry, dryRun, again, fromPayload bool, stdout, stderr io.Writer) int {
+func dlqRedrive(ctx context.Context, cfg *config.Config, all, sel []dlqEntry, dryRun, again, fromPayload bool, stdout, stderr io.Writer) int {
 	if len(sel) == 0 {
 		fmt.Fprintln(stdout, "no dead-letter record matches")
 		return 0
@@ -565,6 +609,10 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, sel []dlqEntry, dryRun,
 		return opsFail(stderr, "dlq redrive", err)
 	}
 	defer prod.Close()
+	dead := map[string]bool{}
+	for _, e := range all {
+		dead[e.Record.Position] = true
+	}
 	status, done, skipped := 0, 0, 0
 	for _, e := range sel {
 		label := e.Stage + " " + e.id()
@@ -598,6 +646,24 @@ func dlqRedrive(ctx context.Context, cfg *config.Config, sel []dlqEntry, dryRun,
 				continue
 			}
 			rec.Key, rec.Value = key, value
+		}
+		// A raw change gets its canonical version from its offset (pipeline.Version):
+		// re-produced, an old change would outrank a newer one of the same key that the
+		// pipeline has applied since, and overwrite it downstream.
+		if strings.HasPrefix(topic, cfg.Kafka.TopicPrefix+".raw.") {
+			later, ok, err := laterChange(ctx, cfg, adm, topic, part, off, rec.Key, dead)
+			if err != nil {
+				status = 1
+				fmt.Fprintf(stderr, "shouwang dlq redrive: %s: %v\n", label, err)
+				continue
+			}
+			if ok {
+				status = 1
+				fmt.Fprintf(stderr, "shouwang dlq redrive: %s refused: a newer change of its key followed at %s/%d@%d and was transformed; "+
+					"canonical versions come from the raw offset, so the redriven old change would overwrite it downstream. Re-read the "+
+					"current row with `shouwang snapshot` instead (or fix it at the source)\n", label, topic, part, later)
+				continue
+			}
 		}
 		if dryRun {
 			if found {

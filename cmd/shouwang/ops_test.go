@@ -671,3 +671,118 @@ func TestParseSince(t *testing.T) {
 		t.Error("parseSince(yesterday): no error")
 	}
 }
+
+// TestDLQRedriveTransformStage: a pipeline dead-letters two raw persons without a
+// household number; one of them was corrected by a later change that the pipeline
+// applied. Redrive re-produces the other (it fails again: a new dead letter linked to
+// the redrive) and refuses the corrected one, whose old change would otherwise get a
+// newer canonical version (from its new raw offset) and overwrite the correction.
+func TestDLQRedriveTransformStage(t *testing.T) {
+	k := testenv.Kafka(t)
+	pg, db := testenv.NewPostgresDatabase(t, testenv.PostgresOptions{})
+	raw := schemas.RawTopic("op", "national", "person")
+	var cfg strings.Builder
+	cfg.WriteString("kafka:\n  brokers:\n")
+	for _, a := range k.Brokers() {
+		fmt.Fprintf(&cfg, "    - %q\n", a)
+	}
+	fmt.Fprintf(&cfg, `  topic_prefix: op
+  session_timeout: 1s
+  partitions: 1
+  replication_factor: 1
+metrics:
+  addr: 127.0.0.1:0
+regions:
+  province: "11"
+state:
+  dir: ./state
+pipelines:
+  - name: registry
+    inputs: [%s]
+    mapping: embedded
+    outputs: [person]
+monitor:
+  enabled: false
+sinks:
+  - name: provincial
+    kind: postgres
+    dsn: %q
+    topics: [person]
+    lanes: 1
+`, raw, pg.ConnString(db))
+	cfgPath := filepath.Join(t.TempDir(), "shouwang.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := bus.EnsureTopics(ctx, bus.Options{Brokers: k.Brokers()}, bus.TopicSpec{Name: raw, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	startPipeline(t, ctx, cfgPath, cfg.String())
+	p, err := bus.NewProducer(bus.Options{Brokers: k.Brokers()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	change := func(no, name string, hh any) bus.Message {
+		r := transformCrashPerson(no)
+		r["name"], r["hh_no"] = name, hh
+		e := schemas.Envelope{V: 1, Op: schemas.OpUpdate, Source: schemas.Source{System: "national", Kind: "mysqlbinlog", DB: "national", Table: "person"},
+			Key: map[string]any{"person_no": no}, After: r, Schema: schemas.SchemaRef{Name: "national.person", Version: 1}, TsMs: 1}
+		b, err := e.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bus.Message{Topic: raw, Key: []byte(no), Value: b}
+	}
+	if err := p.Produce(ctx, change("00000001", "甲", "H001"), change("00000002", "乙", nil), change("00000003", "丙", nil), change("00000003", "丙改", "H003")); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, pg.ConnString(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	rows := func() int64 {
+		var n int64
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM fpjc.person").Scan(&n); err != nil {
+			return -1
+		}
+		return n
+	}
+	waitFor(t, "two persons", func() bool { return rows() == 2 })
+	list := func() []dlqEntry {
+		code, out, errOut := run(t, dlqCmd, "list", "-c", cfgPath, "--stage", "transform", "--json")
+		if code != 0 {
+			t.Fatalf("dlq list: exit %d: %s", code, errOut)
+		}
+		var es []dlqEntry
+		if err := json.Unmarshal([]byte(out), &es); err != nil {
+			t.Fatal(err)
+		}
+		return es
+	}
+	var es []dlqEntry
+	waitFor(t, "two dead letters", func() bool { es = list(); return len(es) == 2 })
+	code, out, errOut := run(t, dlqCmd, "redrive", "-c", cfgPath, "--stage", "transform", "--since", "1h")
+	if code != 1 || !strings.Contains(out, "1 redriven") || !strings.Contains(errOut, "a newer change of its key followed at "+raw+"/0@3") {
+		t.Fatalf("redrive: exit %d\n%s%s", code, out, errOut)
+	}
+	waitFor(t, "the dead letter of the redrive", func() bool { es = list(); return len(es) == 3 })
+	var linked, redriven int
+	for _, e := range es {
+		if e.RedriveOf != nil && e.Record.Key == "00000002" {
+			linked++
+		}
+		if e.Redriven != nil {
+			redriven++
+		}
+	}
+	if linked != 1 || redriven != 1 {
+		t.Fatalf("after the redrive: %d linked, %d marked redriven, want 1 and 1: %+v", linked, redriven, es)
+	}
+	var name string
+	if err := pool.QueryRow(ctx, "SELECT name FROM fpjc.person WHERE key = '00000003'").Scan(&name); err != nil || name != "丙改" {
+		t.Fatalf("the corrected person: %q, %v", name, err)
+	}
+}
