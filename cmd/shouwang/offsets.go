@@ -121,16 +121,7 @@ func storedOffsets(ctx context.Context, c consumer) (map[string]int64, error) {
 			return nil, err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			var t string
-			var p int32
-			var n int64
-			if err := rows.Scan(&t, &p, &n); err != nil {
-				return nil, err
-			}
-			out[fmt.Sprintf("%s/%d", t, p)] = n
-		}
-		return out, rows.Err()
+		return scanStoredOffsets(rows, out)
 	case storeExchange:
 		db, q, err := exchangeDB(c)
 		if err != nil {
@@ -145,16 +136,7 @@ func storedOffsets(ctx context.Context, c consumer) (map[string]int64, error) {
 			return nil, err
 		}
 		defer rows.Close()
-		for rows.Next() {
-			var t string
-			var p int32
-			var n int64
-			if err := rows.Scan(&t, &p, &n); err != nil {
-				return nil, err
-			}
-			out[fmt.Sprintf("%s/%d", t, p)] = n
-		}
-		return out, rows.Err()
+		return scanStoredOffsets(rows, out)
 	case storeMonitor:
 		if _, err := os.Stat(c.StatePath); errors.Is(err, os.ErrNotExist) {
 			return out, nil
@@ -187,6 +169,28 @@ func storedOffsets(ctx context.Context, c consumer) (map[string]int64, error) {
 		return out, err
 	}
 	return nil, nil
+}
+
+// offsetRows is what pgx.Rows and *sql.Rows share.
+type offsetRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanStoredOffsets reads (topic, partition, next_offset) rows into out by
+// "topic/partition".
+func scanStoredOffsets(rows offsetRows, out map[string]int64) (map[string]int64, error) {
+	for rows.Next() {
+		var t string
+		var p int32
+		var n int64
+		if err := rows.Scan(&t, &p, &n); err != nil {
+			return nil, err
+		}
+		out[fmt.Sprintf("%s/%d", t, p)] = n
+	}
+	return out, rows.Err()
 }
 
 // exchangeDB opens a sharing_db sink's database, with its placeholder style.

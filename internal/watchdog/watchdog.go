@@ -91,8 +91,6 @@ type Status struct {
 	Overdue bool
 	// LastSeen is the last arrival (push, delivery) or activity (stalled); zero: never.
 	LastSeen time.Time
-	// Since is when the rule was first started (its grace before a first arrival).
-	Since time.Time
 	// Deadline is when the rule becomes overdue if nothing arrives (zero when it
 	// already is, or cannot be computed).
 	Deadline time.Time
@@ -302,10 +300,16 @@ func (w *Watchdog) refresh(source string, now time.Time) {
 		if rs.overdue {
 			w.evaluate(rs, now)
 		}
-		if rs.dirty && now.Sub(rs.saved) >= w.o.PersistEvery {
-			if err := w.save(rs, now); err != nil {
-				w.log.Warn("watchdog: state not saved (retried later)", "error", err)
-			}
+		w.saveDue(rs, now)
+	}
+}
+
+// saveDue writes rs's state file when it changed and was last written at least
+// PersistEvery ago. Called with w.mu held.
+func (w *Watchdog) saveDue(rs *ruleState, now time.Time) {
+	if rs.dirty && now.Sub(rs.saved) >= w.o.PersistEvery {
+		if err := w.save(rs, now); err != nil {
+			w.log.Warn("watchdog: state not saved (retried later)", "error", err)
 		}
 	}
 }
@@ -319,11 +323,7 @@ func (w *Watchdog) Evaluate() []Status {
 	out := make([]Status, 0, len(w.rules))
 	for _, rs := range w.rules {
 		out = append(out, w.evaluate(rs, now))
-		if rs.dirty && now.Sub(rs.saved) >= w.o.PersistEvery {
-			if err := w.save(rs, now); err != nil {
-				w.log.Warn("watchdog: state not saved (retried later)", "error", err)
-			}
-		}
+		w.saveDue(rs, now)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Rule.Name < out[j].Rule.Name })
 	return out
@@ -332,7 +332,7 @@ func (w *Watchdog) Evaluate() []Status {
 // evaluate computes one rule's status and publishes it. Called with w.mu held.
 func (w *Watchdog) evaluate(rs *ruleState, now time.Time) Status {
 	r := rs.rule
-	st := Status{Rule: r, LastSeen: rs.last, Since: rs.since}
+	st := Status{Rule: r, LastSeen: rs.last}
 	switch {
 	case r.Kind == KindStalled:
 		st.Deadline = rs.last.Add(r.MaxSilence)
@@ -431,14 +431,4 @@ func (w *Watchdog) Close() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// Sources lists the sources with at least one rule.
-func (w *Watchdog) Sources() []string {
-	out := make([]string, 0, len(w.bySource))
-	for s := range w.bySource {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
 }
