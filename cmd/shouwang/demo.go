@@ -145,6 +145,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		{"sink: every canonical topic, warning, issue and discrepancy into the provincial PostgreSQL database (schema fpjc), effectively once", d.waitSink},
 		{"sink: base data (防返贫基础数据, ID numbers masked) pushed to the sharing platform: its exchange table, and its API over signed HTTP with receipts", d.waitSharing},
 		{"check: regional totals (地区总数核查) by county — national front-end database ↔ provincial database ↔ sharing exchange table, drilled down to the key", d.checkTotals},
+		{"feedback: open discrepancies per department and county as workbooks to send back (行业数据比对反馈, feedback/*.xlsx)", d.exportFeedback},
 	}
 	for i, s := range steps {
 		d.printf("[%d/%d] %s …\n", i+1, len(steps), s.name)
@@ -160,7 +161,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		}
 		d.printf("      done in %s\n\n", time.Since(start).Round(time.Millisecond))
 	}
-	d.printf("The demo reached the end of today's pipeline: sources → capture → Kafka → transform (canonical entities) → monitor (issues, warnings, discrepancies) → provincial database and sharing platform → regional totals check.\n")
+	d.printf("The demo reached the end of today's pipeline: sources → capture → Kafka → transform (canonical entities) → monitor (issues, warnings, discrepancies) → provincial database and sharing platform → regional totals check → department feedback lists.\n")
 	if *keep {
 		d.printf("Work directory kept: %s (manifest: %s)\n", d.dir, filepath.Join(d.dir, "gen", "manifest.jsonl"))
 	}

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/shouwang/shouwang/internal/bus"
+	"github.com/shouwang/shouwang/internal/consistency"
+	"github.com/shouwang/shouwang/internal/pii"
 	"github.com/shouwang/shouwang/schemas"
 	"github.com/shouwang/shouwang/sinks/postgres"
 )
@@ -125,6 +128,51 @@ func (d *demo) checkTotals(ctx context.Context) error {
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("regional totals differ (%s): the report above lists the keys", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// exportFeedback writes the open discrepancies as one workbook per department (行业数据比对
+// 反馈) into <dir>/feedback, as `shouwang feedback export` does, and checks that the
+// lists account for every pending discrepancy of the provincial database.
+func (d *demo) exportFeedback(ctx context.Context) error {
+	snk, err := feedbackSink(d.cfg, "")
+	if err != nil {
+		return err
+	}
+	db, err := openChecked("pgx", snk.DSN, "sink "+snk.Name)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	regions, err := regionTable(d.cfg)
+	if err != nil {
+		return err
+	}
+	lists, err := consistency.LoadFeedback(ctx, consistency.FeedbackOptions{DB: db, Regions: regions, Scope: d.cfg.Regions.Province,
+		Identity: func(s string) (string, error) { return pii.MaskText(s), nil }})
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	if _, err := writeFeedback(lists, filepath.Join(d.dir, "feedback"), time.Now(), &b); err != nil {
+		return err
+	}
+	for _, l := range strings.SplitAfter(b.String(), "\n") {
+		if l != "" {
+			d.printf("      %s", l)
+		}
+	}
+	var pending, listed int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+postgres.Schema+`.discrepancy WHERE status = 'pending' AND NOT deleted`).Scan(&pending); err != nil {
+		return err
+	}
+	for _, l := range lists {
+		listed += len(l.Rows)
+	}
+	d.printf("      %d pending discrepancies listed for %d departments (the provincial database holds %d); ID numbers masked in the demo\n", listed, len(lists), pending)
+	if listed != pending {
+		return fmt.Errorf("the feedback lists hold %d discrepancies, the provincial database %d pending", listed, pending)
 	}
 	return nil
 }

@@ -96,6 +96,10 @@ func TestDemoEndToEnd(t *testing.T) {
 			t.Errorf("fpjc.%s: %v, want rows", table, m)
 		}
 	}
+	// Every pending discrepancy is in a department's feedback workbook.
+	if m := regexp.MustCompile(`(\d+) pending discrepancies listed for (\d+) departments \(the provincial database holds (\d+)\)`).FindStringSubmatch(text); m == nil || m[1] != m[3] || m[1] == "0" {
+		t.Errorf("feedback lists %v: want every pending discrepancy listed, and some", m)
+	}
 	if !regexp.MustCompile(`all at the end of their topics; 0 dead letters`).MatchString(text) {
 		t.Error("the sink did not finish with 0 dead letters")
 	}

@@ -62,6 +62,8 @@ func TestEveryHelpExitsZero(t *testing.T) {
 		{[]string{"snapshot", "--help"}, true, []string{"signal topic", "must be running", "-where"}},
 		{[]string{"check", "--help"}, false, []string{"subcommands:", "totals", "地区总数核查"}},
 		{[]string{"check", "totals", "--help"}, true, []string{"-checker", "-region", "-settle", "-xlsx", "Exit status 0"}},
+		{[]string{"feedback", "--help"}, false, []string{"subcommands:", "export", "行业数据比对反馈"}},
+		{[]string{"feedback", "export", "--help"}, true, []string{"-out", "-department", "-mask", "audit.log", "核实结果"}},
 		{[]string{"held", "--help"}, false, []string{"subcommands:", "list", "release", "audit.log"}},
 		{[]string{"held", "list", "--help"}, true, []string{"-source"}},
 		{[]string{"held", "release", "--help"}, true, []string{"-dataset", "-table", "-reason", "signal topic"}},

@@ -21,7 +21,10 @@ var kindLabels = map[string]string{"missing": "源端有、目标端无", "extra
 // WriteXLSX writes the report as a workbook with Chinese headers: 地区总数 (every
 // region of every indicator) and 差异明细 (every differing key).
 func (r *Report) WriteXLSX(w io.Writer) error {
-	f := excelize.NewFile()
+	f, bold, write, err := newWorkbook()
+	if err != nil {
+		return err
+	}
 	defer f.Close()
 	const totals, details = "地区总数", "差异明细"
 	if err := f.SetSheetName("Sheet1", totals); err != nil {
@@ -29,17 +32,6 @@ func (r *Report) WriteXLSX(w io.Writer) error {
 	}
 	if _, err := f.NewSheet(details); err != nil {
 		return err
-	}
-	bold, err := f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true}})
-	if err != nil {
-		return err
-	}
-	write := func(sheet string, row int, vals ...any) error {
-		cell, err := excelize.CoordinatesToCellName(1, row)
-		if err != nil {
-			return err
-		}
-		return f.SetSheetRow(sheet, cell, &vals)
 	}
 	status := func(mismatch bool) string {
 		if mismatch {
@@ -90,4 +82,22 @@ func (r *Report) WriteXLSX(w io.Writer) error {
 		return fmt.Errorf("write the workbook: %w", err)
 	}
 	return nil
+}
+
+// newWorkbook is a new workbook with a bold style and a function writing one row of
+// cells from column A.
+func newWorkbook() (f *excelize.File, bold int, write func(sheet string, row int, vals ...any) error, err error) {
+	f = excelize.NewFile()
+	if bold, err = f.NewStyle(&excelize.Style{Font: &excelize.Font{Bold: true}}); err != nil {
+		f.Close()
+		return nil, 0, nil, err
+	}
+	write = func(sheet string, row int, vals ...any) error {
+		cell, err := excelize.CoordinatesToCellName(1, row)
+		if err != nil {
+			return err
+		}
+		return f.SetSheetRow(sheet, cell, &vals)
+	}
+	return f, bold, write, nil
 }
