@@ -2,18 +2,12 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/shouwang/shouwang/internal/gen"
-	"github.com/shouwang/shouwang/internal/testenv"
 )
 
 // The closed loop: the whole pipeline (binlog capture, registry mapping, provincial
@@ -28,62 +22,15 @@ func TestCheckRepairsByResnapshot(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	m := testenv.NewMariaDB(t, testenv.MariaDBOptions{})
-	if err := m.CreateDatabase(ctx, "national"); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	gc := gen.DefaultConfig()
-	gc.Seed, gc.Households = 7, 300
-	if _, err := gen.Generate(ctx, gc, gen.Options{MySQLDSN: m.RootDSN("national"), OutDir: filepath.Join(dir, "gen")}); err != nil {
-		t.Fatal(err)
-	}
-	pg := testenv.NewPostgres(t, testenv.PostgresOptions{})
-	if err := pg.CreateDatabase(ctx, "provincial"); err != nil {
-		t.Fatal(err)
-	}
-	yaml := fmt.Sprintf(`kafka:
-  embedded: true
-  topic_prefix: rep
-  partitions: 2
-metrics:
-  addr: 127.0.0.1:0
-regions:
-  province: "51"
-state:
-  dir: %q
-sources:
-  - name: national
-    kind: mysqlbinlog
-    mysql:
-      dsn: %q
-      flavor: %s
-      server_id: %d
-      gtid: true
-      tables: [national.household, national.person]
-      snapshot:
-        mode: initial
-pipelines:
-  - name: registry
-    inputs: [national.household, national.person]
-    mapping: embedded
-    outputs: [household, person]
-monitor:
-  enabled: false
-sinks:
-  - name: provincial
-    kind: postgres
-    dsn: %q
-    topics: [household, person]
-checkers:
+	env := newRegistryEnv(t, ctx, 7, 300, "rep", 300, `checkers:
   - name: nat_prov
     source: national
     sink: provincial
     level: county
     schedule: 24h
     on_mismatch: resnapshot
-`, filepath.Join(dir, "state"), m.RootDSN("national"), m.Flavor(), m.ServerID()+300, pg.ConnString("provincial"))
-	w, cfg := startPipeline(t, ctx, "repair.yaml", yaml)
+`)
+	w, cfg := startPipeline(t, ctx, "repair.yaml", env.yaml)
 	jobs, err := w.checkJobs()
 	if err != nil || len(jobs) != 1 {
 		t.Fatalf("check jobs %v, %v", jobs, err)
@@ -105,11 +52,7 @@ checkers:
 			t.Fatalf("the provincial database never matched the national one: %v", err)
 		}
 	}
-	pool, err := pgxpool.New(ctx, pg.ConnString("provincial"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := env.pool
 	var lost []string
 	rows, err := pool.Query(ctx, "SELECT key FROM fpjc.household ORDER BY key LIMIT 3")
 	if err != nil {

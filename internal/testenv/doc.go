@@ -28,8 +28,13 @@
 //	m.Kill()          // SIGKILL, data kept
 //	m.Start(ctx)      // same datadir and port, after crash recovery
 //
+// A private Prometheus (scrape and rule evaluation every second) runs the same way:
+//
+//	p := testenv.NewPrometheus(t, testenv.PrometheusOptions{ScrapeTargets: []string{addr}, RuleFiles: []string{f}})
+//	alerts, err := p.Alerts(ctx) // also Query, Targets, RuleGroups
+//
 // When a binary is missing or a server cannot start, the test is skipped with the
-// apt-get command to run (mariadb-server, postgresql); with CI or
+// apt-get command to run (mariadb-server, postgresql, prometheus); with CI or
 // SHOUWANG_REQUIRE_SERVERS=1 in the environment it fails instead.
 //
 // # Outside tests

@@ -32,6 +32,7 @@ func TestIsBindConflict(t *testing.T) {
 		{"[ERROR] Can't start server: Bind on TCP/IP port. Got error: 98: Address already in use", true},
 		{`LOG:  could not bind IPv4 address "127.0.0.1": Address already in use`, true},
 		{"FATAL:  could not create any TCP/IP sockets", true},
+		{`err="listen tcp 127.0.0.1:9090: bind: address already in use"`, true},
 		{"[ERROR] InnoDB: Cannot allocate memory for the buffer pool", false},
 		{"", false},
 	} {

@@ -395,7 +395,7 @@ func logTail(path string, n int) string {
 // isBindConflict recognises the servers' "port already taken" messages, which mean
 // another process grabbed the probed port first and a new port should be tried.
 func isBindConflict(logText string) bool {
-	for _, s := range []string{"Address already in use", "Bind on TCP/IP port", "could not bind IPv4 address", "could not create any TCP/IP sockets"} {
+	for _, s := range []string{"Address already in use", "address already in use", "Bind on TCP/IP port", "could not bind IPv4 address", "could not create any TCP/IP sockets"} {
 		if strings.Contains(logText, s) {
 			return true
 		}

@@ -353,6 +353,8 @@ func TestMissingBinaryIsTyped(t *testing.T) {
 	checkMissing(t, err, "postgresql")
 	_, err = testenv.StartMariaDB(ctx, testenv.MariaDBOptions{ServerBinary: "/nonexistent/mariadbd"})
 	checkMissing(t, err, "mariadb-server")
+	_, err = testenv.StartPrometheus(ctx, testenv.PrometheusOptions{Binary: "/nonexistent/prometheus"})
+	checkMissing(t, err, "prometheus")
 }
 
 func checkMissing(t *testing.T, err error, pkg string) {
