@@ -48,7 +48,7 @@ func NationalSets(db string, categories *dict.Dict) map[string]Set {
 	sets := map[string]Set{
 		"households": household(""),
 		"persons": {From: p + " p JOIN " + hh + " h ON h.hh_no = p.hh_no", Region: "h.village_code", Key: "p.person_no",
-			Table: db + ".person", KeyColumn: "person_no"},
+			Table: db + ".person", KeyColumn: "person_no", Split: true},
 		"eliminated": household("h.risk_eliminated = '" + yes + "'"),
 		"relocated":  household("h.relocated = '" + yes + "'"),
 	}

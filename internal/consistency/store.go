@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/big"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,11 @@ type Set struct {
 	// Table ("db.table") and KeyColumn are where a source re-reads the members by
 	// key (a targeted re-snapshot); "" where the store is not a capture source.
 	Table, KeyColumn string
+	// Split says that a scan of the set restricted to a range of region codes costs
+	// only that range (the region is reached through an index, as in the national
+	// persons join): Totals then cuts the scan into region ranges that run in
+	// parallel (Store.Parallel).
+	Split bool
 }
 
 // ResnapshotWhere is the condition that selects keys in the indicator's source table
@@ -84,6 +90,10 @@ type Store struct {
 	Dialect Dialect
 	// Sets by indicator name; an indicator the store has no set for is not compared.
 	Sets map[string]Set
+	// Parallel is how many region ranges of a Split set Totals scans at once
+	// (default 2). Sets that are not split are scanned whole, each on its own
+	// connection, at the same time.
+	Parallel int
 }
 
 // members is the indicator's set as a subquery with columns r (region), k (key) and
@@ -130,11 +140,16 @@ func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope str
 		}
 		g.inds = append(g.inds, ind)
 	}
-	// The groups scan different rows: count them at once, each on its own connection.
-	parts := make([]map[string]map[string]Total, len(groups))
-	errs := make([]error, len(groups))
-	var wg sync.WaitGroup
-	for gi, g := range groups {
+	// The groups scan different rows: count them at once, each on its own connection;
+	// a group of a Split set is cut into the 100 region ranges of the two digits after
+	// scope, scanned Parallel at a time, and their totals added up.
+	type job struct {
+		g      *group
+		q      string
+		prefix string
+	}
+	var whole, split []job
+	for _, g := range groups {
 		cols := []string{g.base.Region + " AS r", s.Dialect.hash(g.base.Key) + " AS h"}
 		aggs := []string{fmt.Sprintf("LEFT(r, %d)", digits)}
 		for i, ind := range g.inds {
@@ -147,24 +162,79 @@ func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope str
 		}
 		q := fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s) m WHERE r LIKE %s GROUP BY LEFT(r, %d)",
 			strings.Join(aggs, ", "), strings.Join(cols, ", "), g.base.From, s.Dialect.param(1), digits)
-		parts[gi] = map[string]map[string]Total{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[gi] = s.scanTotals(ctx, q, scope, g.inds, parts[gi])
-		}()
+		if !g.base.Split || len(scope)+2 > 12 {
+			whole = append(whole, job{g, q, scope})
+			continue
+		}
+		for i := range 100 {
+			split = append(split, job{g, q, fmt.Sprintf("%s%02d", scope, i)})
+		}
 	}
+	out := map[string]map[string]Total{}
+	var mu sync.Mutex
+	var errs []error
+	run := func(j job) {
+		part := map[string]map[string]Total{}
+		err := s.scanTotals(ctx, j.q, j.prefix, j.g.inds, part)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		for ind, byRegion := range part {
+			if out[ind] == nil {
+				out[ind] = map[string]Total{}
+			}
+			for r, t := range byRegion {
+				out[ind][r] = out[ind][r].add(t)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, j := range whole {
+		wg.Go(func() { run(j) })
+	}
+	workers := s.Parallel
+	if workers <= 0 {
+		workers = 2
+	}
+	jobs := make(chan job)
+	for range workers {
+		wg.Go(func() {
+			for j := range jobs {
+				run(j)
+			}
+		})
+	}
+	for _, j := range split {
+		if ctx.Err() != nil {
+			break
+		}
+		jobs <- j
+	}
+	close(jobs)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	out := map[string]map[string]Total{}
-	for _, p := range parts {
-		for ind, t := range p {
-			out[ind] = t
-		}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// add is the total of both (sums are decimal text of any size).
+func (t Total) add(u Total) Total {
+	if t.Count == 0 && t.Sum == "" {
+		return u
+	}
+	a, ok1 := new(big.Int).SetString(t.Sum, 10)
+	b, ok2 := new(big.Int).SetString(u.Sum, 10)
+	if !ok1 || !ok2 {
+		return Total{Count: t.Count + u.Count, Sum: "invalid sum " + t.Sum + " + " + u.Sum}
+	}
+	return Total{Count: t.Count + u.Count, Sum: a.Add(a, b).String()}
 }
 
 func (s *Store) scanTotals(ctx context.Context, q, scope string, inds []string, out map[string]map[string]Total) error {
