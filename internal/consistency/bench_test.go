@@ -109,11 +109,13 @@ func BenchmarkTotalsCheck(b *testing.B) {
 			names[i] = ind.Name
 		}
 		for _, st := range []*Store{opts.Source, opts.Sink} {
-			t0 := time.Now()
-			if _, err := st.Totals(ctx, names, 6, ""); err != nil {
-				b.Fatal(err)
+			for _, bounds := range [][]string{nil, SplitBounds(regions, "")} {
+				t0 := time.Now()
+				if _, err := st.Totals(ctx, names, 6, "", bounds); err != nil {
+					b.Fatal(err)
+				}
+				b.Logf("%s alone: totals in %s (%d region ranges for split sets)", st.Name, time.Since(t0).Round(time.Millisecond), len(bounds)+1)
 			}
-			b.Logf("%s alone: totals in %s", st.Name, time.Since(t0).Round(time.Millisecond))
 		}
 	}
 	b.Run("match", func(b *testing.B) { run(b, 0) })

@@ -154,8 +154,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	var srcErr, snkErr error
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); srcAll, srcErr = o.Source.Totals(ctx, names, digits, o.Scope) }()
-	go func() { defer wg.Done(); snkAll, snkErr = o.Sink.Totals(ctx, names, digits, o.Scope) }()
+	bounds := SplitBounds(o.Regions, o.Scope)
+	go func() { defer wg.Done(); srcAll, srcErr = o.Source.Totals(ctx, names, digits, o.Scope, bounds) }()
+	go func() { defer wg.Done(); snkAll, snkErr = o.Sink.Totals(ctx, names, digits, o.Scope, bounds) }()
 	wg.Wait()
 	if err := errors.Join(srcErr, snkErr); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -318,5 +319,40 @@ SELECT 'person', key, version, 'upsert', jsonb_build_object('person_no', key, 'h
 	}
 	if got := diffKeys(rep, "category_3"); strings.Join(got, " ") != "missing:"+hh {
 		t.Errorf("differing category_3 %v, want missing:%s", got, hh)
+	}
+}
+
+// A split scan (region ranges between bounds) counts exactly what one whole scan
+// counts, members with codes outside the region table included, whatever the bounds.
+func TestSplitTotalsEqualWholeScan(t *testing.T) {
+	f := newFixture(t, 30)
+	f.add("HUNKNOWN1", "519999999999", 1, false, false, 2) // not in the region table
+	f.add("HUNKNOWN2", "510000000001", 0, true, false, 1)  // before every county of Sichuan
+	o := f.options()
+	names := make([]string, len(o.Indicators))
+	for i, ind := range o.Indicators {
+		names[i] = ind.Name
+	}
+	ctx := context.Background()
+	for _, scope := range []string{"", "51", f.counties[1]} {
+		whole, err := o.Source.Totals(ctx, names, 6, scope, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(whole["persons"]) == 0 {
+			t.Fatalf("scope %q: no persons counted", scope)
+		}
+		for _, bounds := range [][]string{SplitBounds(f.regions, scope), SplitBounds(nil, scope), {f.counties[2]}, {f.counties[0], f.counties[0] + "1", f.counties[3]}} {
+			split, err := o.Source.Totals(ctx, names, 6, scope, bounds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.EqualFunc(whole, split, maps.Equal[map[string]Total]) {
+				t.Errorf("scope %q, bounds %v: split totals %v, whole %v", scope, bounds, split["persons"], whole["persons"])
+			}
+		}
+	}
+	if b := SplitBounds(f.regions, "51"); len(b) < 32 || len(b) > 100 || !slices.IsSorted(b) {
+		t.Errorf("SplitBounds(51): %d bounds, sorted %t; want about 64", len(b), slices.IsSorted(b))
 	}
 }

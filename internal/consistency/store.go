@@ -13,9 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/shouwang/shouwang/internal/region"
 )
 
 // Dialect is the SQL flavour of a store.
@@ -118,8 +121,10 @@ type Total struct {
 
 // Totals counts the members of each indicator by region prefix of digits length,
 // within scope (a region prefix; "" for all): indicators over the same rows (the same
-// FROM, region and key) are counted in one scan with conditional aggregates.
-func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope string) (map[string]map[string]Total, error) {
+// FROM, region and key) are counted in one scan with conditional aggregates. A Split
+// set is scanned in the region ranges between consecutive bounds (sorted region
+// codes or prefixes; see SplitBounds), Parallel at a time.
+func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope string, bounds []string) (map[string]map[string]Total, error) {
 	type group struct {
 		base Set
 		inds []string
@@ -141,12 +146,13 @@ func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope str
 		g.inds = append(g.inds, ind)
 	}
 	// The groups scan different rows: count them at once, each on its own connection;
-	// a group of a Split set is cut into the 100 region ranges of the two digits after
-	// scope, scanned Parallel at a time, and their totals added up.
+	// a group of a Split set is cut into ranges [bound i, bound i+1) — the first open
+	// below, the last open above, so that every code is in exactly one — scanned
+	// Parallel at a time, and their totals added up.
 	type job struct {
-		g      *group
-		q      string
-		prefix string
+		g    *group
+		q    string
+		args []any
 	}
 	var whole, split []job
 	for _, g := range groups {
@@ -160,14 +166,26 @@ func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope str
 			cols = append(cols, fmt.Sprintf("CASE WHEN %s THEN 1 ELSE 0 END AS c%d", w, i))
 			aggs = append(aggs, fmt.Sprintf("SUM(c%d)", i), fmt.Sprintf("COALESCE(SUM(CASE WHEN c%d = 1 THEN h END), 0)", i))
 		}
-		q := fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s) m WHERE r LIKE %s GROUP BY LEFT(r, %d)",
-			strings.Join(aggs, ", "), strings.Join(cols, ", "), g.base.From, s.Dialect.param(1), digits)
-		if !g.base.Split || len(scope)+2 > 12 {
-			whole = append(whole, job{g, q, scope})
+		query := func(cond string) string {
+			return fmt.Sprintf("SELECT %s FROM (SELECT %s FROM %s) m WHERE r LIKE %s%s GROUP BY LEFT(r, %d)",
+				strings.Join(aggs, ", "), strings.Join(cols, ", "), g.base.From, s.Dialect.param(1), cond, digits)
+		}
+		if !g.base.Split || len(bounds) == 0 {
+			whole = append(whole, job{g, query(""), []any{scope + "%"}})
 			continue
 		}
-		for i := range 100 {
-			split = append(split, job{g, q, fmt.Sprintf("%s%02d", scope, i)})
+		for i := 0; i <= len(bounds); i++ {
+			var cond string
+			args := []any{scope + "%"}
+			if i > 0 {
+				args = append(args, bounds[i-1])
+				cond += " AND r >= " + s.Dialect.param(len(args))
+			}
+			if i < len(bounds) {
+				args = append(args, bounds[i])
+				cond += " AND r < " + s.Dialect.param(len(args))
+			}
+			split = append(split, job{g, query(cond), args})
 		}
 	}
 	out := map[string]map[string]Total{}
@@ -175,7 +193,7 @@ func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope str
 	var errs []error
 	run := func(j job) {
 		part := map[string]map[string]Total{}
-		err := s.scanTotals(ctx, j.q, j.prefix, j.g.inds, part)
+		err := s.scanTotals(ctx, j.q, j.args, j.g.inds, part)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -224,6 +242,41 @@ func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope str
 	return out, nil
 }
 
+// SplitBounds are the bounds of about 64 region ranges within scope for Totals: the
+// codes of the counties (or, when there are fewer than 16, the townships) within
+// scope in regions, every k-th of them; without regions, scope followed by 01 … 99.
+func SplitBounds(regions *region.Table, scope string) []string {
+	if regions == nil {
+		if len(scope)+2 > 12 {
+			return nil
+		}
+		out := make([]string, 0, 99)
+		for i := 1; i < 100; i++ {
+			out = append(out, fmt.Sprintf("%s%02d", scope, i))
+		}
+		return out
+	}
+	var codes []string
+	for _, lvl := range []region.Level{region.County, region.Township} {
+		codes = codes[:0]
+		for _, r := range regions.Regions(lvl) {
+			if strings.HasPrefix(r.Code, scope) {
+				codes = append(codes, r.Code)
+			}
+		}
+		if len(codes) >= 16 {
+			break
+		}
+	}
+	slices.Sort(codes)
+	k := max(1, len(codes)/64)
+	var out []string
+	for i := k; i < len(codes); i += k {
+		out = append(out, codes[i])
+	}
+	return out
+}
+
 // add is the total of both (sums are decimal text of any size).
 func (t Total) add(u Total) Total {
 	if t.Count == 0 && t.Sum == "" {
@@ -237,8 +290,8 @@ func (t Total) add(u Total) Total {
 	return Total{Count: t.Count + u.Count, Sum: a.Add(a, b).String()}
 }
 
-func (s *Store) scanTotals(ctx context.Context, q, scope string, inds []string, out map[string]map[string]Total) error {
-	rows, err := s.DB.QueryContext(ctx, q, scope+"%")
+func (s *Store) scanTotals(ctx context.Context, q string, args []any, inds []string, out map[string]map[string]Total) error {
+	rows, err := s.DB.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("%s: count %s: %w", s.Name, strings.Join(inds, ", "), err)
 	}
