@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	_ "github.com/go-sql-driver/mysql" // driver "mysql"
+	"github.com/go-sql-driver/mysql" // driver "mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -211,7 +213,15 @@ func (w *ExchangeWorker) Run(ctx context.Context) error {
 		it, err := w.project(m)
 		return projected{it: it, err: err}
 	}}, func(ctx context.Context, batch []bus.Fetched[projected]) error {
-		if err := w.retry(ctx, fmt.Sprintf("writing a batch of %d records", len(batch)), func() error { return w.apply(ctx, db, batch) }); err != nil {
+		if err := w.retry(ctx, fmt.Sprintf("writing a batch of %d records", len(batch)), func() error {
+			err := w.apply(ctx, db, batch, false)
+			if rowRefusal(err) {
+				// One row's values were refused: write the batch again row by row,
+				// each under a savepoint, and dead-letter the rows refused.
+				err = w.apply(ctx, db, batch, true)
+			}
+			return err
+		}); err != nil {
 			return err
 		}
 		w.ready(true, "")
@@ -226,9 +236,32 @@ func (w *ExchangeWorker) Run(ctx context.Context) error {
 	return nil
 }
 
+// rowRefusal reports whether err is the database refusing one row's values
+// (PostgreSQL class 22 data exception or 23 integrity violation; the MySQL data
+// errors) rather than a failure of the connection or the server, which is retried.
+func rowRefusal(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23")
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch me.Number {
+		case 1048, 1062, 1264, 1265, 1292, 1366, 1406, 3140, 4025: // null, duplicate, range, truncated, value, string, too long, JSON, check
+			return true
+		}
+	}
+	return false
+}
+
 // apply writes one batch and its offsets in one transaction; unreadable changes go
-// to the dead-letter topic before the commit.
-func (w *ExchangeWorker) apply(ctx context.Context, db *sql.DB, batch []bus.Fetched[projected]) error {
+// to the dead-letter topic before the commit. With isolate, each row is written under
+// a savepoint and a row the database refuses (rowRefusal) is rolled back to it and
+// dead-lettered with the database's reason, so one bad row cannot stall the sink.
+func (w *ExchangeWorker) apply(ctx context.Context, db *sql.DB, batch []bus.Fetched[projected], isolate bool) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -245,6 +278,7 @@ func (w *ExchangeWorker) apply(ctx context.Context, db *sql.DB, batch []bus.Fetc
 	}
 	next := map[tp]int64{}
 	var dead []bus.Message
+	refused := 0
 	applied := map[string][2]int{}
 	for _, f := range batch {
 		k := tp{f.Msg.Topic, f.Msg.Partition}
@@ -262,9 +296,23 @@ func (w *ExchangeWorker) apply(ctx context.Context, db *sql.DB, batch []bus.Fetc
 			}
 			data = string(b)
 		}
+		if isolate {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT shouwang_row"); err != nil {
+				return err
+			}
+		}
 		res, err := stmt.ExecContext(ctx, it.Entity, it.Key, it.Version, it.Op, data)
+		if err != nil && isolate && rowRefusal(err) {
+			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT shouwang_row"); rerr != nil {
+				return rerr
+			}
+			reason := "sink " + w.o.Name + ": refused by the sharing platform database: " + pii.MaskText(err.Error())
+			dead = append(dead, bus.DeadLetter(w.o.TopicPrefix, bus.DeadRecord("sink", reason, f.Msg, w.o.Now()), w.scrub()))
+			refused++
+			continue
+		}
 		if err != nil {
-			return fmt.Errorf("upsert %s %s: %w", it.Entity, it.Key, err)
+			return fmt.Errorf("upsert %s %s: %w", it.Entity, pii.MaskText(it.Key), err)
 		}
 		n, _ := res.RowsAffected()
 		c := applied[it.Entity]
@@ -295,6 +343,7 @@ func (w *ExchangeWorker) apply(ctx context.Context, db *sql.DB, batch []bus.Fetc
 		w.records.WithLabelValues(e, "applied").Add(float64(c[0]))
 		w.records.WithLabelValues(e, "stale").Add(float64(c[1]))
 	}
-	w.dlq.WithLabelValues("sink", "contract").Add(float64(len(dead)))
+	w.dlq.WithLabelValues("sink", "contract").Add(float64(len(dead) - refused))
+	w.dlq.WithLabelValues("sink", "constraint").Add(float64(refused))
 	return nil
 }

@@ -21,7 +21,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // The exchange table ends equal to the newest version of every record — in
 // PostgreSQL and in MySQL — through redelivery, an older version arriving late and a
-// restart, with ID numbers masked and an unreadable change in the dead-letter topic.
+// restart, with ID numbers masked, and an unreadable change and a row the database
+// refuses in the dead-letter topic.
 func TestExchangeTable(t *testing.T) {
 	for _, driver := range []string{"postgres", "mysql"} {
 		t.Run(driver, func(t *testing.T) {
@@ -43,6 +44,12 @@ func TestExchangeTable(t *testing.T) {
 				msgs = append(msgs, personMsg(t, fmt.Sprintf("P%03d", i), 2, "二"))
 			}
 			msgs = append(msgs, bus.Message{Topic: schemas.CanonicalTopic(prefix, "person"), Key: []byte("X"), Value: []byte("{not json")})
+			// A row the platform's own rule refuses (a CHECK its DBA added to the table):
+			// it goes to the dead-letter topic while the rest of its batch is written.
+			msgs = append(msgs, personMsg(t, "PBAD", 1, "拒"))
+			for i := 0; i < 100; i += 2 {
+				msgs = append(msgs, personMsg(t, fmt.Sprintf("P%03d", i), 2, "二"))
+			}
 			produce(t, k, msgs)
 			prot, err := pii.New(pii.Options{}, nil)
 			if err != nil {
@@ -66,6 +73,11 @@ func TestExchangeTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
+			create := strings.Replace(newW().creates[0], "PRIMARY KEY (entity, record_key))",
+				"PRIMARY KEY (entity, record_key), CONSTRAINT platform_rule CHECK (record_key <> 'PBAD'))", 1)
+			if _, err := db.Exec(create); err != nil {
+				t.Fatal(err)
+			}
 			state := func() (map[string]string, error) {
 				rows, err := db.Query("SELECT record_key, version, data FROM " + ExchangeTable + " WHERE entity = 'person'")
 				if err != nil {
@@ -126,8 +138,9 @@ func TestExchangeTable(t *testing.T) {
 			if stored != int64(len(msgs))+3 {
 				t.Errorf("stored offsets sum to %d, want %d", stored, len(msgs)+3)
 			}
-			if dead := readDLQ(t, k, 1); !strings.Contains(dead[0], "malformed payload") {
-				t.Errorf("dead letter %q", dead[0])
+			dead := strings.Join(readDLQ(t, k, 2), "\n")
+			if !strings.Contains(dead, "malformed payload") || !strings.Contains(dead, "refused by the sharing platform database") {
+				t.Errorf("dead letters %q: want the malformed payload and the refused row", dead)
 			}
 		})
 	}
