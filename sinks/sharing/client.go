@@ -223,12 +223,16 @@ func (c *Client) sendRetrying(ctx context.Context, b Batch) ([]Outcome, error) {
 		case errors.As(err, &rt):
 			c.failure()
 			c.attempt("retry")
+			// Give up only after an attempt made once MaxElapsed has passed: a
+			// Retry-After longer than the time left is still waited for (up to
+			// MaxElapsed), so that the platform is never called earlier than it asked
+			// because the budget ran short.
+			if c.o.Now().Sub(start) >= c.o.MaxElapsed {
+				return nil, fmt.Errorf("sharing: batch %s not delivered after %d attempts in %s: %w", b.ID, attempt, c.o.MaxElapsed, rt.err)
+			}
 			wait := bo.NextBackOff()
 			if rt.after > wait {
 				wait = min(rt.after, c.o.MaxElapsed)
-			}
-			if c.o.Now().Add(wait).Sub(start) > c.o.MaxElapsed {
-				return nil, fmt.Errorf("sharing: batch %s not delivered after %d attempts in %s: %w", b.ID, attempt, c.o.MaxElapsed, rt.err)
 			}
 			c.o.Logger.Warn("sharing: push failed; retrying with the same idempotency key", "batch", b.ID, "attempt", attempt, "retry_in", wait, "err", rt.err)
 			if err := sleep(ctx, wait); err != nil {

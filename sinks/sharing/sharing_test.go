@@ -398,3 +398,31 @@ func TestUnauthorizedStopsNotRejects(t *testing.T) {
 		t.Fatalf("Send = %v, %v; want an error naming HTTP 401 and no outcomes", out, err)
 	}
 }
+
+// A Retry-After longer than the time left of MaxElapsed is still waited for (up to
+// MaxElapsed): the platform is called again no earlier than it asked, and Send gives
+// up only after an attempt made once MaxElapsed has passed.
+func TestRetryAfterBeyondMaxElapsed(t *testing.T) {
+	plat, srv := newPlatform(t, "429", "429", "429")
+	var mu sync.Mutex
+	var times []time.Time
+	c, err := NewClient(ClientOptions{URL: srv.URL + "/x", Token: "tok", SigningKey: signingKey, RetryInitial: time.Millisecond, RetryMax: 2 * time.Millisecond,
+		MaxElapsed: 700 * time.Millisecond, BreakerFailures: 100,
+		OnAttempt: func(string) { mu.Lock(); times = append(times, time.Now()); mu.Unlock() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Send(context.Background(), Batch{ID: "b1", Records: []Item{{ID: "person:A:1", Entity: "person", Key: "A", Version: 1, Op: "upsert", Data: map[string]any{"name": "甲"}}}})
+	if err == nil || !strings.Contains(err.Error(), "not delivered after 2 attempts") {
+		t.Fatalf("Send: %v; want it to give up after the second attempt", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// The platform answers 429 with Retry-After: 1 (second); MaxElapsed caps the wait at 700ms.
+	if len(times) != 2 || times[1].Sub(times[0]) < 650*time.Millisecond {
+		t.Errorf("attempt times %v: want a second attempt after the capped Retry-After", times)
+	}
+	if plat.requests != 2 {
+		t.Errorf("%d requests, want 2", plat.requests)
+	}
+}
