@@ -2,9 +2,16 @@ package bus
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
+
+// ErrRevokedInFlight is what Batches returns when a partition was revoked while its
+// lane's batch kept failing for longer than RevokeGrace: the batch was abandoned (it
+// never committed), and the caller restarts from its stored offsets.
+var ErrRevokedInFlight = errors.New("a partition was revoked while its lane's batch kept failing: the batch was abandoned; restart from the stored offsets")
 
 // Fetched is one consumed message, the partition it came from and what decode made of it.
 type Fetched[T any] struct {
@@ -32,6 +39,42 @@ type BatchOptions[T any] struct {
 	// order and lanes never share a partition; apply must be safe to call from several
 	// goroutines.
 	Lanes int
+	// RevokeGrace is how long a revoked partition waits for its lane's batch in
+	// flight before that batch's context is cancelled, so that a batch retrying
+	// against a database that is down cannot hold up the group's rebalance (default
+	// 10s). Batches then returns ErrRevokedInFlight.
+	RevokeGrace time.Duration
+}
+
+// lane is one lane's state: applying is held while it applies a batch, and cancel
+// abandons that batch.
+type lane struct {
+	applying sync.Mutex
+	mu       sync.Mutex
+	cancel   context.CancelCauseFunc
+}
+
+// waitRevoked waits for the lane's batch in flight; after grace it cancels it.
+func (l *lane) waitRevoked(grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		l.applying.Lock()
+		l.applying.Unlock() //nolint:staticcheck // waits for the lane's batch in flight
+		close(done)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	l.mu.Lock()
+	if l.cancel != nil {
+		l.cancel(ErrRevokedInFlight)
+	}
+	l.mu.Unlock()
+	<-done
 }
 
 // Batches runs pc and calls apply with batches of fetched messages in consumption
@@ -42,15 +85,19 @@ func Batches[T any](ctx context.Context, pc *PartitionConsumer, o BatchOptions[T
 	if o.Lanes < 1 {
 		o.Lanes = 1
 	}
+	if o.RevokeGrace <= 0 {
+		o.RevokeGrace = 10 * time.Second
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lanes := make([]chan Fetched[T], o.Lanes)
-	// applying is held while a lane applies a batch. A revoked partition's function
-	// waits for it before it returns, so the next owner (kafka-go starts the next
-	// generation only after every function returned) reads offsets stored after
+	// A lane's applying is held while it applies a batch. A revoked partition's
+	// function waits for it before it returns, so the next owner (kafka-go starts the
+	// next generation only after every function returned) reads offsets stored after
 	// everything this member applied; messages of a revoked partition still queued are
-	// dropped, not applied (the next owner reads them again).
-	applying := make([]sync.Mutex, o.Lanes)
+	// dropped, not applied (the next owner reads them again). A batch still failing
+	// after RevokeGrace is abandoned (ErrRevokedInFlight).
+	states := make([]lane, o.Lanes)
 	for i := range lanes {
 		lanes[i] = make(chan Fetched[T], 2*o.Size)
 	}
@@ -66,10 +113,7 @@ func Batches[T any](ctx context.Context, pc *PartitionConsumer, o BatchOptions[T
 			}
 			lane := laneOf(p.Topic, p.ID, o.Lanes)
 			in := lanes[lane]
-			defer func() {
-				applying[lane].Lock()
-				applying[lane].Unlock() //nolint:staticcheck // waits for the lane's batch in flight
-			}()
+			defer states[lane].waitRevoked(o.RevokeGrace)
 			for {
 				m, err := p.Fetch(pctx)
 				if err != nil {
@@ -94,7 +138,7 @@ func Batches[T any](ctx context.Context, pc *PartitionConsumer, o BatchOptions[T
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := batchLoop(rctx, in, &applying[i], o, apply); err != nil {
+			if err := batchLoop(rctx, in, &states[i], o, apply); err != nil {
 				errc <- err
 			}
 		}()
@@ -123,7 +167,7 @@ func laneOf(topic string, partition, lanes int) int {
 
 // batchLoop fills batches from one lane and applies them until ctx ends (nil) or
 // apply fails.
-func batchLoop[T any](ctx context.Context, in <-chan Fetched[T], applying *sync.Mutex, o BatchOptions[T], apply func(ctx context.Context, batch []Fetched[T]) error) error {
+func batchLoop[T any](ctx context.Context, in <-chan Fetched[T], l *lane, o BatchOptions[T], apply func(ctx context.Context, batch []Fetched[T]) error) error {
 	var batch []Fetched[T]
 	for {
 		batch = batch[:0]
@@ -146,7 +190,7 @@ func batchLoop[T any](ctx context.Context, in <-chan Fetched[T], applying *sync.
 			}
 		}
 		linger.Stop()
-		applying.Lock()
+		l.applying.Lock()
 		live := batch[:0]
 		for _, f := range batch {
 			if f.pctx == nil || f.pctx.Err() == nil {
@@ -155,9 +199,20 @@ func batchLoop[T any](ctx context.Context, in <-chan Fetched[T], applying *sync.
 		}
 		var err error
 		if len(live) > 0 {
-			err = apply(ctx, live)
+			actx, cancel := context.WithCancelCause(ctx)
+			l.mu.Lock()
+			l.cancel = cancel
+			l.mu.Unlock()
+			err = apply(actx, live)
+			l.mu.Lock()
+			l.cancel = nil
+			l.mu.Unlock()
+			if err != nil && ctx.Err() == nil && errors.Is(context.Cause(actx), ErrRevokedInFlight) {
+				err = fmt.Errorf("%w (%d changes; the last failure: %v)", ErrRevokedInFlight, len(live), err)
+			}
+			cancel(nil)
 		}
-		applying.Unlock()
+		l.applying.Unlock()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -102,5 +103,106 @@ func TestBatchesRebalanceAppliesOnce(t *testing.T) {
 	}
 	if twice > 0 || regressions > 0 {
 		t.Errorf("%d messages applied more than once, %d stored offsets went back", twice, regressions)
+	}
+}
+
+// A batch that keeps failing (its database is down) does not hold up a rebalance: a
+// revoked partition waits RevokeGrace for it, then the batch is abandoned and Batches
+// returns ErrRevokedInFlight; the member that joined takes over and applies every
+// message once.
+func TestBatchesRevokeAbandonsFailingBatch(t *testing.T) {
+	brokers := newCluster(t)
+	o := testOpts(brokers)
+	ctx := ctxFor(t, 2*time.Minute)
+	const topic, parts, n = "stuck", 2, 200
+	mustEnsure(t, ctx, o, TopicSpec{Name: topic, Partitions: parts, ReplicationFactor: 1})
+	p, err := NewProducer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []Message
+	for i := 0; i < n; i++ {
+		msgs = append(msgs, Message{Topic: topic, Key: []byte(fmt.Sprint(i)), Value: []byte("v")})
+	}
+	if err := p.Produce(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	var mu sync.Mutex
+	applied := map[string]int{}
+	stored := map[int]int64{}
+	stuck := make(chan struct{}, 1)
+	member := func(ctx context.Context, down bool) error {
+		o := testOpts(brokers)
+		o.SessionTimeout = 6 * time.Second
+		pc, err := NewPartitionConsumer(o, "g", []string{topic}, func(_ context.Context, _ string, partition int) (int64, bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if off, ok := stored[partition]; ok { // only B stores: every batch of A failed
+				return off, true, nil
+			}
+			return FirstOffset, true, nil
+		})
+		if err != nil {
+			return err
+		}
+		return Batches(ctx, pc, BatchOptions[struct{}]{Size: 10, Linger: 5 * time.Millisecond, RevokeGrace: 500 * time.Millisecond},
+			func(ctx context.Context, batch []Fetched[struct{}]) error {
+				if down { // retry until the context ends, as the sinks do while the database is down
+					select {
+					case stuck <- struct{}{}:
+					default:
+					}
+					<-ctx.Done()
+					return ctx.Err()
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, f := range batch {
+					applied[fmt.Sprintf("%d@%d", f.Msg.Partition, f.Msg.Offset)]++
+					stored[f.Msg.Partition] = max(stored[f.Msg.Partition], f.Msg.Offset+1)
+				}
+				return nil
+			})
+	}
+	aDone := make(chan error, 1)
+	go func() { aDone <- member(ctx, true) }()
+	select {
+	case <-stuck:
+	case <-ctx.Done():
+		t.Fatal("A never applied a batch")
+	}
+	bctx, stopB := context.WithCancel(ctx)
+	defer stopB()
+	bDone := make(chan error, 1)
+	go func() { bDone <- member(bctx, false) }()
+	select {
+	case err := <-aDone:
+		if !errors.Is(err, ErrRevokedInFlight) {
+			t.Fatalf("A returned %v, want ErrRevokedInFlight", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("A's failing batch held the rebalance: A never returned")
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(applied)
+	}
+	for deadline := time.Now().Add(time.Minute); count() < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("B applied %d of %d", count(), n)
+		}
+	}
+	stopB()
+	if err := <-bDone; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for k, c := range applied {
+		if c != 1 {
+			t.Errorf("%s applied %d times", k, c)
+		}
 	}
 }
