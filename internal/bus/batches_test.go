@@ -13,23 +13,8 @@ import (
 // each batch (as the sinks store them with their rows), no message is applied twice
 // and no stored offset goes back.
 func TestBatchesRebalanceAppliesOnce(t *testing.T) {
-	brokers := newCluster(t)
-	o := testOpts(brokers)
-	ctx := ctxFor(t, 2*time.Minute)
 	const topic, parts, n = "batches", 4, 2000
-	mustEnsure(t, ctx, o, TopicSpec{Name: topic, Partitions: parts, ReplicationFactor: 1})
-	p, err := NewProducer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []Message
-	for i := 0; i < n; i++ {
-		msgs = append(msgs, Message{Topic: topic, Key: []byte(fmt.Sprint(i)), Value: []byte("v")})
-	}
-	if err := p.Produce(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
+	brokers, ctx := seedTopic(t, topic, parts, n)
 
 	var mu sync.Mutex
 	stored := map[int]int64{}
@@ -111,23 +96,8 @@ func TestBatchesRebalanceAppliesOnce(t *testing.T) {
 // returns ErrRevokedInFlight; the member that joined takes over and applies every
 // message once.
 func TestBatchesRevokeAbandonsFailingBatch(t *testing.T) {
-	brokers := newCluster(t)
-	o := testOpts(brokers)
-	ctx := ctxFor(t, 2*time.Minute)
 	const topic, parts, n = "stuck", 2, 200
-	mustEnsure(t, ctx, o, TopicSpec{Name: topic, Partitions: parts, ReplicationFactor: 1})
-	p, err := NewProducer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []Message
-	for i := 0; i < n; i++ {
-		msgs = append(msgs, Message{Topic: topic, Key: []byte(fmt.Sprint(i)), Value: []byte("v")})
-	}
-	if err := p.Produce(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	p.Close()
+	brokers, ctx := seedTopic(t, topic, parts, n)
 	var mu sync.Mutex
 	applied := map[string]int{}
 	stored := map[int]int64{}
@@ -205,4 +175,25 @@ func TestBatchesRevokeAbandonsFailingBatch(t *testing.T) {
 			t.Errorf("%s applied %d times", k, c)
 		}
 	}
+}
+
+// seedTopic starts a cluster with topic of parts partitions holding n messages.
+func seedTopic(t *testing.T, topic string, parts, n int) ([]string, context.Context) {
+	brokers := newCluster(t)
+	o := testOpts(brokers)
+	ctx := ctxFor(t, 2*time.Minute)
+	mustEnsure(t, ctx, o, TopicSpec{Name: topic, Partitions: parts, ReplicationFactor: 1})
+	p, err := NewProducer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var msgs []Message
+	for i := 0; i < n; i++ {
+		msgs = append(msgs, Message{Topic: topic, Key: []byte(fmt.Sprint(i)), Value: []byte("v")})
+	}
+	if err := p.Produce(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	return brokers, ctx
 }
