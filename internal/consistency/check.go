@@ -310,8 +310,8 @@ type suspect struct {
 
 // drill finds the keys whose membership differs between the stores in the suspect
 // regions (codes of digits length). A region small enough is listed key by key;
-// a larger one is split by key hash into 16^n buckets, n chosen so that a bucket
-// holds about DirectKeys members at most, and the buckets whose count or checksum
+// larger ones are split by key hash into 16^n buckets, n chosen so that a bucket of
+// the largest region holds about DirectKeys members at most, and the buckets whose count or checksum
 // differs are listed (or, when the hashes are skewed and a bucket is still too large,
 // split 16 ways again). Every step is one scan per store for all suspect regions at
 // once, source and sink in parallel, so a drill-down costs a few scans however many
@@ -325,21 +325,25 @@ func (o *Options) drill(ctx context.Context, ind string, digits int, sus []suspe
 		parents map[cell]bool // parentMod > 1: the parent cells wanted
 	}
 	reqs := map[level]*request{}
+	// One modulus for every region bucketed, sized for the largest: one scan per
+	// store, however the regions' sizes spread around a power of 16.
+	first := &request{}
+	var largest int64
 	for _, s := range sus {
 		n := max(s.a.Count, s.b.Count)
 		if n <= direct {
 			lists[1] = append(lists[1], cell{s.code, 1, 0})
 			continue
 		}
+		largest = max(largest, n)
+		first.regions = append(first.regions, s.code)
+	}
+	if len(first.regions) > 0 {
 		mod := int64(16)
-		for n/mod > direct && mod < 1<<28 {
+		for largest/mod > direct && mod < 1<<28 {
 			mod *= 16
 		}
-		l := level{mod, 1}
-		if reqs[l] == nil {
-			reqs[l] = &request{}
-		}
-		reqs[l].regions = append(reqs[l].regions, s.code)
+		reqs[level{mod, 1}] = first
 	}
 	for len(reqs) > 0 {
 		next := map[level]*request{}
