@@ -65,9 +65,13 @@ func (d *demo) printSummary(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(&b, "\n      二、部门预警 Department warnings：待核实 %d 条\n", open)
-	t := [][]string{{"按县 by county", "条数"}}
-	for _, c := range byWarning[0] {
+	shown, rest, restN := top(byWarning[0], summaryCounties)
+	t := [][]string{{fmt.Sprintf("按县 by county（%d 个县）", len(byWarning[0])), "条数"}}
+	for _, c := range shown {
 		t = append(t, []string{c.key + " " + countyName(regions, c.key), itoa(c.n)})
+	}
+	if rest > 0 {
+		t = append(t, []string{fmt.Sprintf("其余 %d 个县 other counties", rest), itoa(restN)})
 	}
 	writeTable(&b, "        ", t)
 	writeTable(&b, "        ", departmentRows("按部门 by department", byWarning[1]))
@@ -193,6 +197,21 @@ func pushEntities(changes map[string]int64) []string {
 		return out[i] < out[j]
 	})
 	return out
+}
+
+// summaryCounties is how many counties the summary lists by name (the most warnings
+// first); the others are added up on one line.
+const summaryCounties = 10
+
+// top returns the first n groups, and how many groups and rows the others hold.
+func top(groups []keyCount, n int) (shown []keyCount, rest int, restN int64) {
+	if len(groups) <= n {
+		return groups, 0, 0
+	}
+	for _, g := range groups[n:] {
+		restN += g.n
+	}
+	return groups[:n], len(groups) - n, restN
 }
 
 type keyCount struct {

@@ -3,25 +3,24 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestDemoEndToEnd runs `shouwang demo` as `make demo` does (smaller), against the
 // machine's MariaDB and PostgreSQL binaries, so the README's first command is proven
 // at every commit.
 func TestDemoEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end demo skipped with -short")
-	}
-	if os.Getenv("CI") == "" && os.Getenv("SHOUWANG_REQUIRE_SERVERS") == "" {
-		if _, err := os.Stat("/usr/sbin/mariadbd"); err != nil {
-			t.Skip("mariadbd not installed (CI fails instead of skipping)")
-		}
-	}
+	skipDemo(t)
 	var out bytes.Buffer
 	code := runDemo([]string{"--once", "--households", "300"}, &out) // its own temp dir, removed at the end
 	text := out.String()
@@ -143,6 +142,121 @@ func TestDemoEndToEnd(t *testing.T) {
 	checkDemoSummary(t, text, truth)
 }
 
+func skipDemo(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end demo skipped with -short")
+	}
+	if os.Getenv("CI") == "" && os.Getenv("SHOUWANG_REQUIRE_SERVERS") == "" {
+		if _, err := os.Stat("/usr/sbin/mariadbd"); err != nil {
+			t.Skip("mariadbd not installed (CI fails instead of skipping)")
+		}
+	}
+}
+
+// TestDemoRunsUntilSignal: without --once the demo keeps the pipeline running after
+// the summary, metrics served, until SIGINT; then it stops every server it started
+// (their ports close), removes its temporary directory and exits 0.
+func TestDemoRunsUntilSignal(t *testing.T) {
+	skipDemo(t)
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- runDemo([]string{"--households", "100"}, out) }()
+	const running = "press Ctrl-C to stop"
+	deadline := time.After(5 * time.Minute)
+	for !strings.Contains(out.String(), running) {
+		select {
+		case code := <-done:
+			t.Fatalf("demo exited %d before its summary:\n%s", code, out.String())
+		case <-deadline:
+			t.Fatalf("no %q after 5 minutes:\n%s", running, out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	text := out.String()
+	find := func(re string) string {
+		m := regexp.MustCompile(re).FindStringSubmatch(text)
+		if m == nil {
+			t.Fatalf("no %s in the output:\n%s", re, text)
+		}
+		return m[1]
+	}
+	dir := find(`work directory (\S+)`)
+	metrics := find(`metrics at http://(\S+)/metrics\)`)
+	addrs := map[string]string{
+		"metrics":    metrics,
+		"MariaDB":    find(`MariaDB (\S+) \(`),
+		"PostgreSQL": find(`PostgreSQL .* (127\.0\.0\.1:\d+), sharing platform`),
+		"platform":   find(`sharing platform stand-in http://([^/\s]+)`),
+		"Kafka":      find(`Kafka \(in-memory\) ([^;\s]+);`),
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("work directory while running: %v", err)
+	}
+	// Still running a while after the summary: metrics served, servers listening.
+	time.Sleep(2 * time.Second)
+	select {
+	case code := <-done:
+		t.Fatalf("demo exited %d without a signal", code)
+	default:
+	}
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics after the summary: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "shouwang_") {
+		t.Fatalf("metrics after the summary: %s, %d bytes", resp.Status, len(body))
+	}
+	for what, addr := range addrs {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatalf("%s at %s not listening while the demo runs: %v", what, addr, err)
+		}
+		c.Close()
+	}
+
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("demo exited %d on SIGINT, want 0", code)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("demo still running a minute after SIGINT")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("work directory %s after SIGINT: %v, want removed", dir, err)
+	}
+	for what, addr := range addrs {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still listening at %s after SIGINT", what, addr)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer the demo writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // checkDemoSummary checks the Chinese summary (本周摘要) against what the earlier steps
 // printed: each total equals the provincial table's status count, each breakdown adds
 // up to its total, and the totals checks reconcile.
@@ -202,8 +316,10 @@ func checkDemoSummary(t *testing.T, text string, truth []string) {
 		t.Errorf("summary warnings %v, fpjc.warning open=%d: want equal and non-zero", total, statusCount("warning", "open"))
 	} else {
 		byCounty, byDept, _ := strings.Cut(warnings, "按部门")
-		if n, lines := sum(byCounty, `^\s+51\d{4} \S+`); n != atoi(total[1]) || lines == 0 || strings.Contains(byCounty, "未知区划") {
-			t.Errorf("warnings by named county add up to %d, want %s:\n%s", n, total[1], byCounty)
+		n, lines := sum(byCounty, `^\s+51\d{4} \S+`)
+		rest, _ := sum(byCounty, `^\s+其余 \d+ 个县 other counties`)
+		if n+rest != atoi(total[1]) || lines == 0 || lines > summaryCounties || strings.Contains(byCounty, "未知区划") {
+			t.Errorf("warnings by named county (%d counties) and the others add up to %d+%d, want %s:\n%s", lines, n, rest, total[1], byCounty)
 		}
 		if n, _ := sum(byDept, `^\s+\p{Han}+ [a-z]+`); n != atoi(total[1]) {
 			t.Errorf("warnings by department add up to %d, want %s:\n%s", n, total[1], byDept)
@@ -266,5 +382,17 @@ func TestDemoProgressCollapses(t *testing.T) {
 	d.endStatus()
 	if buf.String() != "      reloading household: 501 rows\n" {
 		t.Errorf("after endStatus: %q", buf.String())
+	}
+}
+
+// TestDemoSummaryTop: the summary names the first counties and adds up the others.
+func TestDemoSummaryTop(t *testing.T) {
+	groups := []keyCount{{"a", 5}, {"b", 4}, {"c", 2}, {"d", 1}}
+	shown, rest, restN := top(groups, 2)
+	if len(shown) != 2 || shown[1].key != "b" || rest != 2 || restN != 3 {
+		t.Errorf("top 2 of %v: %v, %d others with %d", groups, shown, rest, restN)
+	}
+	if shown, rest, restN := top(groups, 4); len(shown) != 4 || rest != 0 || restN != 0 {
+		t.Errorf("top 4 of %v: %v, %d others with %d", groups, shown, rest, restN)
 	}
 }
