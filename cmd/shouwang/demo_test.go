@@ -10,10 +10,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shouwang/shouwang/internal/testenv"
 )
 
 // TestDemoEndToEnd runs `shouwang demo` as `make demo` does (smaller), against the
@@ -159,7 +160,7 @@ func skipDemo(t *testing.T) {
 // (their ports close), removes its temporary directory and exits 0.
 func TestDemoRunsUntilSignal(t *testing.T) {
 	skipDemo(t)
-	out := &syncBuffer{}
+	out := &testenv.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- runDemo([]string{"--households", "100"}, out) }()
 	const running = "press Ctrl-C to stop"
@@ -237,24 +238,6 @@ func TestDemoRunsUntilSignal(t *testing.T) {
 			t.Errorf("%s still listening at %s after SIGINT", what, addr)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer the demo writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // checkDemoSummary checks the Chinese summary (本周摘要) against what the earlier steps
