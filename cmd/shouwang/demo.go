@@ -184,7 +184,11 @@ func runDemo(args []string, stdout io.Writer) int {
 		d.w.server.Addr(), d.w.server.Addr())
 	select {
 	case <-ctx.Done():
-		d.printf("stopping: every worker and server the demo started, then its temporary directory\n")
+		if *dir == "" && !*keep {
+			d.printf("正在停止 / stopping every worker and server the demo started, then removing %s\n", d.dir)
+		} else {
+			d.printf("正在停止 / stopping every worker and server the demo started (work directory %s kept)\n", d.dir)
+		}
 	case <-d.captDone:
 		fmt.Fprintln(os.Stderr, "demo: the pipeline stopped by itself (run with -v for the log)")
 		return 1

@@ -229,6 +229,9 @@ func TestDemoRunsUntilSignal(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("demo still running a minute after SIGINT")
 	}
+	if !strings.Contains(out.String(), "stopping every worker and server the demo started, then removing "+dir) {
+		t.Errorf("no stopping line after SIGINT:\n%s", out.String()[len(text):])
+	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("work directory %s after SIGINT: %v, want removed", dir, err)
 	}
