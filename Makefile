@@ -16,9 +16,11 @@ build:
 deps:
 	./.ci/install-deps
 
-## demo: run the main job on the embedded default (private MariaDB/PostgreSQL, in-memory Kafka).
+## demo: run the main job on the embedded default (private MariaDB/PostgreSQL, in-memory Kafka)
+## until Ctrl-C; `make demo DEMO_FLAGS=--once` exits after the summary (0 when the totals reconcile).
+DEMO_FLAGS ?=
 demo: deps build
-	./$(BIN) demo
+	./$(BIN) demo $(DEMO_FLAGS)
 
 ## test: everything CI runs.
 test: deps lint test-go promtool-test

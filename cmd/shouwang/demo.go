@@ -20,6 +20,7 @@ import (
 	"github.com/shouwang/shouwang/deploy"
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/config"
+	"github.com/shouwang/shouwang/internal/consistency"
 	"github.com/shouwang/shouwang/internal/gen"
 	"github.com/shouwang/shouwang/internal/ident"
 	"github.com/shouwang/shouwang/internal/pii"
@@ -63,15 +64,20 @@ type demo struct {
 	sinks         []sinkWorker   // the demo configuration's sinks
 	platform      *demoPlatform  // the stand-in sharing platform
 	lastAt        map[string]time.Time
+	pushed        *gen.PushResult       // the weekly push's true changes (ground truth)
+	totals        []*consistency.Report // the regional totals checks, in configuration order
 }
 
 var demoHelp = helpText{
-	usage: []string{"shouwang demo [--households N] [--seed N] [--dir DIR [--keep]] [--metrics-addr ADDR] [-v]"},
+	usage: []string{"shouwang demo [--once] [--households N] [--seed N] [--dir DIR [--keep]] [--metrics-addr ADDR] [-v]"},
 	about: "Run the pipeline end to end on the embedded default configuration (deploy/config/demo.yaml): private " +
 		"MariaDB and PostgreSQL servers started from this machine's binaries, an in-memory Kafka broker, a generated " +
-		"province, the capture workers, and a simulated weekly national push; it prints what each step did and stops " +
-		"every server it started at the end or on Ctrl-C. Not for production: the broker keeps data in memory only.",
-	examples: []string{"shouwang demo", "shouwang demo --households 20000 --dir /tmp/demo --keep"},
+		"province, every worker (capture, transform and monitor, sinks), a simulated weekly national push, the regional " +
+		"totals check and the department feedback lists; it prints what each step did and a Chinese summary of the week " +
+		"(本周摘要). Then the pipeline keeps running, metrics served, until Ctrl-C (SIGINT or SIGTERM), which stops every " +
+		"server and worker it started and removes its temporary directory; with --once it exits after the summary, " +
+		"status 0 when every totals check reconciles and 1 otherwise. Not for production: the broker keeps data in memory only.",
+	examples: []string{"shouwang demo", "shouwang demo --once", "shouwang demo --households 20000 --dir /tmp/demo --keep"},
 }
 
 func runDemo(args []string, stdout io.Writer) int {
@@ -82,6 +88,7 @@ func runDemo(args []string, stdout io.Writer) int {
 	keep := fs.Bool("keep", false, "keep the work directory (servers' data, generated files, manifest, state)")
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:0", "address of the demo's /metrics, /healthz and /readyz")
 	verbose := fs.Bool("v", false, "show component logs")
+	once := fs.Bool("once", false, "exit after the summary (status 0 when every totals check reconciles, else 1) instead of running until Ctrl-C")
 	if code, ok := parseFlags(fs, demoHelp, args, stdout, os.Stderr); !ok {
 		return code
 	}
@@ -146,6 +153,7 @@ func runDemo(args []string, stdout io.Writer) int {
 		{"sink: base data (防返贫基础数据, ID numbers masked) pushed to the sharing platform: its exchange table, and its API over signed HTTP with receipts", d.waitSharing},
 		{"check: regional totals (地区总数核查) by county — national front-end database ↔ provincial database ↔ sharing exchange table, drilled down to the key", d.checkTotals},
 		{"feedback: open discrepancies per department and county as workbooks to send back (行业数据比对反馈, feedback/*.xlsx)", d.exportFeedback},
+		{"summary of the week (本周摘要), counted in the provincial database", d.printSummary},
 	}
 	for i, s := range steps {
 		d.printf("[%d/%d] %s …\n", i+1, len(steps), s.name)
@@ -165,7 +173,40 @@ func runDemo(args []string, stdout io.Writer) int {
 	if *keep {
 		d.printf("Work directory kept: %s (manifest: %s)\n", d.dir, filepath.Join(d.dir, "gen", "manifest.jsonl"))
 	}
-	return 0
+	code := 0
+	if !d.reconciled() {
+		code = 1
+	}
+	if *once {
+		return code
+	}
+	d.printf("\n流水线持续运行，指标见 http://%s/metrics，按 Ctrl-C 停止 / the pipeline keeps running (metrics at http://%s/metrics); press Ctrl-C to stop\n",
+		d.w.server.Addr(), d.w.server.Addr())
+	select {
+	case <-ctx.Done():
+		if *dir == "" && !*keep {
+			d.printf("正在停止 / stopping every worker and server the demo started, then removing %s\n", d.dir)
+		} else {
+			d.printf("正在停止 / stopping every worker and server the demo started (work directory %s kept)\n", d.dir)
+		}
+	case <-d.captDone:
+		fmt.Fprintln(os.Stderr, "demo: the pipeline stopped by itself (run with -v for the log)")
+		return 1
+	}
+	return code
+}
+
+// reconciled tells whether every totals check ran and matched.
+func (d *demo) reconciled() bool {
+	if len(d.totals) != len(d.cfg.Checkers) {
+		return false
+	}
+	for _, rep := range d.totals {
+		if !rep.Match {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *demo) printf(format string, a ...any) { fmt.Fprintf(d.out, format, a...) }
@@ -563,6 +604,7 @@ func (d *demo) push(ctx context.Context) error {
 		changes += res.Changes[k]
 		parts = append(parts, fmt.Sprintf("%s=%d", k, res.Changes[k]))
 	}
+	d.pushed = res
 	d.printf("      the push rewrote %d rows; %d really changed (%s; ground truth in push-week-1.manifest.jsonl)\n", rows, changes, strings.Join(parts, " "))
 	d.printf("      capture emitted %d events for it (%.2f per true change)\n", n-before, float64(n-before)/float64(max(changes, 1)))
 	return nil

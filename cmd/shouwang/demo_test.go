@@ -3,27 +3,27 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/shouwang/shouwang/internal/testenv"
 )
 
 // TestDemoEndToEnd runs `shouwang demo` as `make demo` does (smaller), against the
 // machine's MariaDB and PostgreSQL binaries, so the README's first command is proven
 // at every commit.
 func TestDemoEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end demo skipped with -short")
-	}
-	if os.Getenv("CI") == "" && os.Getenv("SHOUWANG_REQUIRE_SERVERS") == "" {
-		if _, err := os.Stat("/usr/sbin/mariadbd"); err != nil {
-			t.Skip("mariadbd not installed (CI fails instead of skipping)")
-		}
-	}
+	skipDemo(t)
 	var out bytes.Buffer
-	code := runDemo([]string{"--households", "300"}, &out) // its own temp dir, removed at the end
+	code := runDemo([]string{"--once", "--households", "300"}, &out) // its own temp dir, removed at the end
 	text := out.String()
 	t.Log(text)
 	if code != 0 {
@@ -140,6 +140,210 @@ func TestDemoEndToEnd(t *testing.T) {
 	if m := regexp.MustCompile(`户数\s+(\d+) ↔ (\d+)\s+一致`).FindStringSubmatch(text); m == nil || hh == nil || m[2] != hh[1] {
 		t.Errorf("checked households %v, provincial households %v", m, hh)
 	}
+	checkDemoSummary(t, text, truth)
+}
+
+func skipDemo(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end demo skipped with -short")
+	}
+	if os.Getenv("CI") == "" && os.Getenv("SHOUWANG_REQUIRE_SERVERS") == "" {
+		if _, err := os.Stat("/usr/sbin/mariadbd"); err != nil {
+			t.Skip("mariadbd not installed (CI fails instead of skipping)")
+		}
+	}
+}
+
+// TestDemoRunsUntilSignal: without --once the demo keeps the pipeline running after
+// the summary, metrics served, until SIGINT; then it stops every server it started
+// (their ports close), removes its temporary directory and exits 0.
+func TestDemoRunsUntilSignal(t *testing.T) {
+	skipDemo(t)
+	out := &testenv.SyncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- runDemo([]string{"--households", "100"}, out) }()
+	const running = "press Ctrl-C to stop"
+	deadline := time.After(5 * time.Minute)
+	for !strings.Contains(out.String(), running) {
+		select {
+		case code := <-done:
+			t.Fatalf("demo exited %d before its summary:\n%s", code, out.String())
+		case <-deadline:
+			t.Fatalf("no %q after 5 minutes:\n%s", running, out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	text := out.String()
+	find := func(re string) string {
+		m := regexp.MustCompile(re).FindStringSubmatch(text)
+		if m == nil {
+			t.Fatalf("no %s in the output:\n%s", re, text)
+		}
+		return m[1]
+	}
+	dir := find(`work directory (\S+)`)
+	metrics := find(`metrics at http://(\S+)/metrics\)`)
+	addrs := map[string]string{
+		"metrics":    metrics,
+		"MariaDB":    find(`MariaDB (\S+) \(`),
+		"PostgreSQL": find(`PostgreSQL .* (127\.0\.0\.1:\d+), sharing platform`),
+		"platform":   find(`sharing platform stand-in http://([^/\s]+)`),
+		"Kafka":      find(`Kafka \(in-memory\) ([^;\s]+);`),
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("work directory while running: %v", err)
+	}
+	// Still running a while after the summary: metrics served, servers listening.
+	time.Sleep(2 * time.Second)
+	select {
+	case code := <-done:
+		t.Fatalf("demo exited %d without a signal", code)
+	default:
+	}
+	resp, err := http.Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics after the summary: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "shouwang_") {
+		t.Fatalf("metrics after the summary: %s, %d bytes", resp.Status, len(body))
+	}
+	for what, addr := range addrs {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatalf("%s at %s not listening while the demo runs: %v", what, addr, err)
+		}
+		c.Close()
+	}
+
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("demo exited %d on SIGINT, want 0", code)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("demo still running a minute after SIGINT")
+	}
+	if !strings.Contains(out.String(), "stopping every worker and server the demo started, then removing "+dir) {
+		t.Errorf("no stopping line after SIGINT:\n%s", out.String()[len(text):])
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("work directory %s after SIGINT: %v, want removed", dir, err)
+	}
+	for what, addr := range addrs {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still listening at %s after SIGINT", what, addr)
+		}
+	}
+}
+
+// checkDemoSummary checks the Chinese summary (本周摘要) against what the earlier steps
+// printed: each total equals the provincial table's status count, each breakdown adds
+// up to its total, and the totals checks reconcile.
+func checkDemoSummary(t *testing.T, text string, truth []string) {
+	t.Helper()
+	_, summary, ok := strings.Cut(text, "本周摘要 Weekly summary")
+	if !ok {
+		t.Fatal("no summary (本周摘要)")
+	}
+	section := func(from, to string) string {
+		_, s, _ := strings.Cut(summary, from)
+		if to != "" {
+			s, _, _ = strings.Cut(s, to)
+		}
+		if s == "" {
+			t.Errorf("summary section %q missing", from)
+		}
+		return s
+	}
+	atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
+	// sum adds the last number of the lines matching re in s.
+	sum := func(s, re string) (n, lines int) {
+		for _, m := range regexp.MustCompile(`(?m)`+re+`\s+(\d+)\s*$`).FindAllStringSubmatch(s, -1) {
+			n += atoi(m[len(m)-1])
+			lines++
+		}
+		return n, lines
+	}
+	statusCount := func(table, status string) int {
+		m := regexp.MustCompile(`fpjc\.` + table + `\s+\d+ rows \(\d+ live\)\s+[^;]*\b` + status + `=(\d+)`).FindStringSubmatch(text)
+		if m == nil {
+			t.Errorf("fpjc.%s: no %s count", table, status)
+			return -1
+		}
+		return atoi(m[1])
+	}
+
+	week := section("一、本周变化", "二、")
+	if truth != nil && !strings.Contains(week, "真实变化 "+truth[1]+" 条") {
+		t.Errorf("summary does not give the push's %s true changes:\n%s", truth[1], week)
+	}
+	if n, lines := sum(week, `^\s+\S+ (household|person|measure)\s+\d+\s+\d+\s+\d+`); truth == nil || strconv.Itoa(n) != truth[1] || lines == 0 {
+		t.Errorf("push changes by entity add up to %d (%d entities), want %v", n, lines, truth)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s+\S+ (household|person|measure)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$`).FindAllStringSubmatch(week, -1) {
+		if atoi(m[2])+atoi(m[3])+atoi(m[4]) != atoi(m[5]) {
+			t.Errorf("push changes of %s: c+u+d is not the row's total %s", m[1], m[5])
+		}
+	}
+	if n, lines := sum(week, `^\s+\S+ (yibao|canlian|zhujian|minzheng|gongan|jiaoyu|yingji)\s+\d+\s+\d+`); n == 0 || lines != 7 {
+		t.Errorf("department deliveries: %d facts from %d departments, want 7 departments and facts", n, lines)
+	}
+
+	warnings := section("二、部门预警", "三、")
+	total := regexp.MustCompile(`待核实 (\d+) 条`).FindStringSubmatch(warnings)
+	if total == nil || atoi(total[1]) != statusCount("warning", "open") || total[1] == "0" {
+		t.Errorf("summary warnings %v, fpjc.warning open=%d: want equal and non-zero", total, statusCount("warning", "open"))
+	} else {
+		byCounty, byDept, _ := strings.Cut(warnings, "按部门")
+		n, lines := sum(byCounty, `^\s+51\d{4} \S+`)
+		rest, _ := sum(byCounty, `^\s+其余 \d+ 个县 other counties`)
+		if n+rest != atoi(total[1]) || lines == 0 || lines > summaryCounties || strings.Contains(byCounty, "未知区划") {
+			t.Errorf("warnings by named county (%d counties) and the others add up to %d+%d, want %s:\n%s", lines, n, rest, total[1], byCounty)
+		}
+		if n, _ := sum(byDept, `^\s+\p{Han}+ [a-z]+`); n != atoi(total[1]) {
+			t.Errorf("warnings by department add up to %d, want %s:\n%s", n, total[1], byDept)
+		}
+	}
+
+	issues := section("三、质量问题", "四、")
+	total = regexp.MustCompile(`未关闭 (\d+) 条`).FindStringSubmatch(issues)
+	if total == nil || atoi(total[1]) != statusCount("quality_issue", "open") || total[1] == "0" {
+		t.Errorf("summary quality issues %v, fpjc.quality_issue open=%d: want equal and non-zero", total, statusCount("quality_issue", "open"))
+	} else {
+		// Every rule line carries the rule's title after its count.
+		n := 0
+		for _, m := range regexp.MustCompile(`(?m)^\s+Q-\d+\s+(\d+)  \S`).FindAllStringSubmatch(issues, -1) {
+			n += atoi(m[1])
+		}
+		if n != atoi(total[1]) {
+			t.Errorf("quality issues by titled rule add up to %d, want %s:\n%s", n, total[1], issues)
+		}
+	}
+
+	disc := section("四、行业数据比对", "五、")
+	total = regexp.MustCompile(`待核实 (\d+) 条`).FindStringSubmatch(disc)
+	if total == nil || atoi(total[1]) != statusCount("discrepancy", "pending") || total[1] == "0" {
+		t.Errorf("summary discrepancies %v, fpjc.discrepancy pending=%d: want equal and non-zero", total, statusCount("discrepancy", "pending"))
+	} else if n, _ := sum(disc, `^\s+\p{Han}+ [a-z]+`); n != atoi(total[1]) {
+		t.Errorf("discrepancies by department add up to %d, want %s:\n%s", n, total[1], disc)
+	}
+
+	totals := section("五、地区总数核查", "")
+	for _, c := range []string{"national_vs_provincial", "national_vs_sharing"} {
+		if !regexp.MustCompile(`(?m)^\s+` + c + `\s.*7/7 项一致\s+一致$`).MatchString(totals) {
+			t.Errorf("summary: checker %s not 7/7 一致:\n%s", c, totals)
+		}
+	}
+	if !strings.Contains(totals, "总数核对：一致") {
+		t.Errorf("summary totals line is not 一致:\n%s", totals)
+	}
 }
 
 // TestDemoProgressCollapses: off a terminal, identical progress lines are printed
@@ -164,5 +368,17 @@ func TestDemoProgressCollapses(t *testing.T) {
 	d.endStatus()
 	if buf.String() != "      reloading household: 501 rows\n" {
 		t.Errorf("after endStatus: %q", buf.String())
+	}
+}
+
+// TestDemoSummaryTop: the summary names the first counties and adds up the others.
+func TestDemoSummaryTop(t *testing.T) {
+	groups := []keyCount{{"a", 5}, {"b", 4}, {"c", 2}, {"d", 1}}
+	shown, rest, restN := top(groups, 2)
+	if len(shown) != 2 || shown[1].key != "b" || rest != 2 || restN != 3 {
+		t.Errorf("top 2 of %v: %v, %d others with %d", groups, shown, rest, restN)
+	}
+	if shown, rest, restN := top(groups, 4); len(shown) != 4 || rest != 0 || restN != 0 {
+		t.Errorf("top 4 of %v: %v, %d others with %d", groups, shown, rest, restN)
 	}
 }

@@ -384,6 +384,16 @@ func (e *Engine) RuleIDs() []string {
 	return out
 }
 
+// Title is the title of a loaded rule ("" when id is not loaded).
+func (e *Engine) Title(id string) string {
+	for _, r := range e.rules {
+		if r.id == id {
+			return r.title
+		}
+	}
+	return ""
+}
+
 // Evaluate runs every rule on the household and its members at the date asOf (ages
 // and months are computed for it) and returns the failing subjects, in rule order,
 // then member order. A rule that cannot be evaluated on a subject yields a Finding

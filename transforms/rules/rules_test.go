@@ -430,3 +430,17 @@ func TestEveryRuleFires(t *testing.T) {
 		t.Errorf("only %d rules in the default set", n)
 	}
 }
+
+// TestTitle: a loaded rule's title comes from its file; an unknown id has none.
+func TestTitle(t *testing.T) {
+	e, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Title("Q-004"); got != "certificate number length is not 18, 20 or 22" {
+		t.Errorf("Title(Q-004) = %q", got)
+	}
+	if got := e.Title("Q-999"); got != "" {
+		t.Errorf("Title(Q-999) = %q, want empty", got)
+	}
+}
