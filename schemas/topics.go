@@ -70,6 +70,11 @@ func QualityIssueTopic(prefix string) string { return prefix + ".quality_issue" 
 func DiscrepancyTopic(prefix string) string  { return prefix + ".discrepancy" }
 func SignalTopic(prefix string) string       { return prefix + ".signal" }
 
+// CaptureLeaseTopic is the one-partition topic whose consumer groups decide which
+// capture process is active for a source (config capture.standby); nothing is written
+// to it.
+func CaptureLeaseTopic(prefix string) string { return prefix + ".capture.lease" }
+
 // DLQRecord is what a dead-letter topic carries: the original message, where it came
 // from and why it could not be processed.
 type DLQRecord struct {

@@ -8,16 +8,19 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shouwang/shouwang/capture"
 	"github.com/shouwang/shouwang/capture/filedrop"
 	"github.com/shouwang/shouwang/capture/mysqlbinlog"
 	"github.com/shouwang/shouwang/capture/pglogical"
 	"github.com/shouwang/shouwang/capture/poll"
+
 	"github.com/shouwang/shouwang/internal/bus"
 	"github.com/shouwang/shouwang/internal/config"
 	"github.com/shouwang/shouwang/schemas"
@@ -295,24 +298,105 @@ func (w *worker) runCapture(ctx context.Context, conns []*connector, onBatch fun
 			w.runWatchdogs(ctx)
 		}()
 	}
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.supervise(ctx, c, onBatch, cancel)
-		}()
+	if w.cfg.Capture.Standby {
+		w.captureActive = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shouwang_capture_active",
+			Help: "1 while this process holds the source's capture lease and captures it, 0 while it stands by (capture.standby)."}, []string{"source"})
+		if err := w.reg.Register(w.captureActive); err != nil {
+			return err
+		}
+		bySource := map[string][]*connector{}
+		var order []string
+		for _, c := range conns {
+			if bySource[c.source] == nil {
+				order = append(order, c.source)
+			}
+			bySource[c.source] = append(bySource[c.source], c)
+		}
+		for _, source := range order {
+			wg.Go(func() { w.leaseSource(ctx, source, bySource[source], onBatch, cancel) })
+		}
+	} else {
+		for _, c := range conns {
+			wg.Go(func() { w.supervise(ctx, c, onBatch, cancel) })
+		}
+		wg.Go(func() { w.consumeSignals(ctx, conns) })
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		w.consumeSignals(ctx, conns)
-	}()
 	wg.Wait()
 	var se *startupError
 	if errors.As(context.Cause(ctx), &se) {
 		return se
 	}
 	return nil
+}
+
+// leaseSource runs a source's connectors, and consumes its signals, only while this
+// process holds the source's capture lease (capture.standby): an exclusive consumer
+// group <client_id>-capture-<source> on the one-partition lease topic. The member
+// holding the lease keeps it at a rebalance (it joins with a higher priority), so a
+// standby that starts never takes over from a running capture; when the active
+// process stops or dies, the group gives the lease to a standby within
+// kafka.session_timeout, and it resumes from the shared saved positions. A process
+// that loses the lease stops its connectors; until it notices, both may produce, which
+// only repeats changes (consumers drop them by version).
+func (w *worker) leaseSource(ctx context.Context, source string, conns []*connector, onBatch func(string, int), fail context.CancelCauseFunc) {
+	group := w.cfg.Kafka.ClientID + "-capture-" + source
+	log := w.log.With("source", source, "group", group)
+	standby := func() {
+		w.captureActive.WithLabelValues(source).Set(0)
+		if w.watch != nil {
+			w.watch.Standby(source, true)
+		}
+		for _, c := range conns {
+			w.server.SetReady("capture/"+c.name, true, "standby: another process holds the capture lease")
+		}
+	}
+	standby()
+	var active atomic.Bool
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = time.Second, time.Minute, 0
+	for ctx.Err() == nil {
+		pc, err := bus.NewPartitionConsumer(w.busOpts, group, []string{schemas.CaptureLeaseTopic(w.cfg.Kafka.TopicPrefix)},
+			func(context.Context, string, int) (int64, bool, error) { return bus.FirstOffset, true, nil })
+		if err == nil {
+			pc.Exclusive(func() int64 {
+				if active.Load() {
+					return 1
+				}
+				return 0
+			})
+			log.Info("capture standing by for the lease")
+			err = pc.Run(ctx, func(pctx context.Context, _ *bus.Partition) error {
+				active.Store(true)
+				w.captureActive.WithLabelValues(source).Set(1)
+				if w.watch != nil {
+					w.watch.Standby(source, false)
+				}
+				log.Warn("capture lease acquired: this process now captures the source")
+				var wg sync.WaitGroup
+				for _, c := range conns {
+					wg.Go(func() { w.supervise(pctx, c, onBatch, fail) })
+				}
+				wg.Go(func() { w.consumeSourceSignals(pctx, source, conns) })
+				wg.Wait()
+				active.Store(false)
+				standby()
+				if ctx.Err() == nil {
+					log.Warn("capture lease lost: this process stopped capturing the source and stands by")
+				}
+				return nil
+			})
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		wait := bo.NextBackOff()
+		log.Error("capture lease: group failed; joining again", "retry_in", wait.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // startupError is a source that did not connect within its start-up grace while

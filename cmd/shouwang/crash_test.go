@@ -857,13 +857,20 @@ func crashSeed(t *testing.T) uint64 {
 // crashKafkaYAML is the kafka/state/metrics part of every scenario's config.
 func crashKafkaYAML(k *testenv.KafkaCluster, stateDir string) string {
 	var b strings.Builder
+	b.WriteString(kafkaBrokersYAML(k))
+	b.WriteString("  topic_prefix: crash\n  partitions: 3\n  replication_factor: 1\n  client_id: crash\n")
+	b.WriteString("metrics:\n  addr: 127.0.0.1:0\n")
+	fmt.Fprintf(&b, "regions:\n  province: \"51\"\nstate:\n  dir: %q\n  positions: file\n", stateDir)
+	return b.String()
+}
+
+// kafkaBrokersYAML opens a configuration's kafka section with the cluster's brokers.
+func kafkaBrokersYAML(k *testenv.KafkaCluster) string {
+	var b strings.Builder
 	b.WriteString("kafka:\n  brokers:\n")
 	for _, a := range k.Brokers() {
 		fmt.Fprintf(&b, "    - %q\n", a)
 	}
-	b.WriteString("  topic_prefix: crash\n  partitions: 3\n  replication_factor: 1\n  client_id: crash\n")
-	b.WriteString("metrics:\n  addr: 127.0.0.1:0\n")
-	fmt.Fprintf(&b, "regions:\n  province: \"51\"\nstate:\n  dir: %q\n  positions: file\n", stateDir)
 	return b.String()
 }
 

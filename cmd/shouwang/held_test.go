@@ -268,10 +268,7 @@ func TestHeldReleaseBinlogEndToEnd(t *testing.T) {
 	k := testenv.Kafka(t)
 	dir := t.TempDir()
 	var b strings.Builder
-	b.WriteString("kafka:\n  brokers:\n")
-	for _, a := range k.Brokers() {
-		fmt.Fprintf(&b, "    - %q\n", a)
-	}
+	b.WriteString(kafkaBrokersYAML(k))
 	b.WriteString("  topic_prefix: held\n  partitions: 1\n  replication_factor: 1\n  client_id: heldtest\n")
 	b.WriteString("metrics:\n  addr: 127.0.0.1:0\nregions:\n  province: \"51\"\nstate:\n  dir: state\n")
 	fmt.Fprintf(&b, "sources:\n  - name: national\n    kind: mysqlbinlog\n    mysql:\n      dsn: %q\n      flavor: %s\n      server_id: %d\n      gtid: true\n      tables:\n        - %s.tbl\n",

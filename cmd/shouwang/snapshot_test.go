@@ -107,10 +107,7 @@ func TestSnapshotCommandEndToEnd(t *testing.T) {
 	k := testenv.Kafka(t)
 	dir := t.TempDir()
 	var b strings.Builder
-	b.WriteString("kafka:\n  brokers:\n")
-	for _, a := range k.Brokers() {
-		fmt.Fprintf(&b, "    - %q\n", a)
-	}
+	b.WriteString(kafkaBrokersYAML(k))
 	b.WriteString("  topic_prefix: snap\n  partitions: 1\n  replication_factor: 1\n  client_id: snaptest\n")
 	b.WriteString("metrics:\n  addr: 127.0.0.1:0\n")
 	fmt.Fprintf(&b, "regions:\n  province: \"51\"\nstate:\n  dir: %q\n  positions: file\n", filepath.Join(dir, "state"))

@@ -40,6 +40,9 @@ type worker struct {
 	monRulesFP string
 	// watch holds the capture role's watchdogs (nil: none configured).
 	watch *watchdog.Watchdog
+	// captureActive is 1 for each source this process captures while holding its
+	// lease, 0 while it stands by (capture.standby only).
+	captureActive *prometheus.GaugeVec
 	// exitOnStartupFailure (run --exit-on-startup-failure) applies
 	// sources[].exit_on_startup_failure to every source.
 	exitOnStartupFailure bool
@@ -108,6 +111,9 @@ func (w *worker) ensureCaptureTopics(ctx context.Context) error {
 		return bus.TopicSpec{Name: name, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor}
 	}
 	specs := []bus.TopicSpec{spec(schemas.DLQTopic(k.TopicPrefix, "capture")), spec(schemas.SignalTopic(k.TopicPrefix))}
+	if w.cfg.Capture.Standby {
+		specs = append(specs, bus.TopicSpec{Name: schemas.CaptureLeaseTopic(k.TopicPrefix), Partitions: 1, ReplicationFactor: k.ReplicationFactor})
+	}
 	for _, s := range w.cfg.Sources {
 		for _, t := range s.Tables() {
 			specs = append(specs, spec(schemas.RawTopic(k.TopicPrefix, s.Name, t)))

@@ -28,6 +28,8 @@ type Config struct {
 	Regions Regions `yaml:"regions"`
 	// Sources are the capture connectors, one per upstream system.
 	Sources []Source `yaml:"sources"`
+	// Capture configures the capture role as a whole.
+	Capture Capture `yaml:"capture"`
 	// Pipelines are the transform stages from raw topics to canonical topics.
 	Pipelines []Pipeline `yaml:"pipelines"`
 	// Monitor runs the supervision rules and the department warning and comparison
@@ -113,6 +115,19 @@ type State struct {
 	Positions string `yaml:"positions"`
 	// PositionsDSN is the PostgreSQL connection string used with positions "postgres".
 	PositionsDSN string `yaml:"positions_dsn"`
+}
+
+// Capture configures the capture role.
+type Capture struct {
+	// Standby lets several capture processes run the same sources, one active per
+	// source: each source's processes form an exclusive consumer group
+	// (<client_id>-capture-<source> on topic <topic_prefix>.capture.lease); the member
+	// holding the lease captures, the others stand by and take over within
+	// kafka.session_timeout when it stops or dies. Requires state.positions: postgres,
+	// so that the process taking over resumes where the other one stopped, and a real
+	// Kafka cluster. Binlog schema history, file-delivery and watchdog state live in
+	// state.dir: put it on storage every host shares.
+	Standby bool `yaml:"standby"`
 }
 
 // Kafka configures the bus. An empty broker list means the embedded in-memory broker

@@ -370,6 +370,14 @@ func (v *validator) state() {
 	case st.PositionsDSN != "":
 		v.addf("state.positions_dsn", "set only with state.positions: postgres")
 	}
+	if v.c.Capture.Standby {
+		if st.Positions != "postgres" {
+			v.addf("capture.standby", "needs state.positions: postgres (and state.positions_dsn), so that the process taking over resumes from the positions the active one saved")
+		}
+		if v.c.Kafka.Embedded || (v.c.Demo && len(v.c.Kafka.Brokers) == 0) {
+			v.addf("capture.standby", "needs a Kafka cluster (kafka.brokers): the lease is a consumer group, and an embedded broker lives in one process")
+		}
+	}
 }
 
 func (v *validator) kafka() {

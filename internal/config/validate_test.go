@@ -126,6 +126,7 @@ func TestValidationRules(t *testing.T) {
 		{"state positions unknown", []edit{{"kafka:\n", "state: {positions: redis}\nkafka:\n"}}, `state.positions: "redis" is not valid: use one of file, postgres`},
 		{"state postgres without dsn", []edit{{"kafka:\n", "state: {positions: postgres}\nkafka:\n"}}, "state.positions_dsn: required with state.positions: postgres"},
 		{"state dsn without postgres", []edit{{"kafka:\n", "state: {positions_dsn: 'postgres://h/db'}\nkafka:\n"}}, "state.positions_dsn: set only with state.positions: postgres"},
+		{"standby with file positions", []edit{{"kafka:\n", "capture: {standby: true}\nkafka:\n"}}, "capture.standby: needs state.positions: postgres"},
 		{"monitor as_of", []edit{{"kafka:\n", "monitor: {as_of: 2024-13-01}\nkafka:\n"}}, `monitor.as_of: "2024-13-01" is not a date YYYY-MM-DD`},
 		{"monitor settle negative", []edit{{"kafka:\n", "monitor: {settle: -1s}\nkafka:\n"}}, "monitor.settle: -1s is negative"},
 		{"server_id zero", []edit{{"server_id: 11", "server_id: 0"}}, "sources[0].mysql.server_id: must be a positive integer unique among mysqlbinlog sources"},

@@ -123,6 +123,7 @@ type Watchdog struct {
 	mu       sync.Mutex
 	rules    []*ruleState
 	bySource map[string][]*ruleState
+	standby  map[string]bool // sources another process captures (capture.standby)
 	overdue  *prometheus.GaugeVec
 	lastSeen *prometheus.GaugeVec
 }
@@ -154,7 +155,7 @@ func New(o Options) (*Watchdog, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	w := &Watchdog{o: o, log: o.Logger, bySource: map[string][]*ruleState{}}
+	w := &Watchdog{o: o, log: o.Logger, bySource: map[string][]*ruleState{}, standby: map[string]bool{}}
 	now := o.Now()
 	var errs []error
 	seen := map[string]bool{}
@@ -304,9 +305,43 @@ func (w *Watchdog) refresh(source string, now time.Time) {
 	}
 }
 
+// Standby marks source as captured by another process (capture.standby) or, with
+// false, by this one again. A standby source's rules publish not overdue and write no
+// state: the active process keeps them. When the source turns active here, its rules
+// re-read their state files (the other process wrote them to the shared state.dir)
+// and its stalled rules count from now.
+func (w *Watchdog) Standby(source string, standby bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.standby[source] == standby {
+		return
+	}
+	w.standby[source] = standby
+	if standby {
+		return
+	}
+	now := w.o.Now()
+	for _, rs := range w.bySource[source] {
+		if rs.rule.Kind == KindStalled {
+			rs.last = now
+			continue
+		}
+		last := rs.last
+		if err := w.load(rs); err != nil {
+			w.log.Warn("watchdog: state not re-read on taking over (the rule keeps what it had)", "error", err)
+		}
+		if last.After(rs.last) {
+			rs.last, rs.dirty = last, true
+		}
+	}
+}
+
 // saveDue writes rs's state file when it changed and was last written at least
 // PersistEvery ago. Called with w.mu held.
 func (w *Watchdog) saveDue(rs *ruleState, now time.Time) {
+	if w.standby[rs.rule.Source] {
+		return
+	}
 	if rs.dirty && now.Sub(rs.saved) >= w.o.PersistEvery {
 		if err := w.save(rs, now); err != nil {
 			w.log.Warn("watchdog: state not saved (retried later)", "error", err)
@@ -334,6 +369,8 @@ func (w *Watchdog) evaluate(rs *ruleState, now time.Time) Status {
 	r := rs.rule
 	st := Status{Rule: r, LastSeen: rs.last}
 	switch {
+	case w.standby[r.Source]:
+		// another process captures the source and evaluates the rule
 	case r.Kind == KindStalled:
 		st.Deadline = rs.last.Add(r.MaxSilence)
 		if now.After(st.Deadline) {

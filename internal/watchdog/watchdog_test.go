@@ -172,3 +172,54 @@ func TestBadRulesAndState(t *testing.T) {
 		t.Fatalf("corrupt state error = %v", err)
 	}
 }
+
+// On a standby (capture.standby) the rules of a source another process captures are
+// never overdue and write no state; taking over re-reads the state the other process
+// saved in the shared state directory, and a stalled rule counts from the takeover.
+func TestStandbySource(t *testing.T) {
+	c := &clock{t: at("2026-12-01T08:00:00Z")}
+	dir := t.TempDir()
+	rules := []Rule{{Name: "national_push", Kind: KindPush, Source: "national", Due: "168h", Grace: time.Hour},
+		{Name: "national_stalled", Kind: KindStalled, Source: "national", MaxSilence: 5 * time.Minute}}
+	reg := prometheus.NewRegistry()
+	w, err := New(Options{Rules: rules, StateDir: dir, Registerer: reg, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Standby("national", true)
+	before, _ := os.ReadFile(filepath.Join(dir, "national_push.json"))
+	c.advance(200 * time.Hour)
+	w.Arrived("national", "household", c.t.Add(-2*time.Hour)) // a straggler of the batch in flight when the lease was lost
+	for _, name := range []string{"national_push", "national_stalled"} {
+		if s := status(t, w, name); s.Overdue {
+			t.Errorf("%s overdue on a standby: %s", name, s.Reason)
+		}
+	}
+	if g := gauge(t, reg, "shouwang_watchdog_overdue", "national_push"); g != 0 {
+		t.Errorf("overdue gauge on a standby = %v", g)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "national_push.json")); string(after) != string(before) {
+		t.Errorf("a standby rewrote the rule's state: %s, was %s", after, before)
+	}
+	// The active process saw a push an hour ago and saved it.
+	other, err := New(Options{Rules: rules, StateDir: dir, Registerer: prometheus.NewRegistry(), Now: c.now, PersistEvery: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Arrived("national", "household", c.t.Add(-time.Hour))
+	if err := other.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.Standby("national", false)
+	if s := status(t, w, "national_push"); s.Overdue || !s.LastSeen.Equal(c.t.Add(-time.Hour)) {
+		t.Errorf("after taking over: %+v, want the other process's arrival an hour ago and not overdue", s)
+	}
+	c.advance(4 * time.Minute)
+	if s := status(t, w, "national_stalled"); s.Overdue {
+		t.Errorf("stalled 4 minutes after taking over: %s", s.Reason)
+	}
+	c.advance(2 * time.Minute)
+	if s := status(t, w, "national_stalled"); !s.Overdue {
+		t.Error("silent 6 minutes after taking over: want stalled")
+	}
+}
