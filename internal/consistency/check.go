@@ -217,6 +217,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				}
 			}
 		}
+		// A key that moved while it settled may now be in a region the totals did not
+		// list (no member on either side then): list that region too, never drop it.
+		listed := map[string]bool{}
+		for _, g := range ir.Regions {
+			listed[g.Code] = true
+		}
+		for code := range byRegion {
+			if !listed[code] {
+				ir.Regions = append(ir.Regions, Region{Code: code, Name: o.regionName(code)})
+			}
+		}
+		sort.Slice(ir.Regions, func(a, b int) bool { return ir.Regions[a].Code < ir.Regions[b].Code })
 		for j := range ir.Regions {
 			g := &ir.Regions[j]
 			g.Diffs = byRegion[g.Code]

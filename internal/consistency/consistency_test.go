@@ -356,3 +356,45 @@ func TestSplitTotalsEqualWholeScan(t *testing.T) {
 		t.Errorf("SplitBounds(51): %d bounds, sorted %t; want about 64", len(b), slices.IsSorted(b))
 	}
 }
+
+// A key that moves, while it settles, into a region with no member on either side
+// (so absent from the totals) is still reported, in that region: a difference is never
+// dropped because of where it went.
+func TestDifferenceMovedToAnUnlistedRegion(t *testing.T) {
+	f := newFixture(t, 20)
+	b := f.counties[1]
+	f.exec(f.prov, `INSERT INTO fpjc.household (key, version, household_no, region_code) VALUES ('HEXTRA', 1, 'HEXTRA', $1)`, f.households["H"+b+"00000"])
+	// A village of a county the fixture does not populate.
+	var elsewhere string
+	for _, v := range f.regions.Villages() {
+		if c := region.Prefix(v.Code, region.County); !slices.Contains(f.counties, c) {
+			elsewhere = v.Code
+			break
+		}
+	}
+	o := f.options()
+	o.Indicators = o.Indicators[:1]
+	o.Settle = 500 * time.Millisecond
+	o.Progress = func(format string, args ...any) {
+		if strings.HasPrefix(format, "%d indicators have differing keys: waiting") { // the pipeline moves the household meanwhile
+			f.exec(f.prov, `UPDATE fpjc.household SET region_code = $1, version = 2 WHERE key = 'HEXTRA'`, elsewhere)
+		}
+	}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Match {
+		t.Fatal("the extra household that moved away is not reported: the check says match")
+	}
+	county := region.Prefix(elsewhere, region.County)
+	found := false
+	for _, g := range rep.Indicators[0].Regions {
+		if g.Code == county {
+			found = len(g.Diffs) == 1 && g.Diffs[0].Key == "HEXTRA" && g.Diffs[0].Kind == "extra" && g.Mismatch
+		}
+	}
+	if !found {
+		t.Errorf("county %s does not list extra:HEXTRA; regions %+v", county, rep.Indicators[0].Regions)
+	}
+}
