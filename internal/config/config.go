@@ -497,7 +497,8 @@ type RowLimits struct {
 
 // Settle says when a delivered file is complete.
 type Settle struct {
-	// MinAge is how long a file must stay unmodified before it is read (default 1m).
+	// MinAge is how long a file must stay unmodified before it is read (default 1m
+	// when the key is missing; 0s reads a file as soon as it is seen).
 	MinAge Duration `yaml:"min_age"`
 	// RequireDoneMarker waits for "<file>.done" next to the file.
 	RequireDoneMarker bool `yaml:"require_done_marker"`

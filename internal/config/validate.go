@@ -104,7 +104,11 @@ func (c *Config) SetDefaults() {
 				setStr(&d.Format, "auto")
 				setStr(&d.Encoding, "auto")
 				setStr(&d.Delimiter, "auto")
-				setDur(&d.Settle.MinAge, time.Minute)
+				// 0s written out means "read at once" (with require_done_marker, or a
+				// writer that renames finished files in); only a missing key gets 1m.
+				if _, given := c.lines[fmt.Sprintf("sources[%d].filedrop.datasets[%d].settle.min_age", i, j)]; !given {
+					setDur(&d.Settle.MinAge, time.Minute)
+				}
 				setFloat(&d.MassDelete.MaxShare, 0.2)
 				setFloat(&d.MaxBadRowShare, 0.5)
 				setInt(&d.Limits.MaxFieldBytes, 8<<10)

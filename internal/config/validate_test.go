@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // baseYAML is a small valid configuration with one source of every kind; the table
@@ -102,6 +103,16 @@ func TestBaseIsValid(t *testing.T) {
 	}
 	if got := cfg.Sources[3].FileDrop.Datasets[0].Encoding; got != "auto" {
 		t.Errorf("filedrop encoding default = %q, want auto", got)
+	}
+	if got := cfg.Sources[3].FileDrop.Datasets[0].Settle.MinAge.D(); got != time.Minute {
+		t.Errorf("filedrop settle.min_age default = %s, want 1m", got)
+	}
+	zero, err := Parse("base.yaml", []byte(strings.Replace(baseYAML, "delivery: incremental", "delivery: incremental\n          settle: {min_age: 0s}", 1)), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := zero.Sources[3].FileDrop.Datasets[0].Settle.MinAge.D(); got != 0 {
+		t.Errorf("settle.min_age: 0s written out became %s, want 0s", got)
 	}
 	if !cfg.Pipelines[0].DLQEnabled() {
 		t.Error("pipelines default to dlq on")
