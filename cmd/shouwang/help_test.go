@@ -55,7 +55,7 @@ func TestEveryHelpExitsZero(t *testing.T) {
 		{[]string{"help", "gen", "push"}, true, []string{"usage: shouwang gen push", "--week"}},
 		{[]string{"config", "--help"}, false, []string{"subcommands:", "check"}},
 		{[]string{"config", "check", "--help"}, true, []string{"-connect", "every problem"}},
-		{[]string{"run", "--help"}, true, []string{"-exit-on-startup-failure", "startup_grace", "status 3"}},
+		{[]string{"run", "--help"}, true, []string{"-exit-on-startup-failure", "-metrics-addr", "startup_grace", "status 3"}},
 		{[]string{"run", "-h"}, true, nil},
 		{[]string{"gen", "--help"}, true, []string{"shouwang gen push", "-households"}},
 		{[]string{"gen", "push", "--help"}, true, []string{"-week", "-mode"}},

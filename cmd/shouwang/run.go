@@ -21,11 +21,11 @@ func init() {
 }
 
 var runHelp = helpText{
-	usage: []string{"shouwang run -c FILE [--role capture|transform|sink|check|all] [--log-level LEVEL] [--exit-on-startup-failure]"},
+	usage: []string{"shouwang run -c FILE [--role capture|transform|sink|check|all] [--metrics-addr ADDR] [--log-level LEVEL] [--exit-on-startup-failure]"},
 	about: "Run the workers of a configuration until SIGINT or SIGTERM: the capture connectors of every configured " +
 		"source with their signal consumers (snapshot and release requests), the transform pipelines (raw topics to " +
 		"canonical entities by their mapping files, reloaded when the files change) with the monitor (quality issues, warnings, discrepancies), " +
-		"the sinks (postgres: canonical topics into the provincial database, schema migrated at start-up; sharing_http: base data pushed to the sharing platform), the regional totals checkers on their schedules (reports in <state.dir>/check-<name>.json, gauges shouwang_check_*, re-snapshot of the differing keys when on_mismatch is resnapshot), and /metrics, /healthz and /readyz on metrics.addr. " +
+		"the sinks (postgres: canonical topics into the provincial database, schema migrated at start-up; sharing_http: base data pushed to the sharing platform), the regional totals checkers on their schedules (reports in <state.dir>/check-<name>.json, gauges shouwang_check_*, re-snapshot of the differing keys when on_mismatch is resnapshot), and /metrics, /healthz and /readyz on metrics.addr (or --metrics-addr, default $SHOUWANG_METRICS_ADDR, so that several roles run on one host). " +
 		"Logs are JSON lines on stderr.\n\n" +
 		"A source that has never connected is retried with backoff, one log line per attempt; after its " +
 		"sources[].startup_grace (default 2m) /healthz answers 503 naming it, and with --exit-on-startup-failure (or " +
@@ -43,6 +43,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", stderr)
 	cfgPath := fs.String("c", os.Getenv("SHOUWANG_CONFIG"), "configuration `file` (default $SHOUWANG_CONFIG)")
 	role := fs.String("role", "all", "which workers to run: capture, transform, sink, check or all")
+	metricsAddr := fs.String("metrics-addr", os.Getenv("SHOUWANG_METRICS_ADDR"), "serve /metrics, /healthz and /readyz on this `address` instead of metrics.addr (default $SHOUWANG_METRICS_ADDR): one per role when several run on one host")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	exitOnStartup := fs.Bool("exit-on-startup-failure", false, "exit with status 3 when a source has not connected within its startup_grace, for every source")
 	if code, ok := parseFlags(fs, runHelp, args, stdout, stderr); !ok {
@@ -74,7 +75,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	w, err := newWorker(ctx, cfg, log, "")
+	w, err := newWorker(ctx, cfg, log, *metricsAddr)
 	if err != nil {
 		fmt.Fprintf(stderr, "shouwang run: %v\n", err)
 		return 2

@@ -220,10 +220,20 @@ func TestNeverConnectedSourceExits(t *testing.T) {
 		t.Errorf("stderr does not say why it exits:\n%s", stderr.String())
 	}
 
-	// The same from the configuration file: sources[].exit_on_startup_failure.
-	cfgPath = startupConfig(t, k.Brokers(), dsn, "mariadb", "gbdb.person", "    startup_grace: 1s\n    exit_on_startup_failure: true\n")
+	// The same from the configuration file: sources[].exit_on_startup_failure; and
+	// --metrics-addr serves /healthz where it says instead of metrics.addr.
+	cfgPath = startupConfig(t, k.Brokers(), dsn, "mariadb", "gbdb.person", "    startup_grace: 2s\n    exit_on_startup_failure: true\n")
 	stderr = &testenv.SyncBuffer{}
-	go func() { codec <- runRun([]string{"-c", cfgPath}, &stdout, stderr) }()
+	addr := fmt.Sprintf("127.0.0.1:%d", closedPort(t))
+	go func() { codec <- runRun([]string{"-c", cfgPath, "--metrics-addr", addr}, &stdout, stderr) }()
+	waitUntil(t, "/healthz on --metrics-addr", time.Minute, func() bool {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	select {
 	case code := <-codec:
 		if code != 3 {
