@@ -347,11 +347,16 @@ func (w *worker) leaseSource(ctx context.Context, source string, conns []*connec
 			w.watch.Standby(source, true)
 		}
 		for _, c := range conns {
+			w.server.SetHealthy("capture/"+c.name, true, "")
 			w.server.SetReady("capture/"+c.name, true, "standby: another process holds the capture lease")
 		}
 	}
 	standby()
-	var active atomic.Bool
+	// held is true from the lease's first generation here until a generation gives it
+	// to another member: it stays true across the rebalance in between (kafka-go joins
+	// the next generation only after the partition function returned), so that this
+	// member joins with the higher priority and keeps the lease.
+	var held atomic.Bool
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = time.Second, time.Minute, 0
 	for ctx.Err() == nil {
@@ -359,14 +364,19 @@ func (w *worker) leaseSource(ctx context.Context, source string, conns []*connec
 			func(context.Context, string, int) (int64, bool, error) { return bus.FirstOffset, true, nil })
 		if err == nil {
 			pc.Exclusive(func() int64 {
-				if active.Load() {
+				if held.Load() {
 					return 1
 				}
 				return 0
 			})
+			pc.OnStandby(func() {
+				if held.Swap(false) {
+					log.Warn("capture lease lost: another process captures the source; this one stands by")
+				}
+			})
 			log.Info("capture standing by for the lease")
 			err = pc.Run(ctx, func(pctx context.Context, _ *bus.Partition) error {
-				active.Store(true)
+				held.Store(true)
 				w.captureActive.WithLabelValues(source).Set(1)
 				if w.watch != nil {
 					w.watch.Standby(source, false)
@@ -378,13 +388,13 @@ func (w *worker) leaseSource(ctx context.Context, source string, conns []*connec
 				}
 				wg.Go(func() { w.consumeSourceSignals(pctx, source, conns) })
 				wg.Wait()
-				active.Store(false)
 				standby()
 				if ctx.Err() == nil {
-					log.Warn("capture lease lost: this process stopped capturing the source and stands by")
+					log.Info("capture stopped for a rebalance of the lease group (it resumes from its saved position if this process keeps the lease)")
 				}
 				return nil
 			})
+			held.Store(false) // out of the group: a new membership starts as a standby
 		}
 		if ctx.Err() != nil {
 			return

@@ -71,7 +71,14 @@ type PartitionConsumer struct {
 	m      *busMetrics
 	// balancer, when set (Exclusive), replaces kafka-go's range and round-robin.
 	balancer kafka.GroupBalancer
+	// onStandby, when set (OnStandby), is called for every generation that gives this
+	// exclusive member no partition.
+	onStandby func()
 }
+
+// OnStandby sets f to be called whenever a generation of an Exclusive group gives
+// this member no partition (another member holds them all). Call before Run.
+func (pc *PartitionConsumer) OnStandby(f func()) { pc.onStandby = f }
 
 // Exclusive makes the group give every partition to one member, the one with the
 // highest priority when the group forms (ties: the lowest member ID); the others stand
@@ -208,6 +215,9 @@ func (pc *PartitionConsumer) Run(ctx context.Context, fn PartitionFunc) error {
 		}
 		if len(assigned) == 0 && pc.balancer != nil {
 			log.Info("bus: joined generation as standby (another member consumes every partition)", "generation", gen.ID, "member", gen.MemberID)
+			if pc.onStandby != nil {
+				pc.onStandby()
+			}
 			continue
 		}
 		log.Info("bus: joined generation", "generation", gen.ID, "member", gen.MemberID, "partitions", assigned)
