@@ -140,7 +140,7 @@ func (d *demo) exportFeedback(ctx context.Context) error {
 		return err
 	}
 	defer db.Close()
-	lists, err := consistency.LoadFeedback(ctx, consistency.FeedbackOptions{DB: db, Regions: regions, Scope: d.cfg.Regions.Province,
+	lists, err := consistency.LoadFeedback(ctx, consistency.FeedbackOptions{DB: db, Regions: regions,
 		Identity: func(s string) (string, error) { return pii.MaskText(s), nil }})
 	if err != nil {
 		return err

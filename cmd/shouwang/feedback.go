@@ -48,7 +48,7 @@ func runFeedback(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "", "write the workbooks into this `directory` (created when missing)")
 	sinkName := fs.String("sink", "", "the postgres sink whose database holds the discrepancies (sinks[].name; default: the only postgres sink)")
 	deps := fs.String("department", "", "export only these department `codes`, comma-separated (e.g. canlian,minzheng; default: every one)")
-	scope := fs.String("region", "", "export only this region (a code of 2, 4, 6, 9 or 12 digits; default: regions.province)")
+	scope := fs.String("region", "", "export only this region (a code of 2, 4, 6, 9 or 12 digits; default: everything, subjects of no known region included)")
 	statuses := fs.String("status", "pending", "export discrepancies in these `statuses`, comma-separated (pending, confirmed, corrected, rejected)")
 	mask := fs.Bool("mask", false, "mask ID numbers (e.g. for a department that verifies by name and 户编号)")
 	if code, ok := parseFlags(fs, feedbackHelp, args[1:], stdout, stderr); !ok {
@@ -75,12 +75,16 @@ func runFeedback(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	if *scope == "" {
-		*scope = cfg.Regions.Province
-	} else if !validScope(*scope) {
-		return fail(fmt.Errorf("--region %s: not a region code (give 2, 4, 6, 9 or 12 digits, e.g. 513423)", *scope))
-	} else if _, ok := regions.Get((*scope + "000000000000")[:12]); !ok {
-		return fail(fmt.Errorf("--region %s: no such region in %s (give a code of 2, 4, 6, 9 or 12 digits, e.g. 513423)", *scope, regions.Name()))
+	// Without --region every open discrepancy is exported, those whose subject has no
+	// known region included (their own sheet 未知区划): the provincial database holds
+	// the province only.
+	if *scope != "" {
+		if !validScope(*scope) {
+			return fail(fmt.Errorf("--region %s: not a region code (give 2, 4, 6, 9 or 12 digits, e.g. 513423)", *scope))
+		}
+		if _, ok := regions.Get((*scope + "000000000000")[:12]); !ok {
+			return fail(fmt.Errorf("--region %s: no such region in %s (give a code of 2, 4, 6, 9 or 12 digits, e.g. 513423)", *scope, regions.Name()))
+		}
 	}
 	var departments []string
 	for _, d := range splitList(*deps) {
@@ -115,12 +119,12 @@ func runFeedback(args []string, stdout, stderr io.Writer) int {
 	}
 	files, err := writeFeedback(lists, *out, time.Now(), stdout)
 	audit(cfg, stderr, auditEntry{Action: "feedback export", Source: snk.Name, Target: *out, File: strings.Join(files, ","),
-		Reason: fmt.Sprintf("region %s, departments %s, status %s, mask %t", *scope, orAll(*deps), *statuses, *mask), Err: err})
+		Reason: fmt.Sprintf("region %s, departments %s, status %s, mask %t", orAll(*scope), orAll(*deps), *statuses, *mask), Err: err})
 	if err != nil {
 		return fail(err)
 	}
 	if len(lists) == 0 {
-		fmt.Fprintf(stdout, "没有待核实的行业数据比对差异 (no open discrepancies in region %s)\n", *scope)
+		fmt.Fprintf(stdout, "没有待核实的行业数据比对差异 (no open discrepancies in %s)\n", orAll(*scope))
 	}
 	return 0
 }

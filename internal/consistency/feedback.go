@@ -243,7 +243,7 @@ func (d *DepartmentFeedback) WriteXLSX(w io.Writer, generated time.Time) error {
 	lines := []string{
 		d.Label() + "行业数据比对反馈清单",
 		"生成时间：" + generated.Format("2006-01-02 15:04"),
-		fmt.Sprintf("共 %d 条待核实差异：部门数据与防返贫监测帮扶信息平台登记信息不一致。", len(d.Rows)),
+		fmt.Sprintf("共 %d 条差异（%s）：部门数据与防返贫监测帮扶信息平台登记信息不一致。", len(d.Rows), d.byStatus()),
 		"请逐条核实，在各县工作表的“核实结果”列选择：" + strings.Join(verdicts, "、") + "，并在“核实说明”列写明依据。",
 		"“比对编号”是差异的唯一编号，请勿修改，回传时据此对应。",
 		"本表含个人信息，仅限核实使用，请按数据安全管理规定传递和保管。",
@@ -375,6 +375,21 @@ func (d *DepartmentFeedback) WriteXLSX(w io.Writer, generated time.Time) error {
 		return fmt.Errorf("write the workbook: %w", err)
 	}
 	return nil
+}
+
+// byStatus counts the rows by status, in Chinese ("待核实 3 条、部门已确认 1 条").
+func (d *DepartmentFeedback) byStatus() string {
+	n := map[string]int{}
+	for _, r := range d.Rows {
+		n[r.Status]++
+	}
+	var parts []string
+	for _, st := range []string{"pending", "confirmed", "corrected", "rejected"} {
+		if n[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d 条", statusLabel(st), n[st]))
+		}
+	}
+	return strings.Join(parts, "、")
 }
 
 // sheetName is a county's sheet name: its name and code, within Excel's 31

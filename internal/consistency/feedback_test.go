@@ -148,6 +148,9 @@ func TestFeedbackLists(t *testing.T) {
 	if about != "残联行业数据比对反馈清单" {
 		t.Errorf("说明!A1 = %q", about)
 	}
+	if total, _ := f.GetCellValue("说明", "A3"); !strings.HasPrefix(total, "共 2 条差异（待核实 2 条）") {
+		t.Errorf("说明!A3 = %q", total)
+	}
 	summary, err := f.GetRows("汇总")
 	if err != nil {
 		t.Fatal(err)
