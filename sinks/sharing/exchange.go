@@ -237,20 +237,22 @@ func (w *ExchangeWorker) Run(ctx context.Context) error {
 }
 
 // rowRefusal reports whether err is the database refusing one row's values
-// (PostgreSQL class 22 data exception or 23 integrity violation; the MySQL data
+// (PostgreSQL class 22 data exceptions, NOT NULL and CHECK violations; the MySQL data
 // errors) rather than a failure of the connection or the server, which is retried.
 func rowRefusal(err error) bool {
 	if err == nil {
 		return false
 	}
+	// Unique and foreign-key violations are left out: with a constraint the platform
+	// added they may depend on the order rows arrive in, so they are retried.
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		return strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23")
+		return strings.HasPrefix(pe.Code, "22") || pe.Code == "23502" || pe.Code == "23514" // data, not null, check
 	}
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {
 		switch me.Number {
-		case 1048, 1062, 1264, 1265, 1292, 1366, 1406, 3140, 4025: // null, duplicate, range, truncated, value, string, too long, JSON, check
+		case 1048, 1264, 1265, 1292, 1366, 1406, 3140, 3819, 4025: // null, range, truncated, value, string, too long, JSON, check (MySQL 8, MariaDB)
 			return true
 		}
 	}
@@ -313,6 +315,11 @@ func (w *ExchangeWorker) apply(ctx context.Context, db *sql.DB, batch []bus.Fetc
 		}
 		if err != nil {
 			return fmt.Errorf("upsert %s %s: %w", it.Entity, pii.MaskText(it.Key), err)
+		}
+		if isolate { // PostgreSQL nests savepoints of one name: release each at once
+			if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT shouwang_row"); err != nil {
+				return err
+			}
 		}
 		n, _ := res.RowsAffected()
 		c := applied[it.Entity]
