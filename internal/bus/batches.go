@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,21 +41,38 @@ type BatchOptions[T any] struct {
 	// goroutines.
 	Lanes int
 	// RevokeGrace is how long a revoked partition waits for its lane's batch in
-	// flight before that batch's context is cancelled, so that a batch retrying
-	// against a database that is down cannot hold up the group's rebalance (default
-	// 10s). Batches then returns ErrRevokedInFlight.
+	// flight before that batch's context is cancelled if it is failing (apply called
+	// BatchFailing), so that a batch retrying against a database that is down cannot
+	// hold up the group's rebalance (default 10s); a slow batch that is not failing is
+	// waited for. Batches then returns ErrRevokedInFlight.
 	RevokeGrace time.Duration
 }
 
-// lane is one lane's state: applying is held while it applies a batch, and cancel
-// abandons that batch.
+// lane is one lane's state: applying is held while it applies a batch, cancel
+// abandons that batch, and failing says that the batch's apply reported a failure it
+// retries (BatchFailing).
 type lane struct {
 	applying sync.Mutex
 	mu       sync.Mutex
 	cancel   context.CancelCauseFunc
+	failing  atomic.Bool
 }
 
-// waitRevoked waits for the lane's batch in flight; after grace it cancels it.
+type failingKey struct{}
+
+// BatchFailing tells Batches that the batch whose apply got ctx has failed and is
+// being retried (the database is down, the platform answers 5xx): only such a batch is
+// abandoned when one of its partitions is revoked (RevokeGrace); a batch that is merely
+// slow is waited for. Outside a batch's context it does nothing.
+func BatchFailing(ctx context.Context) {
+	if f, ok := ctx.Value(failingKey{}).(*atomic.Bool); ok {
+		f.Store(true)
+	}
+}
+
+// waitRevoked waits for the lane's batch in flight; once grace has passed, a batch
+// that reported a failure (BatchFailing) is cancelled, one that is merely slow is
+// waited for.
 func (l *lane) waitRevoked(grace time.Duration) {
 	done := make(chan struct{})
 	go func() {
@@ -64,10 +82,16 @@ func (l *lane) waitRevoked(grace time.Duration) {
 	}()
 	t := time.NewTimer(grace)
 	defer t.Stop()
-	select {
-	case <-done:
-		return
-	case <-t.C:
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		if l.failing.Load() {
+			break
+		}
+		t.Reset(grace / 4)
 	}
 	l.mu.Lock()
 	if l.cancel != nil {
@@ -200,6 +224,8 @@ func batchLoop[T any](ctx context.Context, in <-chan Fetched[T], l *lane, o Batc
 		var err error
 		if len(live) > 0 {
 			actx, cancel := context.WithCancelCause(ctx)
+			l.failing.Store(false)
+			actx = context.WithValue(actx, failingKey{}, &l.failing)
 			l.mu.Lock()
 			l.cancel = cancel
 			l.mu.Unlock()

@@ -119,6 +119,7 @@ func TestBatchesRevokeAbandonsFailingBatch(t *testing.T) {
 		return Batches(ctx, pc, BatchOptions[struct{}]{Size: 10, Linger: 5 * time.Millisecond, RevokeGrace: 500 * time.Millisecond},
 			func(ctx context.Context, batch []Fetched[struct{}]) error {
 				if down { // retry until the context ends, as the sinks do while the database is down
+					BatchFailing(ctx)
 					select {
 					case stuck <- struct{}{}:
 					default:
@@ -196,4 +197,81 @@ func seedTopic(t *testing.T, topic string, parts, n int) ([]string, context.Cont
 		t.Fatal(err)
 	}
 	return brokers, ctx
+}
+
+// A batch that is slow but not failing (no BatchFailing) is waited for at a revoke,
+// however long past RevokeGrace: it commits, and nothing is abandoned or applied twice.
+func TestBatchesRevokeWaitsForSlowBatch(t *testing.T) {
+	const topic, parts, n = "slow", 2, 100
+	brokers, ctx := seedTopic(t, topic, parts, n)
+	var mu sync.Mutex
+	applied := map[string]int{}
+	stored := map[int]int64{}
+	slow := make(chan struct{})
+	var once sync.Once
+	member := func(ctx context.Context, first bool) error {
+		o := testOpts(brokers)
+		o.SessionTimeout = 6 * time.Second
+		pc, err := NewPartitionConsumer(o, "g", []string{topic}, func(_ context.Context, _ string, partition int) (int64, bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if off, ok := stored[partition]; ok {
+				return off, true, nil
+			}
+			return FirstOffset, true, nil
+		})
+		if err != nil {
+			return err
+		}
+		return Batches(ctx, pc, BatchOptions[struct{}]{Size: 10, Linger: 5 * time.Millisecond, RevokeGrace: 200 * time.Millisecond},
+			func(ctx context.Context, batch []Fetched[struct{}]) error {
+				if first {
+					once.Do(func() { close(slow); time.Sleep(3 * time.Second) }) // a long transaction, not a failure
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for _, f := range batch {
+					applied[fmt.Sprintf("%d@%d", f.Msg.Partition, f.Msg.Offset)]++
+					stored[f.Msg.Partition] = max(stored[f.Msg.Partition], f.Msg.Offset+1)
+				}
+				return nil
+			})
+	}
+	actx, stopA := context.WithCancel(ctx)
+	defer stopA()
+	aDone := make(chan error, 1)
+	go func() { aDone <- member(actx, true) }()
+	<-slow
+	bctx, stopB := context.WithCancel(ctx)
+	defer stopB()
+	bDone := make(chan error, 1)
+	go func() { bDone <- member(bctx, false) }()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		got := len(applied)
+		mu.Unlock()
+		if got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d applied", got, n)
+		}
+		select {
+		case err := <-aDone:
+			t.Fatalf("A returned %v while its slow batch was healthy", err)
+		default:
+		}
+	}
+	stopB()
+	stopA()
+	if err := errors.Join(<-aDone, <-bDone); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for k, c := range applied {
+		if c != 1 {
+			t.Errorf("%s applied %d times", k, c)
+		}
+	}
 }

@@ -154,6 +154,7 @@ func (w *Worker) retry(ctx context.Context, what string, op func() error, perman
 			return err
 		}
 		w.setReady(false, what+": "+err.Error())
+		bus.BatchFailing(ctx) // a rebalance may abandon this batch rather than wait for the database
 		wait := bo.NextBackOff()
 		w.sink.log.Error("sink: "+what+" failed; retrying (nothing is skipped)", "attempt", attempt, "retry_in", wait, "err", err)
 		select {

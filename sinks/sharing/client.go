@@ -42,6 +42,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/emmansun/gmsm/sm3"
+
+	"github.com/shouwang/shouwang/internal/bus"
 )
 
 // Item is one base-data record of a batch.
@@ -223,6 +225,7 @@ func (c *Client) sendRetrying(ctx context.Context, b Batch) ([]Outcome, error) {
 		case errors.As(err, &rt):
 			c.failure()
 			c.attempt("retry")
+			bus.BatchFailing(ctx) // a rebalance may abandon this batch rather than wait for the platform
 			// Give up only after an attempt made once MaxElapsed has passed: a
 			// Retry-After longer than the time left is still waited for (up to
 			// MaxElapsed), so that the platform is never called earlier than it asked

@@ -160,6 +160,7 @@ func (w *ExchangeWorker) retry(ctx context.Context, what string, op func() error
 		}
 		wait := bo.NextBackOff()
 		w.ready(false, what+": "+err.Error())
+		bus.BatchFailing(ctx) // a rebalance may abandon this batch rather than wait for the database
 		w.log.Error("sharing: "+what+" failed; retrying (nothing is skipped)", "attempt", attempt, "retry_in", wait, "err", err)
 		if err := sleep(ctx, wait); err != nil {
 			return err
