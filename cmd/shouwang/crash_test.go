@@ -842,15 +842,22 @@ func crashWorkerLog(t *testing.T, dir, name string) (string, *os.File, func(form
 // crashSeed is the random seed of a crash test: SHOUWANG_CRASH_SEED, or the clock.
 func crashSeed(t *testing.T) uint64 {
 	t.Helper()
+	return envSeed(t, "SHOUWANG_CRASH_SEED")
+}
+
+// envSeed is a random seed from the environment variable name, or the clock; it is
+// logged with the command that replays it.
+func envSeed(t *testing.T, name string) uint64 {
+	t.Helper()
 	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("SHOUWANG_CRASH_SEED"); s != "" {
+	if s := os.Getenv(name); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			t.Fatalf("SHOUWANG_CRASH_SEED=%q: %v", s, err)
+			t.Fatalf("%s=%q: %v", name, s, err)
 		}
 		seed = v
 	}
-	t.Logf("random seed %d (rerun with SHOUWANG_CRASH_SEED=%d)", seed, seed)
+	t.Logf("random seed %d (rerun with %s=%d)", seed, name, seed)
 	return seed
 }
 
