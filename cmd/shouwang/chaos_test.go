@@ -87,7 +87,7 @@ func TestChaosWholePipeline(t *testing.T) {
 	for _, r := range [][2]string{
 		{"  embedded: true\n", brokers.String()},
 		{"  partitions: 2\n", "  partitions: 3\n"},
-		{"monitor:\n  enabled: false\n", "monitor:\n  settle: 100ms\n  max_delay: 1s\n  as_of: \"2024-07-01\"\n"},
+		{"monitor:\n  enabled: false\n", "monitor:\n  enabled: ${SHOUWANG_CHAOS_MONITOR:-true}\n  settle: 100ms\n  max_delay: 1s\n  as_of: \"2024-07-01\"\n"},
 		{"    topics: [household, person]\n", "    topics: [" + strings.Join(chaosSinkEntities, ", ") + "]\n    batch_size: 500\n"},
 	} {
 		if strings.Count(yaml, r[0]) != 1 {
@@ -107,11 +107,14 @@ func TestChaosWholePipeline(t *testing.T) {
 	}
 	t.Cleanup(func() { src.Close() })
 
-	// One capture (a binlog reader is one replica by design) and one transform (the
-	// monitor keeps its rule state and input positions in one state file, so a second
-	// transform process of the same configuration cannot run beside it); two sinks of
-	// one consumer group share the canonical partitions (scale-out, issue #11 item 2).
-	workers := []*chaosWorker{{name: "capture", role: "capture"}, {name: "transform", role: "transform"},
+	// One capture (a binlog reader is one replica by design); two transform processes
+	// of one consumer group share the raw partitions of the registry mapping, but only
+	// the first runs the monitor (it needs every record of a household and keeps its
+	// rule state and input positions in one state file, so it does not scale out by
+	// partition): the second has SHOUWANG_CHAOS_MONITOR=false; two sinks of one
+	// consumer group share the canonical partitions (scale-out, issue #11 item 2).
+	workers := []*chaosWorker{{name: "capture", role: "capture"}, {name: "transform-1", role: "transform"},
+		{name: "transform-2", role: "transform", env: []string{"SHOUWANG_CHAOS_MONITOR=false"}},
 		{name: "sink-1", role: "sink"}, {name: "sink-2", role: "sink"}}
 	for _, w := range workers {
 		w.logPath, w.log, _ = crashWorkerLog(t, t.TempDir(), "chaos-"+w.name)
@@ -127,6 +130,23 @@ func TestChaosWholePipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	loaded := time.Since(began)
+	// Both scaled-out stages share their partitions between their two processes.
+	for _, group := range []string{"chaos-transform-registry", "chaos-sink-provincial"} {
+		wctx, stop := context.WithTimeout(ctx, 30*time.Second)
+		g, err := k.Cluster().WaitGroupStable(wctx, group, 2)
+		stop()
+		if err != nil {
+			t.Fatalf("group %s not stable with 2 members: %v (%+v)", group, err, g)
+		}
+		var assigned []int
+		for i := range g.Members {
+			assigned = append(assigned, g.Members[i].NumAssigned())
+			if g.Members[i].NumAssigned() == 0 {
+				t.Errorf("group %s: member %s has no partition: no scale-out", group, g.Members[i].MemberID)
+			}
+		}
+		t.Logf("group %s: 2 members with %v partitions", group, assigned)
+	}
 
 	wr, err := newChaosWriter(ctx, src, rand.New(rand.NewPCG(seed, 0x3717e)))
 	if err != nil {
@@ -169,7 +189,7 @@ func TestChaosWholePipeline(t *testing.T) {
 			if err := w.proc.kill(); err != nil {
 				t.Fatalf("%s: %v\n%s", w.name, err, logTailOf(w.logPath, 40))
 			}
-			kills[w.role]++
+			kills[w.name]++
 			w.start(t, bin, cfgPath)
 			nextKill = now.Add(chaosBetween(rng, 2*time.Second, 4*time.Second))
 		}
@@ -189,8 +209,8 @@ func TestChaosWholePipeline(t *testing.T) {
 	}
 	chaosTime := time.Since(chaosStart)
 	for _, w := range workers {
-		if kills[w.role] == 0 {
-			t.Errorf("the %s role was never killed: the chaos lasted too short a time (%s) to prove much", w.role, chaosTime)
+		if kills[w.name] == 0 {
+			t.Errorf("%s was never killed: the chaos lasted too short a time (%s) to prove much", w.name, chaosTime)
 		}
 	}
 
@@ -334,6 +354,7 @@ func chaosBetween(rng *rand.Rand, lo, hi time.Duration) time.Duration {
 // chaosWorker is one worker slot: a role and its log, restarted after every kill.
 type chaosWorker struct {
 	name, role string
+	env        []string // added to the environment
 	logPath    string
 	log        *os.File
 	proc       *crashProc
@@ -341,7 +362,8 @@ type chaosWorker struct {
 
 func (w *chaosWorker) start(t *testing.T, bin, cfgPath string) {
 	t.Helper()
-	w.proc = startRoleProc(t, bin, w.role, cfgPath, w.log)
+	fmt.Fprintf(w.log, "\n===== start %s %s %v =====\n", w.role, time.Now().Format(time.RFC3339Nano), w.env)
+	w.proc = startCrashProcEnv(t, bin, w.log, w.env, "run", "--role", w.role, "-c", cfgPath)
 }
 
 // chaosFault is one broker fault in force.

@@ -309,7 +309,17 @@ func startCrashProc(t *testing.T, bin, cfg string, log *os.File) *crashProc {
 // startCrashProcArgs starts the binary with args, output to log.
 func startCrashProcArgs(t *testing.T, bin string, log *os.File, args ...string) *crashProc {
 	t.Helper()
+	return startCrashProcEnv(t, bin, log, nil, args...)
+}
+
+// startCrashProcEnv starts the binary with args and the environment variables env
+// (NAME=value) added to the test's, output to log.
+func startCrashProcEnv(t *testing.T, bin string, log *os.File, env []string, args ...string) *crashProc {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	// Should the test binary die, the worker dies with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
