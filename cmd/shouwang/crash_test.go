@@ -309,7 +309,17 @@ func startCrashProc(t *testing.T, bin, cfg string, log *os.File) *crashProc {
 // startCrashProcArgs starts the binary with args, output to log.
 func startCrashProcArgs(t *testing.T, bin string, log *os.File, args ...string) *crashProc {
 	t.Helper()
+	return startCrashProcEnv(t, bin, log, nil, args...)
+}
+
+// startCrashProcEnv starts the binary with args and the environment variables env
+// (NAME=value) added to the test's, output to log.
+func startCrashProcEnv(t *testing.T, bin string, log *os.File, env []string, args ...string) *crashProc {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	// Should the test binary die, the worker dies with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -842,15 +852,22 @@ func crashWorkerLog(t *testing.T, dir, name string) (string, *os.File, func(form
 // crashSeed is the random seed of a crash test: SHOUWANG_CRASH_SEED, or the clock.
 func crashSeed(t *testing.T) uint64 {
 	t.Helper()
+	return envSeed(t, "SHOUWANG_CRASH_SEED")
+}
+
+// envSeed is a random seed from the environment variable name, or the clock; it is
+// logged with the command that replays it.
+func envSeed(t *testing.T, name string) uint64 {
+	t.Helper()
 	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("SHOUWANG_CRASH_SEED"); s != "" {
+	if s := os.Getenv(name); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			t.Fatalf("SHOUWANG_CRASH_SEED=%q: %v", s, err)
+			t.Fatalf("%s=%q: %v", name, s, err)
 		}
 		seed = v
 	}
-	t.Logf("random seed %d (rerun with SHOUWANG_CRASH_SEED=%d)", seed, seed)
+	t.Logf("random seed %d (rerun with %s=%d)", seed, name, seed)
 	return seed
 }
 
