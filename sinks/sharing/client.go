@@ -227,9 +227,9 @@ func (c *Client) sendRetrying(ctx context.Context, b Batch) ([]Outcome, error) {
 			c.attempt("retry")
 			bus.BatchFailing(ctx) // a rebalance may abandon this batch rather than wait for the platform
 			// Give up only after an attempt made once MaxElapsed has passed: a
-			// Retry-After longer than the time left is still waited for (up to
-			// MaxElapsed), so that the platform is never called earlier than it asked
-			// because the budget ran short.
+			// Retry-After longer than the time left is still waited for, capped at
+			// MaxElapsed itself, so a short remaining budget never makes the sink call
+			// again sooner than asked (one batch may take up to about 2×MaxElapsed).
 			if c.o.Now().Sub(start) >= c.o.MaxElapsed {
 				return nil, fmt.Errorf("sharing: batch %s not delivered after %d attempts in %s: %w", b.ID, attempt, c.o.MaxElapsed, rt.err)
 			}
