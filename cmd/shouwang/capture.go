@@ -569,15 +569,54 @@ func (w *worker) consumeSourceSignals(ctx context.Context, source string, conns 
 		var sig SnapshotSignal
 		if err := json.Unmarshal(m.Value, &sig); err != nil || (sig.Type != signalSnapshot && sig.Type != signalReleaseHeld) {
 			w.log.Error("signal consumer: ignoring a message that is not a snapshot or release signal", "offset", m.Offset, "type", sig.Type, "err", err)
-		} else if sig.Source == source && sig.Type == signalReleaseHeld {
-			w.applyRelease(sig, conns)
 		} else if sig.Source == source {
-			w.applySignal(sig, conns)
+			// A source between two runs (a restart, a rebalance of the capture lease)
+			// gets the signal once it runs again, not a warning and the signal gone.
+			if !w.waitRunning(ctx, sig, conns) {
+				return // stopped: uncommitted, the signal is handled by the next run
+			}
+			if sig.Type == signalReleaseHeld {
+				w.applyRelease(sig, conns)
+			} else {
+				w.applySignal(sig, conns)
+			}
 		}
 		if err := cons.Commit(ctx, m); err != nil && ctx.Err() == nil {
 			w.log.Error("signal consumer: commit", "err", err)
 		}
 	}
+}
+
+// signalWait is how long a signal waits for its source to run again before it is
+// handled anyway (and logged as for a source this worker does not run).
+var signalWait = 2 * time.Minute
+
+// waitRunning waits until a connector of the signal's source (and dataset, for a
+// snapshot of a filedrop source) runs; false when ctx ended first.
+func (w *worker) waitRunning(ctx context.Context, sig SnapshotSignal, conns []*connector) bool {
+	running := func() bool {
+		for _, c := range conns {
+			if c.source != sig.Source || (sig.Type == signalSnapshot && c.dataset != "" && c.dataset != sig.Table) {
+				continue
+			}
+			c.mu.Lock()
+			cur := c.current
+			c.mu.Unlock()
+			if cur != nil {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(signalWait)
+	for !running() && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return ctx.Err() == nil
 }
 
 // applyRelease hands a `shouwang held release` request to the source holding the
