@@ -20,10 +20,7 @@ const repoRoot = ".."
 // announced are metrics named by alerts and the dashboard before the code that
 // registers them has landed on this branch: the watchdogs (issue #10) export exactly
 // these names. Once they are registered the entry is redundant (the test says so).
-var announced = map[string]string{
-	"shouwang_watchdog_overdue":                     "watchdogs (issue #10)",
-	"shouwang_watchdog_last_seen_timestamp_seconds": "watchdogs (issue #10)",
-}
+var announced = map[string]string{}
 
 // external are series that Prometheus itself provides, not the workers.
 var external = map[string]bool{"up": true}
