@@ -387,7 +387,17 @@ func (w *worker) leaseSource(ctx context.Context, source string, conns []*connec
 					wg.Go(func() { w.supervise(pctx, c, onBatch, fail) })
 				}
 				wg.Go(func() { w.consumeSourceSignals(pctx, source, conns) })
+				stopped := make(chan struct{})
+				go func() {
+					<-pctx.Done()
+					select {
+					case <-stopped:
+					case <-time.After(10 * time.Second):
+						log.Warn("capture still stopping 10s after the lease was revoked: another process may capture the source meanwhile (changes may repeat, none are lost)")
+					}
+				}()
 				wg.Wait()
+				close(stopped)
 				standby()
 				if ctx.Err() == nil {
 					log.Info("capture stopped for a rebalance of the lease group (it resumes from its saved position if this process keeps the lease)")
