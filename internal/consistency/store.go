@@ -191,13 +191,18 @@ func (s *Store) Totals(ctx context.Context, inds []string, digits int, scope str
 	out := map[string]map[string]Total{}
 	var mu sync.Mutex
 	var errs []error
+	ctx, cancel := context.WithCancel(ctx) // the first failure stops the other scans
+	defer cancel()
 	run := func(j job) {
 		part := map[string]map[string]Total{}
 		err := s.scanTotals(ctx, j.q, j.args, j.g.inds, part)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
-			errs = append(errs, err)
+			if len(errs) == 0 || ctx.Err() == nil {
+				errs = append(errs, err)
+			}
+			cancel()
 			return
 		}
 		for ind, byRegion := range part {
