@@ -56,7 +56,9 @@ func TestChaosWholePipeline(t *testing.T) {
 	seconds := chaosEnvInt(t, "SHOUWANG_CHAOS_SECONDS", 40)
 	seed := envSeed(t, "SHOUWANG_CHAOS_SEED")
 	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	// The writer may fall behind its pace under the chaos: leave it three times the
+	// planned time, and the set-up and convergence their own 10 minutes.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute+3*time.Duration(seconds)*time.Second)
 	defer cancel()
 	began := time.Now()
 
