@@ -151,10 +151,8 @@ func newCheckRun(cfg *config.Config, ch config.Checker, scope string) (*checkRun
 	}
 	if scope == "" {
 		scope = cfg.Regions.Province
-	} else if !validScope(scope) {
-		return nil, fmt.Errorf("--region %s: not a region code (give 2, 4, 6, 9 or 12 digits, e.g. 513423)", scope)
-	} else if _, ok := regions.Get((scope + "000000000000")[:12]); !ok {
-		return nil, fmt.Errorf("--region %s: no such region in %s (give a code of 2, 4, 6, 9 or 12 digits, e.g. 513423)", scope, regions.Name())
+	} else if err := checkScope(regions, scope); err != nil {
+		return nil, err
 	}
 	ds, err := dict.Default()
 	if err != nil {
@@ -218,6 +216,18 @@ func validScope(s string) bool {
 		return strings.Trim(s, "0123456789") == ""
 	}
 	return false
+}
+
+// checkScope says what is wrong with a --region value: not a region code, or no such
+// region in the table.
+func checkScope(regions *region.Table, scope string) error {
+	if !validScope(scope) {
+		return fmt.Errorf("--region %s: not a region code (give 2, 4, 6, 9 or 12 digits, e.g. 513423)", scope)
+	}
+	if _, ok := regions.Get((scope + "000000000000")[:12]); !ok {
+		return fmt.Errorf("--region %s: no such region in %s (give a code of 2, 4, 6, 9 or 12 digits, e.g. 513423)", scope, regions.Name())
+	}
+	return nil
 }
 
 // openChecked opens a database and pings it (for at most 10s), so that an

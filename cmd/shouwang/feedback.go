@@ -79,11 +79,8 @@ func runFeedback(args []string, stdout, stderr io.Writer) int {
 	// known region included (their own sheet 未知区划): the provincial database holds
 	// the province only.
 	if *scope != "" {
-		if !validScope(*scope) {
-			return fail(fmt.Errorf("--region %s: not a region code (give 2, 4, 6, 9 or 12 digits, e.g. 513423)", *scope))
-		}
-		if _, ok := regions.Get((*scope + "000000000000")[:12]); !ok {
-			return fail(fmt.Errorf("--region %s: no such region in %s (give a code of 2, 4, 6, 9 or 12 digits, e.g. 513423)", *scope, regions.Name()))
+		if err := checkScope(regions, *scope); err != nil {
+			return fail(err)
 		}
 	}
 	var departments []string
