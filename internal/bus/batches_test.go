@@ -9,56 +9,105 @@ import (
 	"time"
 )
 
+// ledger is what a test sink stores: the next offset of each partition (written with
+// each applied batch, as the sinks store them with their rows) and how often each
+// message was applied.
+type ledger struct {
+	mu          sync.Mutex
+	stored      map[int]int64
+	applied     map[string]int
+	regressions int // stored offsets that went back
+}
+
+func newLedger() *ledger { return &ledger{stored: map[int]int64{}, applied: map[string]int{}} }
+
+// consumer joins group g on topic, each partition starting at its stored offset.
+func (l *ledger) consumer(brokers []string, topic string) (*PartitionConsumer, error) {
+	o := testOpts(brokers)
+	o.SessionTimeout = 6 * time.Second
+	return NewPartitionConsumer(o, "g", []string{topic}, func(_ context.Context, _ string, partition int) (int64, bool, error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if off, ok := l.stored[partition]; ok {
+			return off, true, nil
+		}
+		return FirstOffset, true, nil
+	})
+}
+
+// record applies a batch.
+func (l *ledger) record(batch []Fetched[struct{}]) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range batch {
+		l.applied[fmt.Sprintf("%d@%d", f.Msg.Partition, f.Msg.Offset)]++
+		if f.Msg.Offset+1 < l.stored[f.Msg.Partition] {
+			l.regressions++
+		}
+		l.stored[f.Msg.Partition] = max(l.stored[f.Msg.Partition], f.Msg.Offset+1)
+	}
+}
+
+// count is how many distinct messages were applied.
+func (l *ledger) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.applied)
+}
+
+// waitAll waits up to a minute until n distinct messages were applied; stop, when it
+// returns an error, ends the wait with it.
+func (l *ledger) waitAll(t *testing.T, n int, stop func() error) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); l.count() < n; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d applied", l.count(), n)
+		}
+		if stop != nil {
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// twice lists the messages applied more than once.
+func (l *ledger) twice() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for k, c := range l.applied {
+		if c > 1 {
+			out = append(out, fmt.Sprintf("%s ×%d", k, c))
+		}
+	}
+	return out
+}
+
 // A member joining and leaving while batches are applied: with offsets stored after
 // each batch (as the sinks store them with their rows), no message is applied twice
 // and no stored offset goes back.
 func TestBatchesRebalanceAppliesOnce(t *testing.T) {
 	const topic, parts, n = "batches", 4, 2000
 	brokers, ctx := seedTopic(t, topic, parts, n)
-
-	var mu sync.Mutex
-	stored := map[int]int64{}
-	applied := map[string]int{}
-	regressions := 0
+	l := newLedger()
 	member := func(ctx context.Context) error {
-		o := testOpts(brokers)
-		o.SessionTimeout = 6 * time.Second
-		pc, err := NewPartitionConsumer(o, "g", []string{topic}, func(_ context.Context, _ string, partition int) (int64, bool, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if off, ok := stored[partition]; ok {
-				return off, true, nil
-			}
-			return FirstOffset, true, nil
-		})
+		pc, err := l.consumer(brokers, topic)
 		if err != nil {
 			return err
 		}
 		return Batches(ctx, pc, BatchOptions[struct{}]{Size: 10, Linger: 5 * time.Millisecond, Lanes: 2},
 			func(ctx context.Context, batch []Fetched[struct{}]) error {
 				time.Sleep(50 * time.Millisecond) // a database transaction
-				mu.Lock()
-				defer mu.Unlock()
-				for _, f := range batch {
-					applied[fmt.Sprintf("%d@%d", f.Msg.Partition, f.Msg.Offset)]++
-					if f.Msg.Offset+1 < stored[f.Msg.Partition] {
-						regressions++
-					}
-					stored[f.Msg.Partition] = max(stored[f.Msg.Partition], f.Msg.Offset+1)
-				}
+				l.record(batch)
 				return nil
 			})
-	}
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(applied)
 	}
 	actx, stopA := context.WithCancel(ctx)
 	defer stopA()
 	aDone := make(chan error, 1)
 	go func() { aDone <- member(actx) }()
-	for count() < 40 {
+	for l.count() < 40 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	bctx, stopB := context.WithCancel(ctx)
@@ -69,25 +118,13 @@ func TestBatchesRebalanceAppliesOnce(t *testing.T) {
 	if err := <-bDone; err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(time.Minute); count() < n; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d applied", count(), n)
-		}
-	}
+	l.waitAll(t, n, nil)
 	stopA()
 	if err := <-aDone; err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	twice := 0
-	for _, c := range applied {
-		if c > 1 {
-			twice++
-		}
-	}
-	if twice > 0 || regressions > 0 {
-		t.Errorf("%d messages applied more than once, %d stored offsets went back", twice, regressions)
+	if twice := l.twice(); len(twice) > 0 || l.regressions > 0 {
+		t.Errorf("%d messages applied more than once, %d stored offsets went back", len(twice), l.regressions)
 	}
 }
 
@@ -98,21 +135,10 @@ func TestBatchesRebalanceAppliesOnce(t *testing.T) {
 func TestBatchesRevokeAbandonsFailingBatch(t *testing.T) {
 	const topic, parts, n = "stuck", 2, 200
 	brokers, ctx := seedTopic(t, topic, parts, n)
-	var mu sync.Mutex
-	applied := map[string]int{}
-	stored := map[int]int64{}
+	l := newLedger() // only B stores: every batch of A failed
 	stuck := make(chan struct{}, 1)
 	member := func(ctx context.Context, down bool) error {
-		o := testOpts(brokers)
-		o.SessionTimeout = 6 * time.Second
-		pc, err := NewPartitionConsumer(o, "g", []string{topic}, func(_ context.Context, _ string, partition int) (int64, bool, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if off, ok := stored[partition]; ok { // only B stores: every batch of A failed
-				return off, true, nil
-			}
-			return FirstOffset, true, nil
-		})
+		pc, err := l.consumer(brokers, topic)
 		if err != nil {
 			return err
 		}
@@ -127,12 +153,7 @@ func TestBatchesRevokeAbandonsFailingBatch(t *testing.T) {
 					<-ctx.Done()
 					return ctx.Err()
 				}
-				mu.Lock()
-				defer mu.Unlock()
-				for _, f := range batch {
-					applied[fmt.Sprintf("%d@%d", f.Msg.Partition, f.Msg.Offset)]++
-					stored[f.Msg.Partition] = max(stored[f.Msg.Partition], f.Msg.Offset+1)
-				}
+				l.record(batch)
 				return nil
 			})
 	}
@@ -155,26 +176,13 @@ func TestBatchesRevokeAbandonsFailingBatch(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("A's failing batch held the rebalance: A never returned")
 	}
-	count := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(applied)
-	}
-	for deadline := time.Now().Add(time.Minute); count() < n; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("B applied %d of %d", count(), n)
-		}
-	}
+	l.waitAll(t, n, nil)
 	stopB()
 	if err := <-bDone; err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for k, c := range applied {
-		if c != 1 {
-			t.Errorf("%s applied %d times", k, c)
-		}
+	for _, k := range l.twice() {
+		t.Errorf("%s applied more than once", k)
 	}
 }
 
@@ -204,22 +212,11 @@ func seedTopic(t *testing.T, topic string, parts, n int) ([]string, context.Cont
 func TestBatchesRevokeWaitsForSlowBatch(t *testing.T) {
 	const topic, parts, n = "slow", 2, 100
 	brokers, ctx := seedTopic(t, topic, parts, n)
-	var mu sync.Mutex
-	applied := map[string]int{}
-	stored := map[int]int64{}
+	l := newLedger()
 	slow := make(chan struct{})
 	var once sync.Once
 	member := func(ctx context.Context, first bool) error {
-		o := testOpts(brokers)
-		o.SessionTimeout = 6 * time.Second
-		pc, err := NewPartitionConsumer(o, "g", []string{topic}, func(_ context.Context, _ string, partition int) (int64, bool, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if off, ok := stored[partition]; ok {
-				return off, true, nil
-			}
-			return FirstOffset, true, nil
-		})
+		pc, err := l.consumer(brokers, topic)
 		if err != nil {
 			return err
 		}
@@ -228,12 +225,7 @@ func TestBatchesRevokeWaitsForSlowBatch(t *testing.T) {
 				if first {
 					once.Do(func() { close(slow); time.Sleep(3 * time.Second) }) // a long transaction, not a failure
 				}
-				mu.Lock()
-				defer mu.Unlock()
-				for _, f := range batch {
-					applied[fmt.Sprintf("%d@%d", f.Msg.Partition, f.Msg.Offset)]++
-					stored[f.Msg.Partition] = max(stored[f.Msg.Partition], f.Msg.Offset+1)
-				}
+				l.record(batch)
 				return nil
 			})
 	}
@@ -246,32 +238,20 @@ func TestBatchesRevokeWaitsForSlowBatch(t *testing.T) {
 	defer stopB()
 	bDone := make(chan error, 1)
 	go func() { bDone <- member(bctx, false) }()
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
-		mu.Lock()
-		got := len(applied)
-		mu.Unlock()
-		if got == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d applied", got, n)
-		}
+	l.waitAll(t, n, func() error {
 		select {
 		case err := <-aDone:
-			t.Fatalf("A returned %v while its slow batch was healthy", err)
+			return fmt.Errorf("A returned %v while its slow batch was healthy", err)
 		default:
+			return nil
 		}
-	}
+	})
 	stopB()
 	stopA()
 	if err := errors.Join(<-aDone, <-bDone); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for k, c := range applied {
-		if c != 1 {
-			t.Errorf("%s applied %d times", k, c)
-		}
+	for _, k := range l.twice() {
+		t.Errorf("%s applied more than once", k)
 	}
 }
