@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 )
 
 // ErrRevokedInFlight is what Batches returns when a partition was revoked while its
@@ -67,6 +69,39 @@ type failingKey struct{}
 func BatchFailing(ctx context.Context) {
 	if f, ok := ctx.Value(failingKey{}).(*atomic.Bool); ok {
 		f.Store(true)
+	}
+}
+
+// RetryBatch runs op until it succeeds, ctx ends (ctx's error), or permanent (when
+// set) says retrying cannot help (op's error), waiting with exponential backoff from
+// initial up to max between attempts, with no overall limit: a sink waits for its
+// database, it never skips. Each failure marks the batch of ctx as failing
+// (BatchFailing) and is told to failed (readiness, a log line) with the wait before
+// the next attempt.
+func RetryBatch(ctx context.Context, initial, max time.Duration, op func() error, permanent func(error) bool, failed func(attempt int, wait time.Duration, err error)) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = initial, max, 0
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if permanent != nil && permanent(err) {
+			return err
+		}
+		BatchFailing(ctx) // a rebalance may abandon this batch rather than wait
+		wait := bo.NextBackOff()
+		failed(attempt, wait, err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 }
 

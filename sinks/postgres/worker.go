@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -130,39 +129,14 @@ func (w *Worker) setReady(v bool, reason string) {
 	}
 }
 
-func (w *Worker) backoff() *backoff.ExponentialBackOff {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = w.sink.o.RetryInitial
-	bo.MaxInterval = w.sink.o.RetryMax
-	bo.MaxElapsedTime = 0 // the database is waited for as long as the worker runs
-	return bo
-}
-
-// retry runs op until it succeeds or ctx ends, with backoff, readiness false and a log
-// line per failure. It returns ctx's error, or op's error when permanent says so.
+// retry runs op until it succeeds or ctx ends (bus.RetryBatch), with backoff,
+// readiness false and a log line per failure. It returns ctx's error, or op's error
+// when permanent says so.
 func (w *Worker) retry(ctx context.Context, what string, op func() error, permanent func(error) bool) error {
-	bo := w.backoff()
-	for attempt := 1; ; attempt++ {
-		err := op()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if permanent != nil && permanent(err) {
-			return err
-		}
+	return bus.RetryBatch(ctx, w.sink.o.RetryInitial, w.sink.o.RetryMax, op, permanent, func(attempt int, wait time.Duration, err error) {
 		w.setReady(false, what+": "+err.Error())
-		bus.BatchFailing(ctx) // a rebalance may abandon this batch rather than wait for the database
-		wait := bo.NextBackOff()
 		w.sink.log.Error("sink: "+what+" failed; retrying (nothing is skipped)", "attempt", attempt, "retry_in", wait, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
+	})
 }
 
 // errConfig marks start-up problems that retrying cannot fix.

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/go-sql-driver/mysql" // driver "mysql"
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
@@ -146,26 +145,13 @@ func (w *ExchangeWorker) ready(v bool, reason string) {
 	}
 }
 
-// retry runs op until it succeeds or ctx ends; the database is waited for, never skipped.
+// retry runs op until it succeeds or ctx ends (bus.RetryBatch); the database is
+// waited for, never skipped.
 func (w *ExchangeWorker) retry(ctx context.Context, what string, op func() error) error {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval, bo.MaxInterval, bo.MaxElapsedTime = w.o.RetryInitial, w.o.RetryMax, 0
-	for attempt := 1; ; attempt++ {
-		err := op()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		wait := bo.NextBackOff()
+	return bus.RetryBatch(ctx, w.o.RetryInitial, w.o.RetryMax, op, nil, func(attempt int, wait time.Duration, err error) {
 		w.ready(false, what+": "+err.Error())
-		bus.BatchFailing(ctx) // a rebalance may abandon this batch rather than wait for the database
 		w.log.Error("sharing: "+what+" failed; retrying (nothing is skipped)", "attempt", attempt, "retry_in", wait, "err", err)
-		if err := sleep(ctx, wait); err != nil {
-			return err
-		}
-	}
+	})
 }
 
 // Run consumes until ctx is done.
